@@ -1,0 +1,81 @@
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using Roam.Nbd.Protocol;
+
+namespace Roam.Nbd.Server;
+
+/// <summary>
+/// One NBD client, from the first handshake byte to close. The protocol sees only a duplex pipe, so
+/// tests can run it over in-memory pipes; the listener owns the socket. Two failure kinds never mix:
+/// a per-request error becomes an error reply and the session goes on; a protocol error
+/// (<see cref="NbdProtocolException"/>) ends the connection through <see cref="Break"/>.
+/// </summary>
+internal sealed partial class NbdConnection : IAsyncDisposable
+{
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly INbdExportProvider _exports;
+    private readonly NbdServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly NbdReplyWriter _replies;
+    private readonly CancellationTokenSource _shutdown = new();
+    private NbdExport? _export;
+
+    public NbdConnection(long id, IDuplexPipe transport, INbdExportProvider exports, NbdServerOptions options, ILogger logger)
+    {
+        Id = id;
+        _input = transport.Input;
+        _output = transport.Output;
+        _exports = exports;
+        _options = options;
+        _logger = logger;
+        _replies = new NbdReplyWriter(_output);
+    }
+
+    public long Id { get; }
+
+    public string? ExportName => _export?.Name;
+
+    /// <summary>Runs the handshake and then the transmission phase until the client leaves or the server stops.</summary>
+    public async Task RunAsync()
+    {
+        try
+        {
+            if (await NegotiateAsync().ConfigureAwait(false))
+                await TransmitAsync().ConfigureAwait(false);
+        }
+        catch (NbdProtocolException ex)
+        {
+            Break(ex);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or System.Net.Sockets.SocketException)
+        {
+            Log.ConnectionLost(_logger, Id, ex.Message);
+        }
+        finally
+        {
+            await _input.CompleteAsync().ConfigureAwait(false);
+            await _output.CompleteAsync().ConfigureAwait(false);
+            _export?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Soft disconnect (the server is stopping): stop reading new requests, finish those in flight,
+    /// flush, close. During the handshake the client gets NBD_REP_ERR_SHUTDOWN to its next option.
+    /// </summary>
+    public void BeginShutdown()
+    {
+        _shutdown.Cancel();
+        _input.CancelPendingRead();
+    }
+
+    /// <summary>The one door out for protocol errors: log once, and the caller's finally closes both pipes.</summary>
+    private void Break(NbdProtocolException ex) => Log.ProtocolError(_logger, Id, ex.Rejection, ex.Message);
+
+    public ValueTask DisposeAsync()
+    {
+        _shutdown.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
