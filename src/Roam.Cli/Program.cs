@@ -1,1 +1,1 @@
-Console.WriteLine("roam: not yet");
+return await Roam.Cli.RoamCli.Run(args);

@@ -1,1 +1,3 @@
-Console.WriteLine("roamd: not yet");
+using Roam.Daemon.Hosting;
+
+return await new RoamdCommandLine(RoamdHost.RunAsync).InvokeAsync(args);

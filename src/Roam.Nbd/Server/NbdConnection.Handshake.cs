@@ -39,7 +39,8 @@ internal sealed partial class NbdConnection
             if (length > NbdProtocol.MaxOptionLength)
             {
                 // Too big to be real; drain it without buffering so the stream stays in sync, then say why.
-                if (length > 16 * 1024 * 1024)
+                // NBD_OPT_EXPORT_NAME cannot be answered with an option reply, so it can only be refused by closing.
+                if (length > 16 * 1024 * 1024 || option == NbdOption.ExportName)
                     throw new NbdProtocolException(NbdRejection.OptionTooLong, $"option {option} claims {length} bytes");
                 if (!await SkipAsync(length).ConfigureAwait(false)) return false;
                 await OptionReplyAsync(option, NbdOptionReply.ErrTooBig, "option too long").ConfigureAwait(false);
@@ -49,9 +50,11 @@ internal sealed partial class NbdConnection
             if (data is null) return false;
             Log.Option(_logger, Id, option, length);
 
-            if (_shutdown.IsCancellationRequested)
+            if (_shutdown.IsCancellationRequested && option != NbdOption.Abort)
             {
-                await OptionReplyAsync(option, NbdOptionReply.ErrShutdown, "server is shutting down").ConfigureAwait(false);
+                // NBD_OPT_ABORT is still acknowledged below; NBD_OPT_EXPORT_NAME has no error reply, so it just closes.
+                if (option != NbdOption.ExportName)
+                    await OptionReplyAsync(option, NbdOptionReply.ErrShutdown, "server is shutting down").ConfigureAwait(false);
                 return false;
             }
 
@@ -85,9 +88,9 @@ internal sealed partial class NbdConnection
                     await HandleMetaContextAsync(option, data).ConfigureAwait(false);
                     break;
                 case NbdOption.StartTls:
-                    // No TLS on the NBD listener yet: policy refuses it, and the session stays in plaintext.
-                    await OptionReplyAsync(option, data.Length != 0 ? NbdOptionReply.ErrInvalid : NbdOptionReply.ErrPolicy,
-                        "TLS is not available on this listener").ConfigureAwait(false);
+                    // The server has no TLS at all (NOTLS mode), which the spec answers with ERR_UNSUP; ERR_POLICY is
+                    // for a server that has TLS but refuses it. The client may go on in plaintext.
+                    await OptionReplyAsync(option, NbdOptionReply.ErrUnsupported, "TLS is not supported by this server").ConfigureAwait(false);
                     break;
                 default:
                     await OptionReplyAsync(option, NbdOptionReply.ErrUnsupported, $"option {(uint)option} is not supported").ConfigureAwait(false);
@@ -200,6 +203,8 @@ internal sealed partial class NbdConnection
 
     private async Task HandleMetaContextAsync(NbdOption option, byte[] data)
     {
+        // SET replaces the selection even when it fails, so a refused SET leaves nothing selected.
+        if (option == NbdOption.SetMetaContext) _baseAllocationSelected = false;
         // u32 name length | name | u32 query count | count x (u32 length | query)
         if (!TryReadName(data, out var name, out int at) || data.Length < at + 4)
         {
@@ -279,8 +284,9 @@ internal sealed partial class NbdConnection
         else
         {
             if (export.Device.Capabilities.CanTrim) flags |= NbdTransmissionFlags.SendTrim;
-            if (export.Device.Capabilities.CanZero) flags |= NbdTransmissionFlags.SendWriteZeroes;
-            if (export.Device.Capabilities.CanFastZero) flags |= NbdTransmissionFlags.SendFastZero;
+            // FAST_ZERO is a flag of WRITE_ZEROES: the spec wants it clear whenever WRITE_ZEROES is.
+            if (export.Device.Capabilities.CanZero)
+                flags |= NbdTransmissionFlags.SendWriteZeroes | (export.Device.Capabilities.CanFastZero ? NbdTransmissionFlags.SendFastZero : 0);
         }
         if (_replies.StructuredReplies) flags |= NbdTransmissionFlags.SendDf;
         return flags;

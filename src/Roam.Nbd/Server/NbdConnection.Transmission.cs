@@ -146,71 +146,74 @@ internal sealed partial class NbdConnection
         long offset = (long)request.Offset;
         bool fua = request.Flags.HasFlag(NbdCommandFlags.Fua);
         var ct = CancellationToken.None; // a request once started runs to completion: its reply is owed
-        try
-        {
-            switch (request.Command)
-            {
-                case NbdCommand.Read:
-                    await HandleReadAsync(request, device).ConfigureAwait(false);
-                    return;
-                case NbdCommand.Write:
-                    await device.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), fua, ct).ConfigureAwait(false);
-                    break;
-                case NbdCommand.Flush:
-                    await device.FlushAsync(ct).ConfigureAwait(false);
-                    break;
-                case NbdCommand.Trim:
-                    await device.TrimAsync(offset, request.Length, fua, ct).ConfigureAwait(false);
-                    break;
-                case NbdCommand.WriteZeroes:
-                    await device.ZeroAsync(offset, request.Length,
-                        mayDeallocate: !request.Flags.HasFlag(NbdCommandFlags.NoHole),
-                        fastOnly: request.Flags.HasFlag(NbdCommandFlags.FastZero), fua, ct).ConfigureAwait(false);
-                    break;
-                case NbdCommand.Cache:
-                    await device.CacheAsync(offset, request.Length, ct).ConfigureAwait(false);
-                    break;
-                case NbdCommand.BlockStatus:
-                    await HandleBlockStatusAsync(request, device).ConfigureAwait(false);
-                    return;
-            }
-            await _replies.DoneAsync(request.Cookie).ConfigureAwait(false);
-        }
-        catch (BlockDeviceException ex)
-        {
-            Log.RequestFailed(_logger, Id, request.Command, request.Offset, request.Length, ex.Message);
-            await ReplyErrorAsync(request, NbdErrors.From(ex.Error), ex.Message).ConfigureAwait(false);
-        }
-    }
-
-    private async ValueTask HandleReadAsync(NbdRequest request, IBlockDevice device)
-    {
-        // A simple reply puts the error before the data, so the data is read in full into a pooled
+        // A simple reply puts the error before the data, so a READ is read in full into a pooled
         // buffer first; a failure then still gets a proper error reply instead of a dropped connection.
-        var buffer = ArrayPool<byte>.Shared.Rent((int)request.Length);
+        byte[]? data = request.Command == NbdCommand.Read ? ArrayPool<byte>.Shared.Rent((int)request.Length) : null;
+        IReadOnlyList<Extent>? extents = null;
+        BlockDeviceException? failure = null;
         try
         {
-            var data = buffer.AsMemory(0, (int)request.Length);
-            await device.ReadAsync((long)request.Offset, data, CancellationToken.None).ConfigureAwait(false);
-            await _replies.ReadDataAsync(request.Cookie, request.Offset, data).ConfigureAwait(false);
+            // Phase 1, the device. Every storage failure is this request's alone, whether the device
+            // classified it (BlockDeviceException) or a system call surfaced a bare IOException.
+            try
+            {
+                switch (request.Command)
+                {
+                    case NbdCommand.Read:
+                        await device.ReadAsync(offset, data.AsMemory(0, (int)request.Length), ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.Write:
+                        await device.WriteAsync(offset, payload.AsMemory(0, (int)request.Length), fua, ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.Flush:
+                        await device.FlushAsync(ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.Trim:
+                        await device.TrimAsync(offset, request.Length, fua, ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.WriteZeroes:
+                        await device.ZeroAsync(offset, request.Length,
+                            mayDeallocate: !request.Flags.HasFlag(NbdCommandFlags.NoHole),
+                            fastOnly: request.Flags.HasFlag(NbdCommandFlags.FastZero), fua, ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.Cache:
+                        await device.CacheAsync(offset, request.Length, ct).ConfigureAwait(false);
+                        break;
+                    case NbdCommand.BlockStatus:
+                        extents = await device.GetExtentsAsync(offset, request.Length, ct).ConfigureAwait(false);
+                        break;
+                }
+            }
+            catch (IOException ex)
+            {
+                failure = BlockDeviceException.From(ex);
+            }
+
+            // Phase 2, the reply. A failure to write it means the client is gone, which the caller handles.
+            if (failure is not null)
+            {
+                Log.RequestFailed(_logger, Id, request.Command, request.Offset, request.Length, failure.Message);
+                await ReplyErrorAsync(request, NbdErrors.From(failure.Error), failure.Message).ConfigureAwait(false);
+            }
+            else if (request.Command == NbdCommand.Read)
+                await _replies.ReadDataAsync(request.Cookie, request.Offset, data.AsMemory(0, (int)request.Length)).ConfigureAwait(false);
+            else if (request.Command == NbdCommand.BlockStatus)
+                await _replies.BlockStatusAsync(request.Cookie, NbdProtocol.BaseAllocationContextId, Clip(request, extents!)).ConfigureAwait(false);
+            else
+                await _replies.DoneAsync(request.Cookie).ConfigureAwait(false);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (data is not null) ArrayPool<byte>.Shared.Return(data);
         }
     }
 
-    private async ValueTask HandleBlockStatusAsync(NbdRequest request, IBlockDevice device)
+    private static IReadOnlyList<Extent> Clip(NbdRequest request, IReadOnlyList<Extent> extents)
     {
-        var extents = await device.GetExtentsAsync((long)request.Offset, request.Length, CancellationToken.None).ConfigureAwait(false);
-        IReadOnlyList<Extent> reply = extents;
-        if (request.Flags.HasFlag(NbdCommandFlags.RequestOne) && extents.Count > 1) reply = [extents[0]];
-        else if (extents.Count > 1024)
-        {
-            // A reply needs only to make progress; cap the chunk so a fragmented file cannot make it huge.
-            reply = extents.Take(1024).ToList();
-        }
-        await _replies.BlockStatusAsync(request.Cookie, NbdProtocol.BaseAllocationContextId, reply).ConfigureAwait(false);
+        if (request.Flags.HasFlag(NbdCommandFlags.RequestOne) && extents.Count > 1) return [extents[0]];
+        // A reply needs only to make progress; cap the chunk so a fragmented file cannot make it huge.
+        if (extents.Count > 1024) return extents.Take(1024).ToList();
+        return extents;
     }
 
     /// <summary>Validation happens once, here at the edge (nbdkit's validate_request); layers below only assert.</summary>

@@ -33,7 +33,11 @@ internal sealed class NbdReplyWriter(PipeWriter output)
         finally { _lock.Release(); }
     }
 
-    /// <summary>A successful READ: one OFFSET_DATA chunk (never fragmented, which is why DF is free to honour).</summary>
+    /// <summary>
+    /// A successful READ: one OFFSET_DATA chunk (never fragmented, which is why DF is free to honour).
+    /// An empty READ gets a lone NONE chunk instead: OFFSET_DATA must describe at least one byte, and
+    /// once structured replies are negotiated a READ may not be answered with a simple reply.
+    /// </summary>
     public async ValueTask ReadDataAsync(ulong cookie, ulong offset, ReadOnlyMemory<byte> data)
     {
         if (!StructuredReplies)
@@ -44,17 +48,25 @@ internal sealed class NbdReplyWriter(PipeWriter output)
         await _lock.WaitAsync().ConfigureAwait(false);
         try
         {
-            var span = output.GetSpan(NbdProtocol.StructuredReplyHeaderSize + 8);
-            WriteChunkHeader(span, cookie, NbdReplyFlags.Done, NbdReplyType.OffsetData, 8 + data.Length);
-            BinaryPrimitives.WriteUInt64BigEndian(span[NbdProtocol.StructuredReplyHeaderSize..], offset);
-            output.Advance(NbdProtocol.StructuredReplyHeaderSize + 8);
-            output.Write(data.Span);
+            if (data.IsEmpty)
+            {
+                WriteChunkHeader(output.GetSpan(NbdProtocol.StructuredReplyHeaderSize), cookie, NbdReplyFlags.Done, NbdReplyType.None, 0);
+                output.Advance(NbdProtocol.StructuredReplyHeaderSize);
+            }
+            else
+            {
+                var span = output.GetSpan(NbdProtocol.StructuredReplyHeaderSize + 8);
+                WriteChunkHeader(span, cookie, NbdReplyFlags.Done, NbdReplyType.OffsetData, 8 + data.Length);
+                BinaryPrimitives.WriteUInt64BigEndian(span[NbdProtocol.StructuredReplyHeaderSize..], offset);
+                output.Advance(NbdProtocol.StructuredReplyHeaderSize + 8);
+                output.Write(data.Span);
+            }
             await output.FlushAsync().ConfigureAwait(false);
         }
         finally { _lock.Release(); }
     }
 
-    /// <summary>Success without data: a simple reply, or NBD_REPLY_TYPE_NONE with DONE.</summary>
+    /// <summary>Success without data: always a simple reply, which the spec allows for every command but READ.</summary>
     public ValueTask DoneAsync(ulong cookie) => SimpleAsync(cookie, NbdError.None);
 
     /// <summary>An error; with structured replies an ERROR chunk carrying a message.</summary>

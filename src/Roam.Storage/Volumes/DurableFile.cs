@@ -1,3 +1,4 @@
+using System.Runtime.Versioning;
 using Roam.Storage.Devices;
 
 namespace Roam.Storage.Volumes;
@@ -18,14 +19,61 @@ public static class DurableFile
             RandomAccess.Write(handle, content, 0);
             NativeFile.FullSync(handle);
         }
-        File.Move(temp, path, overwrite: true);
-        NativeFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        Publish(temp, path);
+    }
+
+    /// <summary>
+    /// Like <see cref="Write(string, ReadOnlySpan{byte})"/>, but the file is created with
+    /// <paramref name="mode"/> (less the umask). The mode is set by open(O_CREAT), not by a chmod
+    /// afterwards, so a secret (a private key, mode 0600) is never readable by others, not even briefly.
+    /// </summary>
+    [UnsupportedOSPlatform("windows")]
+    public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode)
+    {
+        var temp = path + TempSuffix;
+        // A temp file left by a crash keeps its old mode when reopened, so start from a new one.
+        File.Delete(temp);
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            Share = FileShare.None,
+            UnixCreateMode = mode,
+        };
+        using (var stream = new FileStream(temp, options))
+        {
+            stream.Write(content);
+            stream.Flush();
+            NativeFile.FullSync(stream.SafeFileHandle);
+        }
+        Publish(temp, path);
+    }
+
+    /// <summary>
+    /// Creates a directory with <paramref name="mode"/> (when it does not exist yet) and fsyncs its
+    /// parent, so the new directory entry survives a crash along with the files later written in it.
+    /// </summary>
+    [UnsupportedOSPlatform("windows")]
+    public static void CreateDirectory(string path, UnixFileMode mode)
+    {
+        var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) return;
+        var parent = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(parent);
+        Directory.CreateDirectory(full, mode);
+        NativeFile.SyncDirectory(parent);
     }
 
     public static void Delete(string path)
     {
         if (!File.Exists(path)) return;
         File.Delete(path);
+        NativeFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    private static void Publish(string temp, string path)
+    {
+        File.Move(temp, path, overwrite: true);
         NativeFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 }

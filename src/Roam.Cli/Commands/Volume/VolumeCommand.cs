@@ -1,0 +1,24 @@
+using System.CommandLine;
+using Roam.Cli.Commands.Volume.Create;
+using Roam.Cli.Commands.Volume.Delete;
+using Roam.Cli.Commands.Volume.Export;
+using Roam.Cli.Commands.Volume.Import;
+using Roam.Cli.Commands.Volume.List;
+using Roam.Cli.Commands.Volume.Resize;
+using Roam.Cli.Commands.Volume.Show;
+
+namespace Roam.Cli.Commands.Volume;
+
+internal sealed class VolumeCommand : Command
+{
+    public VolumeCommand(CliEnvironment environment) : base("volume", "Create, inspect, grow, delete, import and export volumes")
+    {
+        Subcommands.Add(new VolumeCreateCommand(environment));
+        Subcommands.Add(new VolumeListCommand(environment));
+        Subcommands.Add(new VolumeShowCommand(environment));
+        Subcommands.Add(new VolumeResizeCommand(environment));
+        Subcommands.Add(new VolumeDeleteCommand(environment));
+        Subcommands.Add(new VolumeImportCommand(environment));
+        Subcommands.Add(new VolumeExportCommand(environment));
+    }
+}

@@ -1,0 +1,39 @@
+using System.Globalization;
+using Roam.Control;
+using Spectre.Console;
+
+namespace Roam.Cli.Output;
+
+/// <summary>Volumes as tables for people; --json prints the same records instead.</summary>
+internal static class VolumeOutput
+{
+    public static void WriteTable(IAnsiConsole console, IReadOnlyList<VolumeView> volumes)
+    {
+        if (volumes.Count == 0)
+        {
+            console.Profile.Out.Writer.WriteLine("no volumes (create one with: roam volume create NAME --size 10G)");
+            return;
+        }
+        var table = new Table().Border(TableBorder.Simple)
+            .AddColumn("NAME")
+            .AddColumn(new TableColumn("SIZE").RightAligned())
+            .AddColumn(new TableColumn("ALLOCATED").RightAligned())
+            .AddColumn(new TableColumn("CONNECTIONS").RightAligned());
+        foreach (var v in volumes)
+            table.AddRow(Markup.Escape(v.Name), Sizes.Format(v.Size), Sizes.Format(v.AllocatedBytes), v.OpenConnections.ToString(CultureInfo.InvariantCulture));
+        console.Write(table);
+    }
+
+    public static void WriteDetails(IAnsiConsole console, VolumeView v)
+    {
+        var grid = new Grid().AddColumn(new GridColumn().NoWrap().PadRight(2)).AddColumn();
+        grid.AddRow("Name", Markup.Escape(v.Name));
+        grid.AddRow("Size", $"{Sizes.Format(v.Size)} ({v.Size.ToString(CultureInfo.InvariantCulture)} bytes)");
+        grid.AddRow("Allocated", $"{Sizes.Format(v.AllocatedBytes)} ({v.AllocatedBytes.ToString(CultureInfo.InvariantCulture)} bytes)");
+        grid.AddRow("Connections", v.OpenConnections.ToString(CultureInfo.InvariantCulture));
+        grid.AddRow("Id", v.Id.ToString());
+        grid.AddRow("Created", v.Created.ToString("u", CultureInfo.InvariantCulture));
+        for (int i = 0; i < v.NbdUris.Count; i++) grid.AddRow(i == 0 ? "NBD" : "", Markup.Escape(v.NbdUris[i]));
+        console.Write(grid);
+    }
+}

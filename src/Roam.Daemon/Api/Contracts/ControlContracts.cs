@@ -1,0 +1,66 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+// The control API's wire records. This file is compiled into both roamd and roam (linked), so the
+// two sides cannot drift apart; the CLI still depends on nothing but HTTP.
+namespace Roam.Control;
+
+/// <summary>GET /v1/host.</summary>
+internal sealed record HostInfo(string Version, int Pid, string DataDir, string ControlSocket, string NbdSocket, string? NbdTcp, int Volumes, int RunningJobs);
+
+/// <summary>A volume with its live state and the URIs NBD clients connect to.</summary>
+internal sealed record VolumeView(string Name, long Size, long AllocatedBytes, int OpenConnections, Guid Id, DateTimeOffset Created, IReadOnlyList<string> NbdUris);
+
+/// <summary>POST /v1/volumes. Sizes are text ("10G", "1048576") or a JSON number of bytes.</summary>
+internal sealed record CreateVolumeRequest(string? Name, [property: JsonConverter(typeof(SizeTextConverter))] string? Size);
+
+/// <summary>POST /v1/volumes/{name}/resize.</summary>
+internal sealed record ResizeVolumeRequest([property: JsonConverter(typeof(SizeTextConverter))] string? Size);
+
+/// <summary>POST /v1/volumes/{name}/import: Path is absolute; Format is "raw", "qcow2" or null to detect it.</summary>
+internal sealed record ImportRequest(string? Path, string? Format);
+
+/// <summary>POST /v1/volumes/{name}/export: Format null means qcow2 for a .qcow2 path, raw otherwise.</summary>
+internal sealed record ExportRequest(string? Path, string? Format, bool Force);
+
+/// <summary>A background import or export. State is one of <see cref="JobStates"/>.</summary>
+internal sealed record JobView(
+    string Id,
+    string Kind,
+    string Volume,
+    string Path,
+    string Format,
+    string State,
+    long BytesDone,
+    long BytesTotal,
+    double BytesPerSecond,
+    double ElapsedSeconds,
+    long? AllocatedBytes,
+    string? Error);
+
+internal static class JobStates
+{
+    public const string Running = "running";
+    public const string Succeeded = "succeeded";
+    public const string Failed = "failed";
+    public const string Cancelled = "cancelled";
+
+    public static bool IsFinished(string state) => state != Running;
+}
+
+/// <summary>Every error response: one line a person can act on.</summary>
+internal sealed record ErrorResponse(string Error);
+
+/// <summary>Reads a size given either as text or as a JSON number; writes it as text.</summary>
+internal sealed class SizeTextConverter : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.Number => reader.TryGetInt64(out var n) ? n.ToString(System.Globalization.CultureInfo.InvariantCulture) : throw new JsonException("size must be a whole number of bytes"),
+        JsonTokenType.String => reader.GetString(),
+        JsonTokenType.Null => null,
+        _ => throw new JsonException("size must be a string such as \"10G\" or a number of bytes"),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
+}

@@ -1,0 +1,17 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Roam.Control;
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(HostInfo))]
+[JsonSerializable(typeof(VolumeView))]
+[JsonSerializable(typeof(IReadOnlyList<VolumeView>))]
+[JsonSerializable(typeof(CreateVolumeRequest))]
+[JsonSerializable(typeof(ResizeVolumeRequest))]
+[JsonSerializable(typeof(ImportRequest))]
+[JsonSerializable(typeof(ExportRequest))]
+[JsonSerializable(typeof(JobView))]
+[JsonSerializable(typeof(IReadOnlyList<JobView>))]
+[JsonSerializable(typeof(ErrorResponse))]
+internal sealed partial class ControlJsonContext : JsonSerializerContext;

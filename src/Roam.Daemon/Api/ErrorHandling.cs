@@ -1,0 +1,78 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Roam.Control;
+using Roam.Storage.Volumes;
+
+namespace Roam.Daemon.Api;
+
+/// <summary>
+/// The API's single door out for failures: every exception becomes {"error": "one line"} with a
+/// status a client can branch on. Expected refusals are not logged as errors; anything unexpected is
+/// a 500 whose details go to the log, never to the client.
+/// </summary>
+internal static class ErrorHandling
+{
+    public static IApplicationBuilder UseControlApiErrors(this IApplicationBuilder app)
+    {
+        var logger = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Daemon.Api");
+        return app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                // The client went away; nobody is left to answer.
+            }
+            catch (Exception ex) when (!context.Response.HasStarted)
+            {
+                var (status, message) = Map(ex);
+                if (status >= 500 && ex is not ApiException) Log.ApiFailed(logger, context.Request.Method, context.Request.Path, ex);
+                context.Response.Clear();
+                await WriteAsync(context, status, message).ConfigureAwait(false);
+            }
+        });
+    }
+
+    public static Task WriteAsync(HttpContext context, int status, string message)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(JsonSerializer.Serialize(new ErrorResponse(message.ReplaceLineEndings(" ").Trim()), ControlJsonContext.Default.ErrorResponse));
+    }
+
+    /// <summary>Gives the empty answers of routing (no endpoint, wrong method, not JSON) a reason.</summary>
+    public static Task WriteStatusAsync(StatusCodeContext context)
+    {
+        var http = context.HttpContext;
+        var request = $"{http.Request.Method} {http.Request.Path}";
+        return WriteAsync(http, http.Response.StatusCode, http.Response.StatusCode switch
+        {
+            StatusCodes.Status404NotFound => $"no such API endpoint: {request}",
+            StatusCodes.Status405MethodNotAllowed => $"method not allowed: {request}",
+            StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)",
+            int code => $"HTTP {code} for {request}",
+        });
+    }
+
+    public static (int Status, string Message) Map(Exception ex) => ex switch
+    {
+        ApiException a => (a.StatusCode, a.Message),
+        VolumeException v => (v.Error switch
+        {
+            VolumeError.NotFound => StatusCodes.Status404NotFound,
+            VolumeError.AlreadyExists or VolumeError.InUse => StatusCodes.Status409Conflict,
+            _ => StatusCodes.Status400BadRequest,
+        }, v.Message),
+        BadHttpRequestException b => (b.StatusCode, BadRequestMessage(b)),
+        _ => (StatusCodes.Status500InternalServerError, $"internal error in roamd: {ex.Message} (details are in roamd's log)"),
+    };
+
+    private static string BadRequestMessage(BadHttpRequestException ex) =>
+        ex.InnerException is JsonException json ? $"invalid request body: {json.Message}"
+        : ex.Message.Contains("body", StringComparison.OrdinalIgnoreCase) ? "invalid or missing JSON request body"
+        : ex.Message;
+}

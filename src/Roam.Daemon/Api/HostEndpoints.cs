@@ -1,0 +1,20 @@
+using System.Reflection;
+using Roam.Control;
+using Roam.Daemon.Hosting;
+using Roam.Daemon.Jobs;
+using Roam.Storage.Volumes;
+
+namespace Roam.Daemon.Api;
+
+internal static class HostEndpoints
+{
+    public static string Version { get; } =
+        typeof(HostEndpoints).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    public static void MapHostEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/host", (RoamdOptions options, NbdEndpoints nbd, VolumeStore store, JobManager jobs) =>
+            new HostInfo(Version, Environment.ProcessId, options.DataDir, options.ControlSocket, nbd.UnixSocket, nbd.TcpAddress,
+                store.List().Count, jobs.RunningCount));
+    }
+}

@@ -1,0 +1,75 @@
+using System.CommandLine;
+
+namespace Roam.Daemon.Hosting;
+
+/// <summary>roamd's options: --data-dir, --config, --nbd-listen. The command line wins over the config file.</summary>
+internal sealed class RoamdCommandLine
+{
+    public const int UsageError = 2;
+
+    private readonly Option<string?> _dataDir = new("--data-dir")
+    {
+        Description = $"Directory holding the volumes, the lock and the sockets (default {RoamdOptions.DefaultDataDir})",
+        HelpName = "DIR",
+    };
+
+    private readonly Option<string?> _config = new("--config")
+    {
+        Description = "JSON file with the same settings as keys (\"dataDir\", \"nbdListen\"); the command line wins",
+        HelpName = "FILE",
+    };
+
+    private readonly Option<string?> _nbdListen = new("--nbd-listen")
+    {
+        Description = $"Also serve NBD over TCP on ADDR[:PORT] (port {RoamdOptions.DefaultNbdPort} if omitted). Without it, NBD is served only on DATA_DIR/nbd.sock",
+        HelpName = "ADDR:PORT",
+    };
+
+    public RootCommand Root { get; }
+
+    public RoamdCommandLine(Func<RoamdOptions, CancellationToken, Task<int>> run)
+    {
+        Root = new RootCommand("roamd: keeps this host's volumes in sparse files and serves them over NBD; `roam` drives it through DATA_DIR/control.sock.")
+        {
+            _dataDir, _config, _nbdListen,
+        };
+        Root.SetAction(async (parseResult, cancellationToken) =>
+        {
+            RoamdOptions options;
+            try { options = Resolve(parseResult); }
+            catch (RoamdUsageException ex)
+            {
+                await Console.Error.WriteLineAsync($"roamd: {ex.Message}").ConfigureAwait(false);
+                return UsageError;
+            }
+            return await run(options, cancellationToken).ConfigureAwait(false);
+        });
+    }
+
+    public async Task<int> InvokeAsync(string[] args)
+    {
+        var parseResult = Root.Parse(args);
+        if (parseResult.Errors.Count > 0)
+        {
+            foreach (var error in parseResult.Errors) await Console.Error.WriteLineAsync($"roamd: {error.Message}").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync("Run 'roamd --help' for usage.").ConfigureAwait(false);
+            return UsageError;
+        }
+        // The generic host handles SIGTERM/SIGINT itself, so System.CommandLine must not race it for them.
+        return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
+    }
+
+    private RoamdOptions Resolve(ParseResult parseResult)
+    {
+        var configPath = parseResult.GetValue(_config);
+        var config = configPath is null ? new RoamdConfigFile(null, null) : RoamdConfigFile.Load(configPath);
+        var dataDirText = parseResult.GetValue(_dataDir);
+        if (dataDirText is not null && string.IsNullOrWhiteSpace(dataDirText)) throw new RoamdUsageException("--data-dir must not be empty");
+        var dataDir = dataDirText is not null ? Path.GetFullPath(dataDirText) : config.DataDir ?? RoamdOptions.DefaultDataDir;
+        var listenText = parseResult.GetValue(_nbdListen) ?? config.NbdListen;
+        System.Net.IPEndPoint? listen = null;
+        if (listenText is not null && !RoamdOptions.TryParseListen(listenText, out listen))
+            throw new RoamdUsageException($"invalid NBD listen address '{listenText}': use ADDR[:PORT], e.g. 127.0.0.1:{RoamdOptions.DefaultNbdPort}");
+        return new RoamdOptions(dataDir, listen);
+    }
+}

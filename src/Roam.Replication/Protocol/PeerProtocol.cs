@@ -1,0 +1,136 @@
+namespace Roam.Replication.Protocol;
+
+/// <summary>
+/// Wire constants of the Roam peer protocol, spoken between two roamd hosts inside a mutually
+/// authenticated TLS 1.3 stream. Every number on the wire is big-endian; a volume id is the 16
+/// bytes of its Guid in RFC 9562 (big-endian) order.
+///
+/// Every frame is a 24-byte header and a payload:
+///
+///    0                   1                   2                   3
+///    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+///   +---------------------------------------------------------------+
+///   |                   magic "RMPF" (0x524D5046)                   |  0
+///   +-------------------------------+-------------------------------+
+///   |          type (u16)           |          flags (u16)          |  4
+///   +-------------------------------+-------------------------------+
+///   |                        sequence (u64)                         |  8
+///   |                                                               |
+///   +---------------------------------------------------------------+
+///   |                    payload length (u32)                       | 16
+///   +---------------------------------------------------------------+
+///   |     CRC32C of header bytes 0..19 followed by the payload      | 20
+///   +---------------------------------------------------------------+
+///   |                  payload (length bytes) ...                   | 24
+///
+/// Payloads, by type:
+///   Hello      min version (u16) | max version (u16) | name length (u8) | host name (UTF-8)
+///   HelloAck   version (u16) | name length (u8) | host name (UTF-8)
+///   Write      volume id (16) | offset (u64) | data (the rest, at least one byte)
+///   Zero       volume id (16) | offset (u64) | length (u64)
+///   Flush      volume id (16)
+///   Ack        sequence being acknowledged (u64)
+///   Error      sequence it answers, 0 for the connection (u64) | code (u32) | message length (u16) | message (UTF-8)
+///   Heartbeat  (empty)
+///
+/// Handshake, client first, right after TLS: C: Hello, S: HelloAck with the chosen version (or
+/// Error UnsupportedVersion, then close). TLS already protects the bytes in flight; the CRC guards
+/// the path TLS does not cover (buffers, copies, bugs) from one roamd's memory to the other's.
+/// </summary>
+public static class PeerProtocol
+{
+    public const uint Magic = 0x524D5046;                  // "RMPF": Roam peer frame
+
+    /// <summary>The protocol versions this build speaks, negotiated by Hello/HelloAck.</summary>
+    public const ushort MinVersion = 1;
+    public const ushort Version = 1;
+
+    /// <summary>TLS ALPN name, so that no other TLS protocol can be confused with this one.</summary>
+    public const string ApplicationProtocol = "roam-peer/1";
+
+    /// <summary>The default TCP port of the peer listener (next to NBD's 10809).</summary>
+    public const int DefaultPort = 10810;
+
+    public const int HeaderSize = 24;
+    public const int MagicOffset = 0;
+    public const int TypeOffset = 4;
+    public const int FlagsOffset = 6;
+    public const int SequenceOffset = 8;
+    public const int LengthOffset = 16;
+    public const int ChecksumOffset = 20;
+
+    public const int VolumeIdLength = 16;
+
+    /// <summary>Host names in Hello/HelloAck: at most 255 bytes of UTF-8 (a DNS name is at most 253).</summary>
+    public const int MaxHostNameLength = 255;
+
+    /// <summary>Error messages longer than this are cut on the way out.</summary>
+    public const int MaxErrorMessageLength = 1024;
+
+    /// <summary>Largest data of one Write frame.</summary>
+    public const int MaxWriteDataLength = 4 * 1024 * 1024;
+
+    /// <summary>A maximum payload that admits every frame this build sends.</summary>
+    public const int DefaultMaxPayload = PeerWrite.FixedLength + MaxWriteDataLength;
+
+    /// <summary>The maximum payload during the handshake: Hello, HelloAck and Error are all small.</summary>
+    public const int MaxHandshakePayload = 2048;
+
+    /// <summary>
+    /// The payload lengths a frame type may have. The reader checks them with the header alone, so a
+    /// bad length is refused before a single payload byte is waited for (Kestrel's max-frame check).
+    /// </summary>
+    public static bool IsValidLength(PeerFrameType type, uint length) => type switch
+    {
+        PeerFrameType.Hello => length is >= PeerHello.FixedLength and <= PeerHello.FixedLength + MaxHostNameLength,
+        PeerFrameType.HelloAck => length is >= PeerHelloAck.FixedLength and <= PeerHelloAck.FixedLength + MaxHostNameLength,
+        PeerFrameType.Write => length > PeerWrite.FixedLength,
+        PeerFrameType.Zero => length == PeerZero.PayloadLength,
+        PeerFrameType.Flush => length == PeerFlush.PayloadLength,
+        PeerFrameType.Ack => length == PeerAck.PayloadLength,
+        PeerFrameType.Error => length is >= PeerError.FixedLength and <= PeerError.FixedLength + MaxErrorMessageLength,
+        PeerFrameType.Heartbeat => length == 0,
+        _ => false,
+    };
+
+    /// <summary>The flags a frame type may carry; any other bit is a protocol error.</summary>
+    public static PeerFrameFlags AllowedFlags(PeerFrameType type) => type switch
+    {
+        PeerFrameType.Write or PeerFrameType.Zero => PeerFrameFlags.Fua,
+        _ => PeerFrameFlags.None,
+    };
+}
+
+public enum PeerFrameType : ushort
+{
+    Hello = 1,
+    HelloAck = 2,
+    Write = 3,
+    Zero = 4,
+    Flush = 5,
+    Ack = 6,
+    Error = 7,
+    Heartbeat = 8,
+}
+
+[Flags]
+public enum PeerFrameFlags : ushort
+{
+    None = 0,
+    /// <summary>Write/Zero: make the range durable before acknowledging it (NBD's FUA).</summary>
+    Fua = 1 << 0,
+}
+
+/// <summary>The code of an Error frame.</summary>
+public enum PeerErrorCode : uint
+{
+    None = 0,
+    UnsupportedVersion = 1,
+    ProtocolError = 2,
+    UnknownVolume = 3,
+    OutOfRange = 4,
+    IoError = 5,
+    NoSpace = 6,
+    ShuttingDown = 7,
+    Internal = 8,
+}

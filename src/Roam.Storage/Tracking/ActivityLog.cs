@@ -1,0 +1,203 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using Microsoft.Win32.SafeHandles;
+using Roam.Storage.Devices;
+
+namespace Roam.Storage.Tracking;
+
+/// <summary>
+/// The volume's hot set (DRBD's activity log): the extents that writes may currently be touching.
+/// An extent is recorded durably *before* the first write to it, so after a crash of the primary
+/// only the extents in the log can differ between it and its peers, and those get resynced, instead
+/// of the whole volume. Its size bounds that resync: 16 extents of 4 MiB is at most 64 MiB.
+///
+/// The file holds two 4 KiB slots written alternately with one fdatasync each, so a torn write
+/// leaves the other slot intact: magic (u32) | sequence (u64) | count (u32) | extents (u64 x count) | crc32 (u32).
+/// </summary>
+public sealed class ActivityLog : IDisposable
+{
+    public const int DefaultExtentSize = 4 * 1024 * 1024;
+    public const int DefaultCapacity = 16;
+    private const int SlotSize = 4096;
+    private const uint Magic = 0x474c4341; // "ACLG"
+    private readonly SafeFileHandle _file;
+    private readonly SemaphoreSlim _update = new(1, 1);
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, Entry> _active = [];
+    private readonly Func<ValueTask>? _beforeEvict;
+    private long _sequence;
+    private long _clock;
+
+    private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<ValueTask>? beforeEvict, long sequence)
+    {
+        _file = file;
+        ExtentSize = extentSize;
+        Capacity = capacity;
+        _beforeEvict = beforeEvict;
+        _sequence = sequence;
+    }
+
+    public int ExtentSize { get; }
+
+    public int Capacity { get; }
+
+    /// <summary>Log transactions written so far (each one fdatasync).</summary>
+    public long Transactions { get; private set; }
+
+    /// <summary>
+    /// Opens the log. <paramref name="hotAtCrash"/> lists the byte ranges that were hot when the log was
+    /// last written: empty after a clean close, the regions to resync after a crash.
+    /// <paramref name="beforeEvict"/> runs before an extent leaves the log, so the bitmaps that
+    /// remember writes to it are saved first (DRBD's rule).
+    /// </summary>
+    public static ActivityLog Open(string path, out IReadOnlyList<(long Offset, long Length)> hotAtCrash,
+        int extentSize = DefaultExtentSize, int capacity = DefaultCapacity, Func<ValueTask>? beforeEvict = null)
+    {
+        if (capacity < 1 || capacity > (SlotSize - 20) / 8) throw new ArgumentOutOfRangeException(nameof(capacity));
+        var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        var (sequence, extents) = ReadNewestSlot(file);
+        hotAtCrash = [.. extents.Select(e => (e * extentSize, (long)extentSize))];
+        return new ActivityLog(file, extentSize, capacity, beforeEvict, sequence);
+    }
+
+    /// <summary>
+    /// Makes the extents of [offset, offset+length) active before a write to them, and pins them until
+    /// the returned scope is disposed (when the write has completed everywhere it goes).
+    /// </summary>
+    public async ValueTask<Scope> EnterAsync(long offset, long length)
+    {
+        long first = offset / ExtentSize, last = (offset + Math.Max(length, 1) - 1) / ExtentSize;
+        if (last - first + 1 > Capacity) throw new ArgumentOutOfRangeException(nameof(length), "a single write spans more extents than the log holds");
+        if (TryPin(first, last)) return new Scope(this, first, last);
+
+        await _update.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            while (true)
+            {
+                if (TryPin(first, last)) return new Scope(this, first, last);
+                List<long> victims = [];
+                bool admitted = false;
+                lock (_gate)
+                {
+                    int missing = 0;
+                    for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) missing++;
+                    int overflow = _active.Count + missing - Capacity;
+                    if (overflow > 0)
+                    {
+                        // Least recently used extents with no write in flight make room.
+                        victims = _active.Where(kv => kv.Value.Pins == 0 && (kv.Key < first || kv.Key > last))
+                            .OrderBy(kv => kv.Value.LastUse).Take(overflow).Select(kv => kv.Key).ToList();
+                    }
+                    if (overflow <= 0 || victims.Count == overflow)
+                    {
+                        foreach (var v in victims) _active.Remove(v);
+                        for (long e = first; e <= last; e++)
+                            if (!_active.ContainsKey(e)) _active[e] = new Entry { LastUse = ++_clock };
+                        admitted = true;
+                    }
+                }
+                if (!admitted)
+                {
+                    // Every extent is pinned by a write in flight: wait for one to finish.
+                    await Task.Delay(1).ConfigureAwait(false);
+                    continue;
+                }
+                // The victims are still in the durable log until the transaction below, so saving the
+                // bitmaps first means no write to them is ever forgotten by both.
+                if (victims.Count > 0 && _beforeEvict is not null) await _beforeEvict().ConfigureAwait(false);
+                WriteTransaction();
+            }
+        }
+        finally { _update.Release(); }
+    }
+
+    /// <summary>A clean shutdown: nothing is hot any more, so a restart resyncs nothing on the log's account.</summary>
+    public void MarkClean()
+    {
+        _update.Wait();
+        try
+        {
+            lock (_gate) _active.Clear();
+            WriteTransaction();
+        }
+        finally { _update.Release(); }
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    private bool TryPin(long first, long last)
+    {
+        lock (_gate)
+        {
+            for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) return false;
+            for (long e = first; e <= last; e++)
+            {
+                var entry = _active[e];
+                entry.Pins++;
+                entry.LastUse = ++_clock;
+            }
+            return true;
+        }
+    }
+
+    private void Unpin(long first, long last)
+    {
+        lock (_gate)
+        {
+            for (long e = first; e <= last; e++)
+                if (_active.TryGetValue(e, out var entry)) entry.Pins--;
+        }
+    }
+
+    private void WriteTransaction()
+    {
+        long[] extents;
+        lock (_gate) extents = [.. _active.Keys.Order()];
+        long sequence = ++_sequence;
+        var slot = new byte[SlotSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(slot, Magic);
+        BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(4), sequence);
+        BinaryPrimitives.WriteInt32LittleEndian(slot.AsSpan(12), extents.Length);
+        for (int i = 0; i < extents.Length; i++) BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(16 + 8 * i), extents[i]);
+        int end = 16 + 8 * extents.Length;
+        BinaryPrimitives.WriteUInt32LittleEndian(slot.AsSpan(end), Crc32.HashToUInt32(slot.AsSpan(0, end)));
+        RandomAccess.Write(_file, slot, (sequence & 1) * SlotSize);
+        NativeFile.DataSync(_file);
+        Transactions++;
+    }
+
+    private static (long Sequence, long[] Extents) ReadNewestSlot(SafeFileHandle file)
+    {
+        long bestSequence = 0;
+        long[] best = [];
+        var slot = new byte[SlotSize];
+        for (int s = 0; s < 2; s++)
+        {
+            if (RandomAccess.Read(file, slot, s * SlotSize) != SlotSize) continue;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(slot) != Magic) continue;
+            long sequence = BinaryPrimitives.ReadInt64LittleEndian(slot.AsSpan(4));
+            int count = BinaryPrimitives.ReadInt32LittleEndian(slot.AsSpan(12));
+            if (count < 0 || 16 + 8 * count + 4 > SlotSize) continue;
+            int end = 16 + 8 * count;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(slot.AsSpan(end)) != Crc32.HashToUInt32(slot.AsSpan(0, end))) continue;
+            if (sequence <= bestSequence) continue;
+            bestSequence = sequence;
+            best = new long[count];
+            for (int i = 0; i < count; i++) best[i] = BinaryPrimitives.ReadInt64LittleEndian(slot.AsSpan(16 + 8 * i));
+        }
+        return (bestSequence, best);
+    }
+
+    private sealed class Entry
+    {
+        public int Pins;
+        public long LastUse;
+    }
+
+    /// <summary>Pins extents while a write is in flight.</summary>
+    public readonly struct Scope(ActivityLog log, long first, long last) : IDisposable
+    {
+        public void Dispose() => log?.Unpin(first, last);
+    }
+}

@@ -1,0 +1,190 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Numerics;
+using Roam.Storage.Volumes;
+
+namespace Roam.Storage.Tracking;
+
+/// <summary>
+/// Which regions of a volume may differ from one peer's copy (DRBD's bitmap): one bit per region,
+/// set when a write cannot be shown to have reached the peer, cleared when a resync has copied the
+/// region. Kept in memory and saved whole and atomically (<see cref="DurableFile"/>); the activity
+/// log covers the writes a crash catches between two saves.
+///
+/// File: "RBMP" (u32) | version (u32) | region size (u32) | volume size (u64) | crc32 of the bits (u32) | bits (u64 LE words)
+/// </summary>
+public sealed class RegionBitmap
+{
+    public const int DefaultRegionSize = 64 * 1024;
+    private const uint Magic = 0x504d4252; // "RBMP" read as little-endian
+    private const int HeaderSize = 4 + 4 + 4 + 8 + 4;
+    private readonly Lock _gate = new();
+    private ulong[] _words;
+
+    public RegionBitmap(long volumeSize, int regionSize = DefaultRegionSize)
+    {
+        if (regionSize <= 0 || !BitOperations.IsPow2(regionSize)) throw new ArgumentOutOfRangeException(nameof(regionSize));
+        RegionSize = regionSize;
+        VolumeSize = volumeSize;
+        _words = new ulong[(RegionCount + 63) / 64];
+    }
+
+    public int RegionSize { get; }
+
+    public long VolumeSize { get; private set; }
+
+    public long RegionCount => (VolumeSize + RegionSize - 1) / RegionSize;
+
+    /// <summary>Bumped on every change, so a saver can tell whether there is anything new to save.</summary>
+    public long Version { get; private set; }
+
+    public long DirtyRegions
+    {
+        get { lock (_gate) return _words.Sum(w => (long)BitOperations.PopCount(w)); }
+    }
+
+    /// <summary>Upper bound of the bytes a resync would copy.</summary>
+    public long DirtyBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                long regions = _words.Sum(w => (long)BitOperations.PopCount(w));
+                long bytes = regions * RegionSize;
+                // The last region may be short.
+                long last = RegionCount - 1;
+                if (last >= 0 && IsSetUnlocked(last)) bytes -= RegionCount * RegionSize - VolumeSize;
+                return bytes;
+            }
+        }
+    }
+
+    public void MarkDirty(long offset, long length)
+    {
+        if (length <= 0) return;
+        long first = offset / RegionSize, last = (offset + length - 1) / RegionSize;
+        lock (_gate)
+        {
+            for (long r = first; r <= last && r < RegionCount; r++) _words[r >> 6] |= 1UL << (int)(r & 63);
+            Version++;
+        }
+    }
+
+    public void MarkAllDirty()
+    {
+        lock (_gate)
+        {
+            for (long r = 0; r < RegionCount; r++) _words[r >> 6] |= 1UL << (int)(r & 63);
+            Version++;
+        }
+    }
+
+    /// <summary>Clears one region after a resync copied it; the caller guarantees no write to it raced the copy.</summary>
+    public void MarkClean(long region)
+    {
+        lock (_gate)
+        {
+            _words[region >> 6] &= ~(1UL << (int)(region & 63));
+            Version++;
+        }
+    }
+
+    public bool IsDirty(long region)
+    {
+        lock (_gate) return IsSetUnlocked(region);
+    }
+
+    /// <summary>The next dirty region at or after <paramref name="fromRegion"/>, or -1.</summary>
+    public long NextDirty(long fromRegion)
+    {
+        lock (_gate)
+        {
+            for (long w = fromRegion >> 6; w < _words.Length; w++)
+            {
+                ulong word = _words[w];
+                if (w == fromRegion >> 6) word &= ~0UL << (int)(fromRegion & 63);
+                if (word != 0)
+                {
+                    long r = (w << 6) + BitOperations.TrailingZeroCount(word);
+                    return r < RegionCount ? r : -1;
+                }
+            }
+            return -1;
+        }
+    }
+
+    /// <summary>Byte range of a region, clipped to the volume.</summary>
+    public (long Offset, int Length) RegionRange(long region)
+    {
+        long offset = region * RegionSize;
+        return (offset, (int)Math.Min(RegionSize, VolumeSize - offset));
+    }
+
+    /// <summary>Follows a volume grow: new regions start clean (the peer grows with zeros too).</summary>
+    public void Grow(long newSize)
+    {
+        lock (_gate)
+        {
+            if (newSize <= VolumeSize) return;
+            VolumeSize = newSize;
+            Array.Resize(ref _words, (int)((RegionCount + 63) / 64));
+            Version++;
+        }
+    }
+
+    public void Save(string path)
+    {
+        byte[] file;
+        lock (_gate)
+        {
+            file = new byte[HeaderSize + _words.Length * 8];
+            var bits = file.AsSpan(HeaderSize);
+            for (int i = 0; i < _words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(bits[(i * 8)..], _words[i]);
+            BinaryPrimitives.WriteUInt32LittleEndian(file, Magic);
+            BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(8), (uint)RegionSize);
+            BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(12), VolumeSize);
+            BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(20), Checksum(bits));
+        }
+        DurableFile.Write(path, file);
+    }
+
+    /// <summary>
+    /// Loads a saved bitmap. A missing, damaged or mismatched file cannot say what is clean, so the
+    /// answer is "everything may differ" (a full resync, never a silent skip).
+    /// </summary>
+    public static RegionBitmap LoadOrAllDirty(string path, long volumeSize, int regionSize = DefaultRegionSize)
+    {
+        var bitmap = new RegionBitmap(volumeSize, regionSize);
+        if (!TryLoadInto(path, bitmap)) bitmap.MarkAllDirty();
+        return bitmap;
+    }
+
+    private static bool TryLoadInto(string path, RegionBitmap bitmap)
+    {
+        byte[] file;
+        try { file = File.ReadAllBytes(path); }
+        catch (IOException) { return false; }
+        if (file.Length < HeaderSize
+            || BinaryPrimitives.ReadUInt32LittleEndian(file) != Magic
+            || BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(4)) != 1
+            || BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(8)) != bitmap.RegionSize)
+            return false;
+        long savedSize = BinaryPrimitives.ReadInt64LittleEndian(file.AsSpan(12));
+        var bits = file.AsSpan(HeaderSize);
+        if (savedSize > bitmap.VolumeSize || bits.Length != ((savedSize + bitmap.RegionSize - 1) / bitmap.RegionSize + 63) / 64 * 8
+            || BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(20)) != Checksum(bits))
+            return false;
+        for (int i = 0; i < bits.Length / 8; i++) bitmap._words[i] = BinaryPrimitives.ReadUInt64LittleEndian(bits[(i * 8)..]);
+        return true;
+    }
+
+    private bool IsSetUnlocked(long region) => (_words[region >> 6] & (1UL << (int)(region & 63))) != 0;
+
+    private static uint Checksum(ReadOnlySpan<byte> data)
+    {
+        // System.IO.Hashing has CRC-32 (IEEE) and CRC-64; the IEEE polynomial is enough to catch a torn or damaged file.
+        return Crc32.HashToUInt32(data);
+    }
+}

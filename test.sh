@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs Roam's test suite (everything but the tests marked Category=Slow; ROAM_TEST_ALL=1 runs those too).
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/bootstrap.sh
+filter="Category!=Slow"
+[ "${ROAM_TEST_ALL:-0}" = 1 ] && filter=""
+results=$(mktemp -d)
+status=0
+dotnet test Roam.sln -c Release --no-build -nologo ${filter:+--filter "$filter"} \
+  --logger "trx" --results-directory "$results" --logger "console;verbosity=normal" || status=$?
+python3 scripts/test-summary.py "$results" || true
+exit $status

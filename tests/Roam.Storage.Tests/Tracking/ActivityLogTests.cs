@@ -1,0 +1,84 @@
+using Roam.Storage.Tracking;
+
+namespace Roam.Storage.Tests.Tracking;
+
+public sealed class ActivityLogTests : IDisposable
+{
+    private const int Extent = 1 << 20;
+    private readonly string _dir = Directory.CreateTempSubdirectory("roam-al-").FullName;
+
+    private string LogPath => Path.Combine(_dir, "al");
+
+    [Fact]
+    public async Task Extents_written_before_a_crash_are_reported_hot_on_reopen()
+    {
+        using (var log = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 4))
+        {
+            Assert.Empty(hot);
+            using (await log.EnterAsync(5L * Extent + 10, 100)) { }
+            using (await log.EnterAsync(9L * Extent - 1, 2)) { } // straddles extents 8 and 9
+            // No MarkClean: as if the process died here.
+        }
+        using var reopened = ActivityLog.Open(LogPath, out var hotAfterCrash, Extent, capacity: 4);
+        Assert.Equal([5L * Extent, 8L * Extent, 9L * Extent], hotAfterCrash.Select(h => h.Offset).Order());
+    }
+
+    [Fact]
+    public async Task Clean_close_leaves_nothing_hot()
+    {
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 4))
+        {
+            using (await log.EnterAsync(0, 4096)) { }
+            log.MarkClean();
+        }
+        using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 4);
+        Assert.Empty(hot);
+    }
+
+    [Fact]
+    public async Task Hot_set_stays_within_capacity_and_evicts_least_recently_used_after_saving_bitmaps()
+    {
+        int saves = 0;
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 3, beforeEvict: () => { saves++; return ValueTask.CompletedTask; }))
+        {
+            for (long e = 0; e < 10; e++)
+                using (await log.EnterAsync(e * Extent, 4096)) { }
+            using (await log.EnterAsync(9 * Extent, 4096)) { } // already hot: no transaction
+            Assert.Equal(10, log.Transactions);
+            Assert.Equal(7, saves); // every admission past the third evicted one extent
+        }
+        using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 3);
+        Assert.Equal([7L * Extent, 8L * Extent, 9L * Extent], hot.Select(h => h.Offset).Order());
+    }
+
+    [Fact]
+    public async Task Pinned_extents_are_never_evicted_while_their_write_is_in_flight()
+    {
+        using var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 2);
+        var a = await log.EnterAsync(0, 1);
+        var b = await log.EnterAsync(Extent, 1);
+        var third = log.EnterAsync(2L * Extent, 1).AsTask();
+        await Task.Delay(50);
+        Assert.False(third.IsCompleted, "a third extent got in while both slots were pinned");
+        a.Dispose();
+        using (await third.WaitAsync(TimeSpan.FromSeconds(5))) { }
+        b.Dispose();
+    }
+
+    [Fact]
+    public async Task A_torn_newest_slot_falls_back_to_the_previous_one()
+    {
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 4))
+        {
+            using (await log.EnterAsync(0, 1)) { }          // transaction 1 -> slot 1: {0}
+            using (await log.EnterAsync(3L * Extent, 1)) { } // transaction 2 -> slot 0: {0, 3}
+        }
+        var bytes = File.ReadAllBytes(LogPath);
+        bytes[20] ^= 0xff; // damage slot 0 (the newest)
+        File.WriteAllBytes(LogPath, bytes);
+        using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 4);
+        Assert.Equal([0L], hot.Select(h => h.Offset));
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}

@@ -1,0 +1,79 @@
+using CsCheck;
+using Roam.Storage.Tracking;
+
+namespace Roam.Storage.Tests.Tracking;
+
+public sealed class RegionBitmapTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("roam-bitmap-").FullName;
+
+    [Fact]
+    public void Marks_cover_every_region_a_write_touches_and_nothing_else()
+    {
+        var bitmap = new RegionBitmap(1 << 20, regionSize: 4096);
+        bitmap.MarkDirty(4095, 2);          // straddles regions 0 and 1
+        bitmap.MarkDirty(10 * 4096, 4096);  // exactly region 10
+        Assert.Equal([0L, 1L, 10L], DirtyRegions(bitmap));
+        Assert.Equal(3 * 4096, bitmap.DirtyBytes);
+        bitmap.MarkClean(1);
+        Assert.Equal([0L, 10L], DirtyRegions(bitmap));
+    }
+
+    [Fact]
+    public void Short_last_region_counts_only_its_real_bytes()
+    {
+        var bitmap = new RegionBitmap(4096 * 3 + 512, regionSize: 4096);
+        bitmap.MarkAllDirty();
+        Assert.Equal(4096 * 3 + 512, bitmap.DirtyBytes);
+        Assert.Equal((4096L * 3, 512), bitmap.RegionRange(3));
+    }
+
+    [Fact]
+    public void Save_and_load_round_trip_the_bits()
+    {
+        Gen.Int[0, 4095].Array[0, 50].Sample(regions =>
+        {
+            var bitmap = new RegionBitmap(4096L * 4096, regionSize: 4096);
+            foreach (var r in regions) bitmap.MarkDirty(r * 4096L, 1);
+            var path = Path.Combine(_dir, "bm");
+            bitmap.Save(path);
+            var loaded = RegionBitmap.LoadOrAllDirty(path, 4096L * 4096, 4096);
+            Assert.Equal(regions.Distinct().Order().Select(r => (long)r), DirtyRegions(loaded));
+        }, iter: 50);
+    }
+
+    [Fact]
+    public void Damaged_or_missing_file_means_everything_may_differ()
+    {
+        var path = Path.Combine(_dir, "bm");
+        Assert.Equal(16, RegionBitmap.LoadOrAllDirty(path, 16 * 4096, 4096).DirtyRegions);
+
+        var bitmap = new RegionBitmap(16 * 4096, 4096);
+        bitmap.MarkDirty(0, 1);
+        bitmap.Save(path);
+        var bytes = File.ReadAllBytes(path);
+        bytes[^1] ^= 0x40; // flip a bit in the stored bits: the checksum must catch it
+        File.WriteAllBytes(path, bytes);
+        Assert.Equal(16, RegionBitmap.LoadOrAllDirty(path, 16 * 4096, 4096).DirtyRegions);
+    }
+
+    [Fact]
+    public void Grow_keeps_old_marks_and_adds_clean_regions()
+    {
+        var bitmap = new RegionBitmap(8 * 4096, 4096);
+        bitmap.MarkDirty(7 * 4096, 1);
+        bitmap.Grow(200 * 4096);
+        Assert.Equal([7L], DirtyRegions(bitmap));
+        bitmap.MarkDirty(199 * 4096, 1);
+        Assert.Equal([7L, 199L], DirtyRegions(bitmap));
+    }
+
+    private static List<long> DirtyRegions(RegionBitmap bitmap)
+    {
+        var list = new List<long>();
+        for (long r = bitmap.NextDirty(0); r >= 0; r = bitmap.NextDirty(r + 1)) list.Add(r);
+        return list;
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
