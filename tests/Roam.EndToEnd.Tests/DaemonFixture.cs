@@ -14,7 +14,10 @@ public abstract class RoamdTest : IAsyncLifetime
     /// <summary>Extra roamd arguments (e.g. --nbd-listen).</summary>
     protected virtual string[] RoamdArguments => [];
 
-    public async Task InitializeAsync() => Roamd = await RoamdProcess.StartAsync(DataDir, RoamdArguments);
+    /// <summary>Extra environment for roamd.</summary>
+    protected virtual IReadOnlyDictionary<string, string>? RoamdEnvironment => null;
+
+    public async Task InitializeAsync() => Roamd = await RoamdProcess.StartAsync(DataDir, RoamdArguments, RoamdEnvironment);
 
     public async Task DisposeAsync()
     {

@@ -165,10 +165,12 @@ public sealed class DaemonLifecycleTests : IDisposable
     private static async Task<System.Text.Json.JsonElement> RunAndQueryHostAsync(string[] arguments, string controlSocket)
     {
         using var process = SpawnRaw(arguments);
+        var stdout = process.StandardOutput.ReadToEndAsync(); // drained so roamd never blocks on a full pipe
+        var stderr = process.StandardError.ReadToEndAsync();
         try
         {
             await WaitUntilAsync(async () => process.HasExited || await RoamdProcess.CanConnectAsync(controlSocket), $"roamd to open {controlSocket}");
-            Assert.False(process.HasExited, $"roamd exited: {await process.StandardError.ReadToEndAsync()}");
+            if (process.HasExited) Assert.Fail($"roamd exited with {process.ExitCode}: {await stderr}{await stdout}");
             return (await RoamRunner.RunAsync(controlSocket, "host", "status", "--json")).ShouldSucceed().Json;
         }
         finally

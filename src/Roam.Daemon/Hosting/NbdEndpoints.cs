@@ -11,7 +11,8 @@ internal sealed class NbdEndpoints(RoamdOptions options)
     /// <summary>The bound TCP endpoint once listening, or null when TCP is off.</summary>
     public IPEndPoint? Tcp { get; set; }
 
-    public string UnixUri(string volume) => $"nbd+unix:///{Uri.EscapeDataString(volume)}?socket={UnixSocket}";
+    // The socket path is a query value: escape what would end it (space, '&', '#', '%'), keep the slashes readable.
+    public string UnixUri(string volume) => $"nbd+unix:///{Uri.EscapeDataString(volume)}?socket={Uri.EscapeDataString(UnixSocket).Replace("%2F", "/", StringComparison.Ordinal)}";
 
     public string? TcpAddress => Tcp is null ? null : FormatHostPort(Tcp);
 

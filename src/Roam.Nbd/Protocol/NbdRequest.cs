@@ -5,9 +5,6 @@ namespace Roam.Nbd.Protocol;
 /// <summary>One transmission-phase request header (28 bytes on the wire; WRITE's payload follows it).</summary>
 public readonly record struct NbdRequest(NbdCommandFlags Flags, NbdCommand Command, ulong Cookie, ulong Offset, uint Length)
 {
-    /// <summary>Bytes of payload that follow the header on the wire.</summary>
-    public int PayloadLength => Command == NbdCommand.Write ? (int)Math.Min(Length, int.MaxValue) : 0;
-
     /// <summary>
     /// Parses a header. False means "need more bytes". A bad magic throws: after it nothing on the
     /// connection can be trusted. The header is consumed without its payload.

@@ -50,7 +50,7 @@ internal sealed partial class NbdConnection
             if (data is null) return false;
             Log.Option(_logger, Id, option, length);
 
-            if (_shutdown.IsCancellationRequested && option != NbdOption.Abort)
+            if (_shuttingDown && option != NbdOption.Abort)
             {
                 // NBD_OPT_ABORT is still acknowledged below; NBD_OPT_EXPORT_NAME has no error reply, so it just closes.
                 if (option != NbdOption.ExportName)

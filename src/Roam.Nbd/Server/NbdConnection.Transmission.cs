@@ -97,7 +97,7 @@ internal sealed partial class NbdConnection
                 try { await device.FlushAsync(CancellationToken.None).ConfigureAwait(false); }
                 catch (IOException ex) { Log.ConnectionLost(_logger, Id, ex.Message); }
             }
-            Log.Disconnected(_logger, Id, disconnect ? "NBD_CMD_DISC" : _shutdown.IsCancellationRequested ? "server shutdown" : "client closed");
+            Log.Disconnected(_logger, Id, disconnect ? "NBD_CMD_DISC" : _shuttingDown ? "server shutdown" : "client closed");
         }
     }
 
@@ -154,7 +154,7 @@ internal sealed partial class NbdConnection
         try
         {
             // Phase 1, the device. Every storage failure is this request's alone, whether the device
-            // classified it (BlockDeviceException) or a system call surfaced a bare IOException.
+            // classified it (BlockDeviceException) or a system call's error surfaced as it was.
             try
             {
                 switch (request.Command)
@@ -188,6 +188,11 @@ internal sealed partial class NbdConnection
             {
                 failure = BlockDeviceException.From(ex);
             }
+            catch (UnauthorizedAccessException ex)
+            {
+                // How .NET reports EACCES/EPERM from pwrite (an immutable or re-permissioned file).
+                failure = new BlockDeviceException(BlockDeviceError.ReadOnly, ex.Message, ex);
+            }
 
             // Phase 2, the reply. A failure to write it means the client is gone, which the caller handles.
             if (failure is not null)
@@ -220,7 +225,7 @@ internal sealed partial class NbdConnection
     private NbdError Validate(NbdRequest request, long size, bool readOnly, out string why)
     {
         why = "";
-        if (_shutdown.IsCancellationRequested) { why = "server is shutting down"; return NbdError.ESHUTDOWN; }
+        if (_shuttingDown) { why = "server is shutting down"; return NbdError.ESHUTDOWN; }
         var allowed = request.Command switch
         {
             NbdCommand.Read => NbdCommandFlags.DontFragment | NbdCommandFlags.Fua,

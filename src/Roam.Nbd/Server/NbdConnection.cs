@@ -10,7 +10,7 @@ namespace Roam.Nbd.Server;
 /// a per-request error becomes an error reply and the session goes on; a protocol error
 /// (<see cref="NbdProtocolException"/>) ends the connection through <see cref="Break"/>.
 /// </summary>
-internal sealed partial class NbdConnection : IAsyncDisposable
+internal sealed partial class NbdConnection
 {
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
@@ -18,7 +18,9 @@ internal sealed partial class NbdConnection : IAsyncDisposable
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly NbdReplyWriter _replies;
-    private readonly CancellationTokenSource _shutdown = new();
+    private readonly Lock _lifetimeGate = new();
+    private volatile bool _shuttingDown;
+    private bool _ended;
     private NbdExport? _export;
 
     public NbdConnection(long id, IDuplexPipe transport, INbdExportProvider exports, NbdServerOptions options, ILogger logger)
@@ -54,6 +56,7 @@ internal sealed partial class NbdConnection : IAsyncDisposable
         }
         finally
         {
+            lock (_lifetimeGate) _ended = true;
             await _input.CompleteAsync().ConfigureAwait(false);
             await _output.CompleteAsync().ConfigureAwait(false);
             _export?.Dispose();
@@ -62,20 +65,21 @@ internal sealed partial class NbdConnection : IAsyncDisposable
 
     /// <summary>
     /// Soft disconnect (the server is stopping): stop reading new requests, finish those in flight,
-    /// flush, close. During the handshake the client gets NBD_REP_ERR_SHUTDOWN to its next option.
+    /// flush, close. In the handshake a client waiting between options is closed at once; an option
+    /// already on its way in is answered NBD_REP_ERR_SHUTDOWN (ABORT still gets its ACK).
     /// </summary>
     public void BeginShutdown()
     {
-        _shutdown.Cancel();
-        _input.CancelPendingRead();
+        // The server calls this on a snapshot of its connections, so the connection may have ended
+        // (and completed its pipes) in the meantime; then there is nothing left to wake.
+        lock (_lifetimeGate)
+        {
+            if (_ended) return;
+            _shuttingDown = true;
+            _input.CancelPendingRead();
+        }
     }
 
     /// <summary>The one door out for protocol errors: log once, and the caller's finally closes both pipes.</summary>
     private void Break(NbdProtocolException ex) => Log.ProtocolError(_logger, Id, ex.Rejection, ex.Message);
-
-    public ValueTask DisposeAsync()
-    {
-        _shutdown.Dispose();
-        return ValueTask.CompletedTask;
-    }
 }

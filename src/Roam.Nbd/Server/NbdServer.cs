@@ -69,11 +69,7 @@ public sealed class NbdServer : IAsyncDisposable
     {
         await Task.Yield();
         try { await connection.RunAsync().ConfigureAwait(false); }
-        finally
-        {
-            _connections.TryRemove(connection.Id, out _);
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
+        finally { _connections.TryRemove(connection.Id, out _); }
     }
 
     private void Start(Socket listener, string name)

@@ -117,6 +117,48 @@ public static class PeerFrameWriter
         Commit(output, Begin(output, 0), PeerFrameType.Heartbeat, PeerFrameFlags.None, sequence);
 
     /// <summary>Writes any header and payload, valid or not. For tests that play a broken or hostile peer.</summary>
+    public static void WriteAttach(IBufferWriter<byte> output, ulong sequence, in PeerAttach attach)
+    {
+        int nameLength = System.Text.Encoding.UTF8.GetByteCount(attach.Name);
+        if (nameLength is 0 or > PeerProtocol.MaxVolumeNameLength)
+            throw new ArgumentException($"a volume name is 1 to {PeerProtocol.MaxVolumeNameLength} bytes of UTF-8", nameof(attach));
+        int length = PeerProtocol.VolumeIdLength                        // volume id
+                   + sizeof(ulong)                                      // size
+                   + GenerationsCodec.Length(attach.Generations)        // generations
+                   + sizeof(byte)                                       // name length
+                   + nameLength;                                        // volume name, UTF-8
+        var frame = Begin(output, length);
+        var payload = frame[PeerProtocol.HeaderSize..];
+        attach.VolumeId.TryWriteBytes(payload, bigEndian: true, out _);
+        BinaryPrimitives.WriteUInt64BigEndian(payload[16..], attach.Size);
+        int at = 24 + GenerationsCodec.Write(payload[24..], attach.Generations);
+        payload[at] = (byte)nameLength;
+        Encoding.UTF8.GetBytes(attach.Name, payload[(at + 1)..]);
+        Commit(output, frame, PeerFrameType.Attach, PeerFrameFlags.None, sequence);
+    }
+
+    public static void WriteAttachAck(IBufferWriter<byte> output, ulong sequence, in PeerAttachAck ack)
+    {
+        int length = sizeof(byte)                                       // flags
+                   + GenerationsCodec.Length(ack.Generations);          // generations
+        var frame = Begin(output, length);
+        var payload = frame[PeerProtocol.HeaderSize..];
+        payload[0] = (byte)ack.Flags;
+        GenerationsCodec.Write(payload[1..], ack.Generations);
+        Commit(output, frame, PeerFrameType.AttachAck, PeerFrameFlags.None, sequence);
+    }
+
+    public static void WriteGenerations(IBufferWriter<byte> output, ulong sequence, in PeerGenerations generations)
+    {
+        int length = PeerProtocol.VolumeIdLength                        // volume id
+                   + GenerationsCodec.Length(generations.Generations);  // generations
+        var frame = Begin(output, length);
+        var payload = frame[PeerProtocol.HeaderSize..];
+        generations.VolumeId.TryWriteBytes(payload, bigEndian: true, out _);
+        GenerationsCodec.Write(payload[16..], generations.Generations);
+        Commit(output, frame, PeerFrameType.Generations, PeerFrameFlags.None, sequence);
+    }
+
     internal static void WriteRaw(IBufferWriter<byte> output, PeerFrameType type, PeerFrameFlags flags, ulong sequence, ReadOnlySpan<byte> payload)
     {
         var frame = Begin(output, payload.Length);

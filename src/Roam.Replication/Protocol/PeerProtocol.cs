@@ -32,6 +32,13 @@ namespace Roam.Replication.Protocol;
 ///   Ack        sequence being acknowledged (u64)
 ///   Error      sequence it answers, 0 for the connection (u64) | code (u32) | message length (u16) | message (UTF-8)
 ///   Heartbeat  (empty)
+///   Attach     volume id (16) | size (u64) | generations | name length (u8) | volume name (UTF-8)
+///   AttachAck  flags (u8: 1 created, 2 primary here) | generations
+///   Generations volume id (16) | generations
+///   where generations = current (16) | history count (u8) | history (16 x count)
+///
+/// Replication: the primary opens one connection per (volume, replica), sends Attach and waits for
+/// AttachAck (or Error); then Write/Zero/Flush/Generations follow, each acknowledged by sequence.
 ///
 /// Handshake, client first, right after TLS: C: Hello, S: HelloAck with the chosen version (or
 /// Error UnsupportedVersion, then close). TLS already protects the bytes in flight; the CRC guards
@@ -64,6 +71,12 @@ public static class PeerProtocol
     /// <summary>Host names in Hello/HelloAck: at most 255 bytes of UTF-8 (a DNS name is at most 253).</summary>
     public const int MaxHostNameLength = 255;
 
+    /// <summary>Generation history entries a frame may carry.</summary>
+    public const int MaxGenerationsHistory = 32;
+
+    /// <summary>Volume names in Attach: at most 255 bytes of UTF-8.</summary>
+    public const int MaxVolumeNameLength = 255;
+
     /// <summary>Error messages longer than this are cut on the way out.</summary>
     public const int MaxErrorMessageLength = 1024;
 
@@ -90,6 +103,9 @@ public static class PeerProtocol
         PeerFrameType.Ack => length == PeerAck.PayloadLength,
         PeerFrameType.Error => length is >= PeerError.FixedLength and <= PeerError.FixedLength + MaxErrorMessageLength,
         PeerFrameType.Heartbeat => length == 0,
+        PeerFrameType.Attach => length is >= PeerAttach.FixedLength + 1 and <= PeerAttach.FixedLength + MaxGenerationsHistory * 16 + MaxVolumeNameLength,
+        PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.FixedLength + MaxGenerationsHistory * 16,
+        PeerFrameType.Generations => length is >= PeerGenerations.FixedLength and <= PeerGenerations.FixedLength + MaxGenerationsHistory * 16,
         _ => false,
     };
 
@@ -111,6 +127,9 @@ public enum PeerFrameType : ushort
     Ack = 6,
     Error = 7,
     Heartbeat = 8,
+    Attach = 9,
+    AttachAck = 10,
+    Generations = 11,
 }
 
 [Flags]

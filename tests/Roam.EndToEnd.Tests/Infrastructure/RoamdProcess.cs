@@ -43,9 +43,13 @@ public sealed class RoamdProcess : IAsyncDisposable
     }
 
     /// <summary>Starts roamd and waits until its control API answers.</summary>
-    public static async Task<RoamdProcess> StartAsync(string dataDir, params string[] extraArguments)
+    public static Task<RoamdProcess> StartAsync(string dataDir, params string[] extraArguments) =>
+        StartAsync(dataDir, extraArguments, environment: null);
+
+    /// <summary>Starts roamd with extra environment variables (e.g. a PATH with stand-in tools).</summary>
+    public static async Task<RoamdProcess> StartAsync(string dataDir, string[] extraArguments, IReadOnlyDictionary<string, string>? environment)
     {
-        var roamd = new RoamdProcess(Spawn(["--data-dir", dataDir, .. extraArguments]), dataDir);
+        var roamd = new RoamdProcess(Spawn(["--data-dir", dataDir, .. extraArguments], environment), dataDir);
         var clock = Stopwatch.StartNew();
         while (true)
         {
@@ -65,7 +69,7 @@ public sealed class RoamdProcess : IAsyncDisposable
     }
 
     /// <summary>Starts roamd with the given arguments without waiting for it (for runs expected to fail).</summary>
-    public static Process Spawn(IEnumerable<string> arguments)
+    public static Process Spawn(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -77,6 +81,7 @@ public sealed class RoamdProcess : IAsyncDisposable
         start.ArgumentList.Add(RoamdDll);
         foreach (var a in arguments) start.ArgumentList.Add(a);
         start.Environment.Remove("ASPNETCORE_URLS");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         return Process.Start(start)!;
     }
 

@@ -14,7 +14,7 @@ public sealed class FioTests : InteropTestBase
         string[] job =
         [
             "--name=verify", "--ioengine=nbd", $"--uri={Server.Uri("disk")}", "--rw=randwrite", "--bs=4k", "--size=32M",
-            "--iodepth=16", "--verify=crc32c", "--randseed=4242", "--output-format=json",
+            "--iodepth=16", "--verify=crc32c", "--randseed=4242", "--verify_state_save=0", "--output-format=json",
         ];
 
         var write = await FioAsync([.. job, "--do_verify=1"], "write.json");

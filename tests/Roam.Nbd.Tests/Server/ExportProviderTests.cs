@@ -66,6 +66,7 @@ public sealed class ExportProviderTests : IAsyncLifetime
         Assert.Equal(NbdError.EIO, (await client.BlockStatusAsync(0, 4096)).Error);
         Assert.Equal(NbdError.ENOSPC, (await client.WriteAsync(0, new byte[4096])).Error);
         Assert.Equal(NbdError.ENOTSUP, (await client.WriteZeroesAsync(0, 4096, NbdCommandFlags.FastZero)).Error);
+        Assert.Equal(NbdError.EPERM, (await client.TrimAsync(0, 4096)).Error);
         Assert.Equal(NbdError.None, (await client.WriteZeroesAsync(0, 4096)).Error);
         Assert.Equal(NbdError.None, (await client.FlushAsync()).Error);
     }
@@ -94,7 +95,8 @@ public sealed class ExportProviderTests : IAsyncLifetime
 
         public ValueTask FlushAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
-        public ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+        public ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken) =>
+            throw new UnauthorizedAccessException("Access to the path is denied."); // EPERM from fallocate, as .NET reports it
 
         public ValueTask ZeroAsync(long offset, long length, bool mayDeallocate, bool fastOnly, bool fua, CancellationToken cancellationToken) =>
             fastOnly ? throw new BlockDeviceException(BlockDeviceError.NotSupported, "not fast here") : ValueTask.CompletedTask;

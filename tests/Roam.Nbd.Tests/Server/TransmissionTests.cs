@@ -326,19 +326,6 @@ public sealed class TransmissionTests : ServerTestBase
         for (int i = 0; i < 32; i++) Assert.Equal(Pattern(16384, (byte)i), (await client.ReadAsync((ulong)i * 16384, 16384)).Data);
     }
 
-    [Fact]
-    public async Task Stopping_the_server_closes_idle_and_negotiating_clients()
-    {
-        await using var idle = await Server.ConnectAndGoAsync(Export);
-        await using var negotiating = await HaggleAsync();
-
-        await Server.Server.StopAsync();
-
-        Assert.True(await idle.WaitForCloseAsync(TimeSpan.FromSeconds(5)));
-        Assert.True(await negotiating.WaitForCloseAsync(TimeSpan.FromSeconds(5)));
-        Assert.Empty(Server.Log.Rejections);
-    }
-
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         // For when the test's own client is gone and cannot watch the server close it.

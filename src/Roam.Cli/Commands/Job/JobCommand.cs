@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Roam.Cli.Commands.Job.Cancel;
 using Roam.Cli.Commands.Job.List;
 using Roam.Cli.Commands.Job.Show;
 
@@ -10,5 +11,6 @@ internal sealed class JobCommand : Command
     {
         Subcommands.Add(new JobListCommand(environment));
         Subcommands.Add(new JobShowCommand(environment));
+        Subcommands.Add(new JobCancelCommand(environment));
     }
 }

@@ -1,0 +1,31 @@
+using Roam.Storage.Tracking;
+
+namespace Roam.Replication.Engine;
+
+public sealed record ReplicationOptions
+{
+    /// <summary>How long a write waits for a sync replica's acknowledgement before the replica is marked OutOfSync.</summary>
+    public TimeSpan SyncTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Unacknowledged bytes an async replica may have queued; beyond it writes go to its bitmap.</summary>
+    public long AsyncQueueBytes { get; init; } = 64L * 1024 * 1024;
+
+    /// <summary>Bitmap granularity: the unit of resync.</summary>
+    public int RegionSize { get; init; } = RegionBitmap.DefaultRegionSize;
+
+    public int ActivityLogExtentSize { get; init; } = ActivityLog.DefaultExtentSize;
+
+    public int ActivityLogCapacity { get; init; } = ActivityLog.DefaultCapacity;
+
+    /// <summary>Resync regions in flight at once, per replica.</summary>
+    public int ResyncWindow { get; init; } = 16;
+
+    public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Connect, Attach and AttachAck must be done within this.</summary>
+    public TimeSpan AttachTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan BitmapSaveInterval { get; init; } = TimeSpan.FromSeconds(1);
+}

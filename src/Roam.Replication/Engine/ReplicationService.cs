@@ -1,0 +1,353 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Roam.Nbd.Server;
+using Roam.Replication.Identity;
+using Roam.Replication.Protocol;
+using Roam.Replication.Source;
+using Roam.Replication.Target;
+using Roam.Replication.Transport;
+using Roam.Replication.Trust;
+using Roam.Storage.Tracking;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Engine;
+
+/// <summary>
+/// Volume replication for one roamd: the primary side (replicating devices, links to replicas,
+/// resync) and the target side (the peer listener applying frames to replica volumes). State lives
+/// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al.
+/// A volume without a NAME.json is a plain primary with no replicas.
+/// </summary>
+public sealed class ReplicationService : IAsyncDisposable
+{
+    private readonly HostIdentity _identity;
+    private readonly TrustStore _trust;
+    private readonly ILogger _logger;
+    private readonly string _dir;
+    private readonly PeerConnector _connector;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, ReplicationFile> _files = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ReplicatedVolume> _primaries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ReplicaSession> _sessions = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly SemaphoreSlim _admin = new(1, 1);
+    private PeerListener? _listener;
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _disposed;
+
+    public ReplicationService(HostIdentity identity, TrustStore trust, VolumeStore store, string dataDir, ILoggerFactory loggerFactory, ReplicationOptions? options = null)
+        : this(identity, trust, store, dataDir, loggerFactory.CreateLogger("Roam.Replication"), options)
+    {
+    }
+
+    public ReplicationService(HostIdentity identity, TrustStore trust, VolumeStore store, string dataDir, ILogger logger, ReplicationOptions? options = null)
+    {
+        _identity = identity;
+        _trust = trust;
+        Store = store;
+        _logger = logger;
+        Options = options ?? new ReplicationOptions();
+        _dir = Path.Combine(dataDir, "replication");
+        Directory.CreateDirectory(_dir);
+        _connector = new PeerConnector(identity, trust, new PeerConnectorOptions { Timeout = Options.AttachTimeout }, logger);
+        Exports = new ReplicationExportProvider(this);
+    }
+
+    public ReplicationOptions Options { get; }
+
+    internal VolumeStore Store { get; }
+
+    internal TestHooks Hooks { get; } = new();
+
+    /// <summary>What the NBD server should export instead of the plain volume store.</summary>
+    public INbdExportProvider Exports { get; }
+
+    /// <summary>The peer listener's bound endpoint (with the real port when 0 was asked for), once started.</summary>
+    public IPEndPoint? ListenEndPoint => _listener?.LocalEndPoint;
+
+    internal string StatePath(string volume) => Path.Combine(_dir, volume + ".json");
+    internal string BitmapPath(string volume, string peer) => Path.Combine(_dir, $"{volume}.{peer}.bitmap");
+    internal string ActivityLogPath(string volume) => Path.Combine(_dir, volume + ".al");
+
+    /// <summary>Loads the replication state, opens replicated primaries (replaying their activity logs) and listens for peers.</summary>
+    public Task StartAsync(IPEndPoint? peerListen, CancellationToken cancellationToken = default)
+    {
+        foreach (var temp in Directory.EnumerateFiles(_dir, "*" + DurableFile.TempSuffix)) File.Delete(temp);
+        foreach (var path in Directory.EnumerateFiles(_dir, "*.json"))
+        {
+            var name = Path.GetFileNameWithoutExtension(path);
+            if (!Store.TryGet(name, out _))
+            {
+                Log.StateWithoutVolume(_logger, name);
+                continue;
+            }
+            var file = ReplicationFile.Read(path);
+            lock (_gate) _files[name] = file;
+            if (file.Role == VolumeRole.Primary && file.Peers.Count > 0)
+            {
+                var volume = ReplicatedVolume.Open(this, Store.Open(name), file, _logger);
+                lock (_gate) _primaries[name] = volume;
+                volume.StartLinks();
+            }
+        }
+        if (peerListen is not null)
+        {
+            _listener = PeerListener.Start(_identity, _trust, new PeerListenerOptions { EndPoint = peerListen }, _logger);
+            _acceptLoop = Task.Run(AcceptLoopAsync, CancellationToken.None);
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Replicates a primary volume to a trusted peer: the peer creates (or attaches) the replica, the
+    /// generations decide what to copy, and the link keeps it in sync from then on (reconnecting as needed).
+    /// </summary>
+    public async Task<ReplicationStatus> AddReplicaAsync(string volume, string peerName, ReplicaMode mode, CancellationToken cancellationToken = default)
+    {
+        if (_trust.Find(peerName) is null) throw new ReplicationException($"no trusted peer is named {peerName}");
+        await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var info = Store.Get(volume);
+            ReplicatedVolume? replicated;
+            ReplicationFile? file;
+            lock (_gate)
+            {
+                _primaries.TryGetValue(volume, out replicated);
+                _files.TryGetValue(volume, out file);
+            }
+            if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here; only a primary can add replicas");
+            if (replicated is not null && replicated.Links.Any(l => l.Peer == peerName))
+                throw new ReplicationException($"volume '{volume}' is already replicated to {peerName}");
+            bool opened = false;
+            if (replicated is null)
+            {
+                file ??= new ReplicationFile(1, VolumeRole.Primary, Guid.NewGuid(), [], [], null);
+                file.Write(StatePath(volume));
+                replicated = ReplicatedVolume.Open(this, Store.Open(info.Name), file, _logger);
+                opened = true;
+            }
+            AttachedConnection attached;
+            try
+            {
+                attached = await AttachAsync(replicated, peerName, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                if (opened) await replicated.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+            var link = replicated.AddLink(peerName, mode);
+            lock (_gate)
+            {
+                _files[volume] = ReplicationFile.Read(StatePath(volume));
+                _primaries[volume] = replicated;
+            }
+            link.Start(attached);
+            Log.ReplicaAdded(_logger, volume, peerName, mode.ToString());
+            return GetStatus(volume);
+        }
+        finally { _admin.Release(); }
+    }
+
+    public ReplicationStatus GetStatus(string volume)
+    {
+        Store.Get(volume);
+        lock (_gate)
+        {
+            if (_primaries.TryGetValue(volume, out var primary)) return primary.Status();
+            if (_files.TryGetValue(volume, out var file))
+                return new ReplicationStatus(volume, file.Role, file.Generations, [], file.PrimaryPeer, _sessions.ContainsKey(volume));
+        }
+        return new ReplicationStatus(volume, VolumeRole.Primary, new DataGenerations(Guid.Empty, []), [], null, false);
+    }
+
+    /// <summary>
+    /// Makes a replica the primary under a new generation. Refused while its primary is attached,
+    /// unless <paramref name="force"/> (which drops that connection; a later reconnect is a split brain
+    /// if the old primary wrote meanwhile, else it is reported as outdated).
+    /// </summary>
+    public async Task<ReplicationStatus> PromoteAsync(string volume, bool force, CancellationToken cancellationToken = default)
+    {
+        ReplicaSession? session;
+        lock (_gate)
+        {
+            if (!_files.TryGetValue(volume, out var file) || file.Role != VolumeRole.Replica)
+                throw new ReplicationException($"volume '{volume}' is not a replica here");
+            _sessions.TryGetValue(volume, out session);
+            if (session is not null && !force)
+                throw new ReplicationException($"volume '{volume}' is attached to its primary {file.PrimaryPeer}; promoting now would make a split brain (use force)");
+            var promoted = file.With(file.Generations.Next()) with { Role = VolumeRole.Primary };
+            promoted.Write(StatePath(volume));
+            _files[volume] = promoted;
+            Log.Promoted(_logger, volume, promoted.Current, force);
+        }
+        if (session is not null) await session.StopAsync().ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        return GetStatus(volume);
+    }
+
+    internal async Task<AttachedConnection> AttachAsync(ReplicatedVolume volume, string peer, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(Options.AttachTimeout);
+        var connection = await _connector.ConnectAsync(peer, timeout.Token).ConfigureAwait(false);
+        try
+        {
+            var output = connection.Transport.Output;
+            PeerFrameWriter.WriteAttach(output, 1, new PeerAttach(volume.VolumeId, (ulong)volume.Size, volume.Generations, volume.Name));
+            await output.FlushAsync(timeout.Token).ConfigureAwait(false);
+            var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, timeout.Token).ConfigureAwait(false)
+                ?? throw new ReplicationException($"{peer} closed the connection instead of answering Attach");
+            if (frame.Type == PeerFrameType.Error)
+            {
+                var error = PeerError.Read(frame.Payload);
+                throw new ReplicationException($"{peer} refused to replicate '{volume.Name}': {error.Code}: {error.Message}");
+            }
+            if (frame.Type != PeerFrameType.AttachAck) throw new ReplicationException($"{peer} answered Attach with {frame.Type}");
+            return new AttachedConnection(connection, PeerAttachAck.Read(frame.Payload));
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        var sessions = new List<Task>();
+        while (!_stopping.IsCancellationRequested)
+        {
+            PeerConnection connection;
+            try { connection = await _listener!.AcceptConnectionAsync(_stopping.Token).ConfigureAwait(false); }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { break; }
+            var session = new ReplicaSession(this, connection, _logger);
+            sessions.Add(Task.Run(() => session.RunAsync(_stopping.Token)));
+            sessions.RemoveAll(t => t.IsCompleted);
+        }
+        await Task.WhenAll(sessions).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Target side of Attach: creates the replica volume if missing, or checks the one held; a
+    /// previous session for the volume is stopped first, so frames of a dead link never land after new ones.
+    /// </summary>
+    internal async Task<(PeerAttachAck Ack, VolumeLease? Lease)> AcceptAttachAsync(PeerAttach attach, string peer, ReplicaSession session)
+    {
+        if (!VolumeName.IsValid(attach.Name)) throw new AttachRefused(PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a valid volume name");
+        ReplicaSession? previous;
+        PeerAttachFlags flags = PeerAttachFlags.None;
+        DataGenerations generations;
+        lock (_gate)
+        {
+            _files.TryGetValue(attach.Name, out var file);
+            if (file is { Role: VolumeRole.Primary } || (file is null && Store.TryGet(attach.Name, out _)))
+            {
+                if (file is null) throw new AttachRefused(PeerErrorCode.UnknownVolume, $"volume '{attach.Name}' exists on {_identity.Name} and is not a replica");
+                return (new PeerAttachAck(PeerAttachFlags.Primary, file.Generations), null);
+            }
+            if (file is null)
+            {
+                Store.Create(attach.Name, (long)attach.Size);
+                file = new ReplicationFile(1, VolumeRole.Replica, Guid.NewGuid(), [], [], peer);
+                file.Write(StatePath(attach.Name));
+                _files[attach.Name] = file;
+                flags |= PeerAttachFlags.Created;
+                Log.ReplicaCreated(_logger, attach.Name, peer, (long)attach.Size);
+            }
+            else if (Store.Get(attach.Name).Size != (long)attach.Size)
+                throw new AttachRefused(PeerErrorCode.OutOfRange, $"replica '{attach.Name}' is {Store.Get(attach.Name).Size} bytes, the primary's is {attach.Size}");
+            else if (file.PrimaryPeer != peer)
+            {
+                file = file with { PrimaryPeer = peer };
+                file.Write(StatePath(attach.Name));
+                _files[attach.Name] = file;
+            }
+            generations = file.Generations;
+            _sessions.TryGetValue(attach.Name, out previous);
+            _sessions[attach.Name] = session;
+        }
+        if (previous is not null) await previous.StopAsync().ConfigureAwait(false);
+        return (new PeerAttachAck(flags, generations), Store.Open(attach.Name));
+    }
+
+    internal void SessionEnded(string volume, ReplicaSession session)
+    {
+        lock (_gate)
+            if (_sessions.TryGetValue(volume, out var s) && ReferenceEquals(s, session)) _sessions.Remove(volume);
+    }
+
+    /// <summary>False when the volume is no longer a replica here (promoted), so its frames must be refused.</summary>
+    internal bool IsReplicaOf(string volume, ReplicaSession session)
+    {
+        lock (_gate)
+            return _files.TryGetValue(volume, out var f) && f.Role == VolumeRole.Replica
+                && _sessions.TryGetValue(volume, out var s) && ReferenceEquals(s, session);
+    }
+
+    internal void SetReplicaGenerations(string volume, DataGenerations generations)
+    {
+        lock (_gate)
+        {
+            if (!_files.TryGetValue(volume, out var file) || file.Role != VolumeRole.Replica) return;
+            file = file.With(generations);
+            file.Write(StatePath(volume));
+            _files[volume] = file;
+        }
+    }
+
+    internal (VolumeRole Role, ReplicatedVolume? Primary) Lookup(string volume)
+    {
+        lock (_gate)
+        {
+            if (_primaries.TryGetValue(volume, out var p)) return (VolumeRole.Primary, p);
+            if (_files.TryGetValue(volume, out var f)) return (f.Role, null);
+            return (VolumeRole.Primary, null);
+        }
+    }
+
+    /// <summary>Clean shutdown: links and sessions closed, bitmaps saved, activity logs marked clean.</summary>
+    public async ValueTask DisposeAsync() => await StopAsync(clean: true).ConfigureAwait(false);
+
+    /// <summary>Tests: stop as a crash would (no bitmap save, activity logs left hot).</summary>
+    internal ValueTask CrashAsync() => StopAsync(clean: false);
+
+    private async ValueTask StopAsync(bool clean)
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        Hooks.Resume();
+        if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
+        ReplicaSession[] sessions;
+        lock (_gate) sessions = [.. _sessions.Values];
+        foreach (var s in sessions) await s.StopAsync().ConfigureAwait(false);
+        try { await _acceptLoop.ConfigureAwait(false); }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { }
+        ReplicatedVolume[] primaries;
+        lock (_gate) primaries = [.. _primaries.Values];
+        foreach (var p in primaries)
+        {
+            if (clean) await p.DisposeAsync().ConfigureAwait(false);
+            else await p.AbandonAsync().ConfigureAwait(false);
+        }
+        _stopping.Dispose();
+    }
+}
+
+/// <summary>Fault injection for tests: a stalled target stops reading its connections.</summary>
+internal sealed class TestHooks
+{
+    private volatile TaskCompletionSource? _stall;
+
+    public Task TargetGate => _stall?.Task ?? Task.CompletedTask;
+
+    public void StallTargets() => _stall = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Resume() => Interlocked.Exchange(ref _stall, null)?.TrySetResult();
+}
+
+internal sealed class AttachRefused(PeerErrorCode code, string message) : Exception(message)
+{
+    public PeerErrorCode Code { get; } = code;
+}

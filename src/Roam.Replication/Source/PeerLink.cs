@@ -1,0 +1,473 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Roam.Replication.Engine;
+using Roam.Replication.Protocol;
+using Roam.Replication.Transport;
+using Roam.Storage.Tracking;
+
+namespace Roam.Replication.Source;
+
+/// <summary>
+/// The primary's side of one (volume, replica) pair: the replica's out-of-sync bitmap, its
+/// connection (reconnected with backoff), live mirroring of writes in order, and the resync loop.
+/// A region's bit is set before a frame touching it is sent and cleared only when every frame in
+/// flight for it was acknowledged and nothing was marked for it meanwhile.
+/// </summary>
+internal sealed class PeerLink : IAsyncDisposable
+{
+    private readonly ReplicatedVolume _volume;
+    private readonly ILogger _logger;
+    private readonly ReplicationOptions _options;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, Inflight> _inflight = [];
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly CancellationTokenSource _stopping = new();
+    private Session? _session;
+    private Task _loop = Task.CompletedTask;
+    private long _bytesSent;
+    private long _bytesResynced;
+    private volatile ReplicaState _state = ReplicaState.Connecting;
+
+    public PeerLink(ReplicatedVolume volume, string peer, ReplicaMode mode, Guid? syncedGeneration, RegionBitmap bitmap, ILogger logger, ReplicationOptions options)
+    {
+        _volume = volume;
+        Peer = peer;
+        Mode = mode;
+        SyncedGeneration = syncedGeneration;
+        Bitmap = bitmap;
+        _logger = logger;
+        _options = options;
+    }
+
+    public string Peer { get; }
+    public ReplicaMode Mode { get; }
+    public RegionBitmap Bitmap { get; }
+    public Guid? SyncedGeneration { get; set; }
+    public ReplicaState State => _state;
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+    public long BytesResynced => Interlocked.Read(ref _bytesResynced);
+
+    /// <summary>Connected and attached: writes are sent to it as they happen.</summary>
+    public bool IsMirroring
+    {
+        get { lock (_gate) return _session is { Live: true }; }
+    }
+
+    public ReplicaStatus Status()
+    {
+        long pending = 0;
+        TimeSpan lag = TimeSpan.Zero;
+        lock (_gate)
+        {
+            if (_session is { } s)
+            {
+                pending = s.PendingBytes;
+                if (s.Pending.Count > 0) lag = Stopwatch.GetElapsedTime(s.Pending.Values.Min(p => p.EnqueuedAt));
+            }
+        }
+        return new ReplicaStatus(Peer, Mode, _state, Bitmap.DirtyBytes, BytesSent, BytesResynced, pending, lag, SyncedGeneration);
+    }
+
+    /// <summary>Starts the connection loop; <paramref name="first"/> is an already attached connection (from AddReplica).</summary>
+    public void Start(AttachedConnection? first) => _loop = Task.Run(() => RunAsync(first));
+
+    /// <summary>
+    /// Sends a write/zero/flush to the replica if it is attached, else marks its regions. Call under the
+    /// region lock. Returns the acknowledgement to wait for, or null when nothing was sent.
+    /// </summary>
+    public Task<bool>? Mirror(OutFrame frame)
+    {
+        lock (_gate)
+        {
+            var s = _session;
+            if (s is not { Live: true }
+                || (Mode == ReplicaMode.Async && frame.Bytes > 0 && s.PendingBytes + frame.Bytes > _options.AsyncQueueBytes))
+            {
+                if (frame.FirstRegion >= 0) MarkUnsentUnlocked(frame.FirstRegion, frame.LastRegion);
+                if (s is { Live: true }) Wake();
+                return null;
+            }
+            EnqueueUnlocked(s, frame);
+            return frame.Acked.Task;
+        }
+    }
+
+    /// <summary>The replica did not answer in time: its regions stay dirty, the connection is dropped and retried.</summary>
+    public void TimedOut(TimeSpan after)
+    {
+        Session? s;
+        lock (_gate) s = _session;
+        if (s is null || !s.Live) return;
+        Log.SyncTimeout(_logger, _volume.Name, Peer, after.TotalMilliseconds);
+        Fail(s, ReplicaState.OutOfSync);
+    }
+
+    private void EnqueueUnlocked(Session s, OutFrame frame)
+    {
+        if (frame.FirstRegion >= 0)
+        {
+            for (long r = frame.FirstRegion; r <= frame.LastRegion; r++)
+            {
+                if (!_inflight.TryGetValue(r, out var entry))
+                {
+                    entry = new Inflight { Ours = frame.Resync || !Bitmap.IsDirty(r) };
+                    _inflight[r] = entry;
+                }
+                else if (frame.Resync) entry.Ours = true;
+                entry.Count++;
+            }
+            Bitmap.MarkDirty(frame.FirstRegion * Bitmap.RegionSize, (frame.LastRegion - frame.FirstRegion + 1) * (long)Bitmap.RegionSize);
+        }
+        frame.Sequence = ++s.Sequence;
+        frame.EnqueuedAt = Stopwatch.GetTimestamp();
+        s.Pending[frame.Sequence] = frame;
+        s.PendingBytes += frame.Bytes;
+        s.Outgoing.Writer.TryWrite(frame);
+    }
+
+    private void MarkUnsentUnlocked(long first, long last)
+    {
+        Bitmap.MarkDirty(first * Bitmap.RegionSize, (last - first + 1) * (long)Bitmap.RegionSize);
+        for (long r = first; r <= last; r++)
+            if (_inflight.TryGetValue(r, out var entry)) entry.Ours = false;
+    }
+
+    private void Wake()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
+    private void OnAck(Session s, ulong sequence)
+    {
+        OutFrame? frame;
+        lock (_gate)
+        {
+            if (!s.Pending.Remove(sequence, out frame)) return;
+            s.PendingBytes -= frame.Bytes;
+            if (frame.FirstRegion >= 0 && ReferenceEquals(_session, s) && s.Live)
+            {
+                for (long r = frame.FirstRegion; r <= frame.LastRegion; r++)
+                {
+                    if (!_inflight.TryGetValue(r, out var entry)) continue;
+                    if (--entry.Count > 0) continue;
+                    _inflight.Remove(r);
+                    if (entry.Ours) Bitmap.MarkClean(r);
+                }
+            }
+        }
+        if (frame.Resync) s.Window.Release();
+        frame.Acked.TrySetResult(true);
+    }
+
+    /// <summary>Ends a session: everything unacknowledged stays dirty in the bitmap.</summary>
+    private void Fail(Session s, ReplicaState state)
+    {
+        List<OutFrame> pending;
+        lock (_gate)
+        {
+            if (!s.Live) return;
+            s.Live = false;
+            if (ReferenceEquals(_session, s)) _session = null;
+            _inflight.Clear();
+            pending = [.. s.Pending.Values];
+            s.Pending.Clear();
+            s.PendingBytes = 0;
+            if (_state != ReplicaState.SplitBrain && _state != ReplicaState.Outdated) _state = state;
+        }
+        s.Outgoing.Writer.TryComplete();
+        s.Cancel.Cancel();
+        foreach (var f in pending) f.Acked.TrySetResult(false);
+        _ = Task.Run(async () =>
+        {
+            try { await s.Connection.DisposeAsync().ConfigureAwait(false); }
+            catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+        });
+    }
+
+    private async Task RunAsync(AttachedConnection? first)
+    {
+        var delay = _options.ReconnectMinDelay;
+        var ct = _stopping.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            AttachedConnection? attached = first;
+            first = null;
+            try
+            {
+                if (attached is null)
+                {
+                    if (_state is not (ReplicaState.OutOfSync or ReplicaState.SplitBrain or ReplicaState.Outdated)) _state = ReplicaState.Connecting;
+                    attached = await _volume.ConnectAsync(Peer, ct).ConfigureAwait(false);
+                }
+                if (!Decide(attached))
+                {
+                    await attached.Connection.DisposeAsync().ConfigureAwait(false);
+                    await Task.Delay(_options.ReconnectMaxDelay, ct).ConfigureAwait(false);
+                    continue;
+                }
+                delay = _options.ReconnectMinDelay;
+                await RunSessionAsync(attached.Connection, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested) { break; }
+            catch (Exception ex)
+            {
+                if (attached is not null) await DisposeQuietly(attached.Connection).ConfigureAwait(false);
+                Log.LinkFailed(_logger, _volume.Name, Peer, ex.Message);
+                if (_state is ReplicaState.Connecting or ReplicaState.Syncing or ReplicaState.InSync) _state = ReplicaState.Disconnected;
+            }
+            try { await Task.Delay(delay, ct).ConfigureAwait(false); }
+            catch (OperationCanceledException) { break; }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.ReconnectMaxDelay.Ticks));
+        }
+    }
+
+    private static async ValueTask DisposeQuietly(PeerConnection connection)
+    {
+        try { await connection.DisposeAsync().ConfigureAwait(false); }
+        catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+    }
+
+    /// <summary>Compares generations with what the replica answered; false when nothing may sync.</summary>
+    private bool Decide(AttachedConnection attached)
+    {
+        var local = _volume.Generations;
+        var ack = attached.Ack;
+        if ((ack.Flags & PeerAttachFlags.Created) != 0)
+        {
+            Bitmap.MarkAllDirty();
+            Log.SyncDecided(_logger, _volume.Name, Peer, "new replica: full sync");
+            return true;
+        }
+        var verdict = SyncDecision.Decide(local, ack.Generations);
+        if ((ack.Flags & PeerAttachFlags.Primary) != 0 && verdict == SyncVerdict.Same) verdict = SyncVerdict.PeerNewer;
+        switch (verdict)
+        {
+            case SyncVerdict.Same:
+                Log.SyncDecided(_logger, _volume.Name, Peer, "same generation: resync the bitmap");
+                return true;
+            case SyncVerdict.LocalNewer:
+                if (SyncedGeneration != ack.Generations.Current)
+                {
+                    Bitmap.MarkAllDirty();
+                    Log.SyncDecided(_logger, _volume.Name, Peer, "replica is older than the bitmap knows: full sync");
+                }
+                else Log.SyncDecided(_logger, _volume.Name, Peer, "replica is older: resync the bitmap");
+                return true;
+            case SyncVerdict.PeerNewer:
+                _state = ReplicaState.Outdated;
+                Log.SyncDecided(_logger, _volume.Name, Peer, "the peer's data is newer (it was promoted): this host is outdated, nothing syncs");
+                return false;
+            default:
+                _state = ReplicaState.SplitBrain;
+                Log.SplitBrain(_logger, _volume.Name, Peer, local.Current, ack.Generations.Current);
+                return false;
+        }
+    }
+
+    private async Task RunSessionAsync(PeerConnection connection, CancellationToken stopping)
+    {
+        var s = new Session(connection, CancellationTokenSource.CreateLinkedTokenSource(stopping), _options.ResyncWindow);
+        lock (_gate)
+        {
+            _session = s;
+            s.Live = true;
+            _state = ReplicaState.Syncing;
+        }
+        Log.LinkUp(_logger, _volume.Name, Peer, Mode.ToString(), Bitmap.DirtyBytes);
+        var writer = Task.Run(() => WriteLoopAsync(s));
+        var reader = Task.Run(() => ReadLoopAsync(s));
+        var resync = Task.Run(() => ResyncLoopAsync(s));
+        var done = await Task.WhenAny(writer, reader, resync).ConfigureAwait(false);
+        string why = done.Exception?.GetBaseException().Message ?? "connection closed";
+        bool wasLive;
+        lock (_gate) wasLive = s.Live;
+        if (wasLive && !stopping.IsCancellationRequested) Log.LinkFailed(_logger, _volume.Name, Peer, why);
+        Fail(s, ReplicaState.Disconnected);
+        try { await Task.WhenAll(writer, reader, resync).ConfigureAwait(false); }
+        catch (Exception) { /* reported above */ }
+        _volume.SaveBitmaps();
+    }
+
+    private async Task WriteLoopAsync(Session s)
+    {
+        var output = s.Connection.Transport.Output;
+        var ct = s.Cancel.Token;
+        while (await s.Outgoing.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
+        {
+            long bytes = 0;
+            while (s.Outgoing.Reader.TryRead(out var f))
+            {
+                bytes += WriteFrame(output, f);
+                if (bytes > 1024 * 1024) break;
+            }
+            Interlocked.Add(ref _bytesSent, bytes);
+            var result = await output.FlushAsync(ct).ConfigureAwait(false);
+            if (result.IsCompleted || result.IsCanceled) return;
+        }
+    }
+
+    private long WriteFrame(IBufferWriter<byte> output, OutFrame f)
+    {
+        var id = _volume.VolumeId;
+        switch (f.Type)
+        {
+            case PeerFrameType.Write:
+                PeerFrameWriter.WriteWrite(output, f.Sequence, f.Flags, id, (ulong)f.Offset, f.Data.Span);
+                return PeerProtocol.HeaderSize + PeerWrite.FixedLength + f.Data.Length;
+            case PeerFrameType.Zero:
+                PeerFrameWriter.WriteZero(output, f.Sequence, f.Flags, new PeerZero(id, (ulong)f.Offset, (ulong)f.Length));
+                return PeerProtocol.HeaderSize + PeerZero.PayloadLength;
+            case PeerFrameType.Flush:
+                PeerFrameWriter.WriteFlush(output, f.Sequence, new PeerFlush(id));
+                return PeerProtocol.HeaderSize + PeerFlush.PayloadLength;
+            case PeerFrameType.Generations:
+                PeerFrameWriter.WriteGenerations(output, f.Sequence, new PeerGenerations(id, f.Generations!));
+                return PeerProtocol.HeaderSize + PeerGenerations.FixedLength + 16 * f.Generations!.History.Count;
+            default:
+                throw new InvalidOperationException($"cannot send {f.Type} on a replica link");
+        }
+    }
+
+    private async Task ReadLoopAsync(Session s)
+    {
+        var input = s.Connection.Transport.Input;
+        var ct = s.Cancel.Token;
+        while (true)
+        {
+            var result = await input.ReadAsync(ct).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            try
+            {
+                while (PeerFrameReader.TryRead(ref buffer, PeerProtocol.MaxHandshakePayload, out var header, out var payload))
+                {
+                    switch (header.Type)
+                    {
+                        case PeerFrameType.Ack:
+                            OnAck(s, PeerAck.Read(payload).Sequence);
+                            break;
+                        case PeerFrameType.Error:
+                            var error = PeerError.Read(payload);
+                            throw new IOException($"the replica refused frame {error.Sequence}: {error.Code}: {error.Message}");
+                        case PeerFrameType.Heartbeat:
+                            break;
+                        default:
+                            throw new IOException($"unexpected {header.Type} from the replica");
+                    }
+                }
+                if (result.IsCompleted) return;
+            }
+            finally
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+    }
+
+    private async Task ResyncLoopAsync(Session s)
+    {
+        var ct = s.Cancel.Token;
+        long region = 0;
+        var buffer = new byte[Bitmap.RegionSize];
+        while (!ct.IsCancellationRequested)
+        {
+            long dirty = NextToResync(region);
+            if (dirty < 0)
+            {
+                // Wait for the resync frames in flight, then see whether anything is left.
+                for (int i = 0; i < _options.ResyncWindow; i++) await s.Window.WaitAsync(ct).ConfigureAwait(false);
+                s.Window.Release(_options.ResyncWindow);
+                if (NextToResync(0) < 0)
+                {
+                    var generations = _volume.Generations;
+                    if (SyncedGeneration != generations.Current || _state != ReplicaState.InSync)
+                    {
+                        var ack = Mirror(OutFrame.Gens(generations));
+                        if (ack is null || !await ack.WaitAsync(ct).ConfigureAwait(false)) return;
+                        _volume.SetSynced(this, generations.Current);
+                        if (NextToResync(0) < 0 && _state == ReplicaState.Syncing)
+                        {
+                            _state = ReplicaState.InSync;
+                            Log.InSync(_logger, _volume.Name, Peer, BytesResynced);
+                        }
+                    }
+                    await _wake.WaitAsync(TimeSpan.FromMilliseconds(250), ct).ConfigureAwait(false);
+                }
+                region = 0;
+                continue;
+            }
+            if (_state == ReplicaState.InSync) _state = ReplicaState.Syncing;
+            await s.Window.WaitAsync(ct).ConfigureAwait(false);
+            var (offset, length) = Bitmap.RegionRange(dirty);
+            bool sent = false;
+            using (await _volume.Locks.LockAsync(offset, length).ConfigureAwait(false))
+            {
+                bool covered;
+                lock (_gate) covered = !Bitmap.IsDirty(dirty) || (_inflight.TryGetValue(dirty, out var e) && e.Ours);
+                if (!covered)
+                {
+                    await _volume.Local.ReadAsync(offset, buffer.AsMemory(0, length), ct).ConfigureAwait(false);
+                    var span = buffer.AsSpan(0, length);
+                    var frame = span.IndexOfAnyExcept((byte)0) < 0
+                        ? OutFrame.Zero(offset, length, fua: false, Bitmap.RegionSize)
+                        : OutFrame.Write(offset, span.ToArray(), fua: false, Bitmap.RegionSize);
+                    frame.Resync = true;
+                    lock (_gate)
+                    {
+                        if (!ReferenceEquals(_session, s) || !s.Live) return;
+                        EnqueueUnlocked(s, frame);
+                    }
+                    sent = true;
+                    Interlocked.Add(ref _bytesResynced, length);
+                }
+            }
+            if (!sent) s.Window.Release();
+            region = dirty + 1;
+        }
+    }
+
+    /// <summary>The next dirty region that no acknowledgement in flight will clean, or -1.</summary>
+    private long NextToResync(long from)
+    {
+        lock (_gate)
+        {
+            for (long r = Bitmap.NextDirty(from); r >= 0; r = Bitmap.NextDirty(r + 1))
+                if (!(_inflight.TryGetValue(r, out var e) && e.Ours)) return r;
+            return -1;
+        }
+    }
+
+    /// <summary>Stops the link; <paramref name="clean"/> false leaves the connection to drop (a crash in tests).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        Session? s;
+        lock (_gate) s = _session;
+        if (s is not null) Fail(s, ReplicaState.Disconnected);
+        try { await _loop.ConfigureAwait(false); }
+        catch (OperationCanceledException) { }
+        _state = ReplicaState.Disconnected;
+    }
+
+    private sealed class Inflight
+    {
+        public int Count;
+        public bool Ours;
+    }
+
+    private sealed class Session(PeerConnection connection, CancellationTokenSource cancel, int window)
+    {
+        public PeerConnection Connection { get; } = connection;
+        public CancellationTokenSource Cancel { get; } = cancel;
+        public Channel<OutFrame> Outgoing { get; } = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true });
+        public Dictionary<ulong, OutFrame> Pending { get; } = [];
+        public SemaphoreSlim Window { get; } = new(window, window);
+        public long PendingBytes;
+        public ulong Sequence;
+        public bool Live;
+    }
+}
+
+/// <summary>A connection on which Attach was answered.</summary>
+internal sealed record AttachedConnection(PeerConnection Connection, PeerAttachAck Ack);

@@ -1,0 +1,175 @@
+using Microsoft.Extensions.Logging;
+using Roam.Replication.Engine;
+using Roam.Replication.Protocol;
+using Roam.Storage.Devices;
+using Roam.Storage.Tracking;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Source;
+
+/// <summary>
+/// A primary volume with replicas: its lease, activity log, per-replica links and persisted state.
+/// </summary>
+internal sealed class ReplicatedVolume : IAsyncDisposable
+{
+    private readonly ReplicationService _service;
+    private readonly VolumeLease _lease;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly List<PeerLink> _links = [];
+    private readonly Timer _saver;
+    private ReplicationFile _file;
+    private long _savedVersions = -1;
+
+    private ReplicatedVolume(ReplicationService service, VolumeLease lease, ReplicationFile file, ILogger logger)
+    {
+        _service = service;
+        _lease = lease;
+        _file = file;
+        _logger = logger;
+        Options = service.Options;
+        Locks = new RegionLocks(Options.RegionSize);
+        Device = new ReplicatingDevice(this);
+        ActivityLog = ActivityLog.Open(service.ActivityLogPath(Name), out var hot, Options.ActivityLogExtentSize, Options.ActivityLogCapacity,
+            beforeEvict: () => { SaveBitmaps(); return ValueTask.CompletedTask; });
+        HotAtCrash = hot;
+        _saver = new Timer(_ => SaveBitmapsIfChanged(), null, Options.BitmapSaveInterval, Options.BitmapSaveInterval);
+    }
+
+    public string Name => _lease.Info.Name;
+    public Guid VolumeId => _lease.Info.Id;
+    public long Size => _lease.Info.Size;
+    public IBlockDevice Local => _lease.Device;
+    public ReplicationOptions Options { get; }
+    public RegionLocks Locks { get; }
+    public ActivityLog ActivityLog { get; }
+    public ReplicatingDevice Device { get; }
+    public IReadOnlyList<(long Offset, long Length)> HotAtCrash { get; }
+
+    public DataGenerations Generations
+    {
+        get { lock (_gate) return _file.Generations; }
+    }
+
+    public IReadOnlyList<PeerLink> Links
+    {
+        get { lock (_gate) return [.. _links]; }
+    }
+
+    public static ReplicatedVolume Open(ReplicationService service, VolumeLease lease, ReplicationFile file, ILogger logger)
+    {
+        var volume = new ReplicatedVolume(service, lease, file, logger);
+        foreach (var peer in file.Peers)
+        {
+            var bitmap = RegionBitmap.LoadOrAllDirty(service.BitmapPath(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
+            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options));
+        }
+        if (volume.HotAtCrash.Count > 0)
+        {
+            // A crash: the extents that were hot may hold writes no replica got.
+            foreach (var link in volume._links)
+                foreach (var (offset, length) in volume.HotAtCrash)
+                    link.Bitmap.MarkDirty(offset, Math.Min(length, volume.Size - offset));
+            Log.ActivityLogReplayed(logger, volume.Name, volume.HotAtCrash.Count);
+        }
+        volume.SaveBitmaps();
+        return volume;
+    }
+
+    public void StartLinks()
+    {
+        foreach (var link in Links) link.Start(null);
+    }
+
+    public Task<AttachedConnection> ConnectAsync(string peer, CancellationToken ct) => _service.AttachAsync(this, peer, ct);
+
+    public PeerLink AddLink(string peer, ReplicaMode mode)
+    {
+        lock (_gate)
+        {
+            if (_links.Any(l => l.Peer == peer)) throw new ReplicationException($"volume '{Name}' is already replicated to {peer}");
+            var bitmap = new RegionBitmap(Size, Options.RegionSize);
+            bitmap.MarkAllDirty();
+            var link = new PeerLink(this, peer, mode, null, bitmap, _logger, Options);
+            bitmap.Save(_service.BitmapPath(Name, peer));
+            _links.Add(link);
+            _file = _file with { Peers = [.. _file.Peers, new ReplicaRecord(peer, mode, null)] };
+            _file.Write(_service.StatePath(Name));
+            return link;
+        }
+    }
+
+    public void SetSynced(PeerLink link, Guid generation)
+    {
+        lock (_gate)
+        {
+            link.SyncedGeneration = generation;
+            _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { SyncedGeneration = generation } : p)] };
+            _file.Write(_service.StatePath(Name));
+        }
+        link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+    }
+
+    /// <summary>
+    /// Before a write: a replica that was in sync at the current generation and is away now means the
+    /// data is about to diverge from it, so start a new generation (and tell the replicas still attached).
+    /// </summary>
+    public void EnsureGeneration()
+    {
+        lock (_gate)
+        {
+            var current = _file.Generations;
+            if (!_links.Any(l => l.SyncedGeneration == current.Current && !l.IsMirroring)) return;
+            var next = current.Next();
+            _file = _file.With(next);
+            _file.Write(_service.StatePath(Name));
+            Log.NewGeneration(_logger, Name, next.Current, current.Current);
+            // The attached replicas get the new generation in order with the writes; their resync loop confirms it.
+        }
+    }
+
+    public void SaveBitmaps()
+    {
+        foreach (var link in Links) link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+    }
+
+    private void SaveBitmapsIfChanged()
+    {
+        try
+        {
+            long versions = Links.Sum(l => l.Bitmap.Version);
+            if (versions == Interlocked.Read(ref _savedVersions)) return;
+            SaveBitmaps();
+            Interlocked.Exchange(ref _savedVersions, versions);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+            Log.BitmapSaveFailed(_logger, Name, ex.Message);
+        }
+    }
+
+    public ReplicationStatus Status() =>
+        new(Name, VolumeRole.Primary, Generations, [.. Links.Select(l => l.Status())], null, false);
+
+    /// <summary>Clean stop: links down, bitmaps saved, the activity log marked clean.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _saver.DisposeAsync().ConfigureAwait(false);
+        foreach (var link in Links) await link.DisposeAsync().ConfigureAwait(false);
+        SaveBitmaps();
+        ActivityLog.MarkClean();
+        ActivityLog.Dispose();
+        _lease.Dispose();
+    }
+
+    /// <summary>Stops as a crash would: nothing is saved, the activity log keeps its hot extents.</summary>
+    public async ValueTask AbandonAsync()
+    {
+        await _saver.DisposeAsync().ConfigureAwait(false);
+        foreach (var link in Links) await link.DisposeAsync().ConfigureAwait(false);
+        ActivityLog.Dispose();
+        _lease.Dispose();
+    }
+}
+
+public sealed class ReplicationException(string message) : Exception(message);

@@ -1,0 +1,173 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+using Roam.Replication.Engine;
+using Roam.Replication.Protocol;
+using Roam.Replication.Transport;
+using Roam.Storage.Devices;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Target;
+
+/// <summary>
+/// One incoming replica connection: Attach, then Write/Zero/Flush/Generations applied to the
+/// local replica volume strictly in order, each acknowledged by its sequence once applied (and
+/// durable, for FUA and Flush).
+/// </summary>
+internal sealed class ReplicaSession(ReplicationService service, PeerConnection connection, ILogger logger)
+{
+    private readonly CancellationTokenSource _cancel = new();
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ulong _sequence;
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        using var link = CancellationTokenSource.CreateLinkedTokenSource(stopping, _cancel.Token);
+        var ct = link.Token;
+        string? volume = null;
+        VolumeLease? lease = null;
+        try
+        {
+            await service.Hooks.TargetGate.WaitAsync(ct).ConfigureAwait(false);
+            var first = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, ct).ConfigureAwait(false);
+            if (first is null) return;
+            if (first.Type != PeerFrameType.Attach)
+            {
+                await SendErrorAsync(first.Header.Sequence, PeerErrorCode.ProtocolError, $"expected Attach, got {first.Type}").ConfigureAwait(false);
+                return;
+            }
+            var attach = PeerAttach.Read(first.Payload);
+            PeerAttachAck ack;
+            try
+            {
+                (ack, lease) = await service.AcceptAttachAsync(attach, connection.PeerName, this).ConfigureAwait(false);
+            }
+            catch (AttachRefused ex)
+            {
+                await SendErrorAsync(first.Header.Sequence, ex.Code, ex.Message).ConfigureAwait(false);
+                return;
+            }
+            PeerFrameWriter.WriteAttachAck(connection.Transport.Output, ++_sequence, ack);
+            await connection.Transport.Output.FlushAsync(ct).ConfigureAwait(false);
+            if (lease is null) return;
+            volume = attach.Name;
+            Log.ReplicaAttached(logger, attach.Name, connection.PeerName);
+            await ApplyLoopAsync(attach, lease.Device, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) { }
+        catch (Exception ex) when (ex is IOException or PeerProtocolException or ObjectDisposedException or InvalidOperationException)
+        {
+            Log.ReplicaSessionFailed(logger, volume ?? "-", connection.PeerName, ex.Message);
+        }
+        finally
+        {
+            if (volume is not null) service.SessionEnded(volume, this);
+            lease?.Dispose();
+            try { await connection.DisposeAsync().ConfigureAwait(false); }
+            catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+            _done.TrySetResult();
+        }
+    }
+
+    /// <summary>Stops applying frames (a newer session took over, or the volume was promoted) and waits until it has.</summary>
+    public async Task StopAsync()
+    {
+        await _cancel.CancelAsync().ConfigureAwait(false);
+        await _done.Task.ConfigureAwait(false);
+    }
+
+    private async Task ApplyLoopAsync(PeerAttach attach, IBlockDevice device, CancellationToken ct)
+    {
+        var input = connection.Transport.Input;
+        var output = connection.Transport.Output;
+        while (true)
+        {
+            await service.Hooks.TargetGate.WaitAsync(ct).ConfigureAwait(false);
+            var result = await input.ReadAsync(ct).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            try
+            {
+                while (TryRead(ref buffer, out var header, out var payload))
+                {
+                    ct.ThrowIfCancellationRequested();
+                    var error = await ApplyAsync(attach, device, header, payload, ct).ConfigureAwait(false);
+                    if (error is { } e)
+                    {
+                        await SendErrorAsync(header.Sequence, e.Code, e.Message).ConfigureAwait(false);
+                        return;
+                    }
+                    PeerFrameWriter.WriteAck(output, ++_sequence, new PeerAck(header.Sequence));
+                }
+                if (result.IsCompleted) return;
+            }
+            finally
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            await output.FlushAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    private static bool TryRead(ref ReadOnlySequence<byte> buffer, out PeerFrameHeader header, out ReadOnlySequence<byte> payload) =>
+        PeerFrameReader.TryRead(ref buffer, PeerProtocol.DefaultMaxPayload, out header, out payload);
+
+    private async ValueTask<(PeerErrorCode Code, string Message)?> ApplyAsync(PeerAttach attach, IBlockDevice device, PeerFrameHeader header,
+        ReadOnlySequence<byte> payload, CancellationToken ct)
+    {
+        if (!service.IsReplicaOf(attach.Name, this)) return (PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a replica here any more");
+        bool fua = (header.Flags & PeerFrameFlags.Fua) != 0;
+        try
+        {
+            switch (header.Type)
+            {
+                case PeerFrameType.Write:
+                {
+                    var write = PeerWrite.Read(payload);
+                    if (write.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    if (write.Offset + (ulong)write.Data.Length > (ulong)device.Size) return (PeerErrorCode.OutOfRange, "write past the end");
+                    var data = write.Data.IsSingleSegment ? write.Data.First : write.Data.ToArray();
+                    await device.WriteAsync((long)write.Offset, data, fua, ct).ConfigureAwait(false);
+                    return null;
+                }
+                case PeerFrameType.Zero:
+                {
+                    var zero = PeerZero.Read(payload);
+                    if (zero.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    if (zero.Offset + zero.Length > (ulong)device.Size) return (PeerErrorCode.OutOfRange, "zero past the end");
+                    await device.ZeroAsync((long)zero.Offset, (long)zero.Length, mayDeallocate: true, fastOnly: false, fua, ct).ConfigureAwait(false);
+                    return null;
+                }
+                case PeerFrameType.Flush:
+                    if (PeerFlush.Read(payload).VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    await device.FlushAsync(ct).ConfigureAwait(false);
+                    return null;
+                case PeerFrameType.Generations:
+                {
+                    var generations = PeerGenerations.Read(payload);
+                    if (generations.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    // Everything before this frame is applied; make it durable before the replica claims the generation.
+                    await device.FlushAsync(ct).ConfigureAwait(false);
+                    service.SetReplicaGenerations(attach.Name, generations.Generations);
+                    return null;
+                }
+                case PeerFrameType.Heartbeat:
+                    return null;
+                default:
+                    return (PeerErrorCode.ProtocolError, $"unexpected {header.Type}");
+            }
+        }
+        catch (BlockDeviceException ex)
+        {
+            return (PeerErrorCode.IoError, ex.Message);
+        }
+    }
+
+    private async Task SendErrorAsync(ulong sequence, PeerErrorCode code, string message)
+    {
+        try
+        {
+            PeerFrameWriter.WriteError(connection.Transport.Output, sequence, new PeerError(sequence, code, message));
+            await connection.Transport.Output.FlushAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+    }
+}

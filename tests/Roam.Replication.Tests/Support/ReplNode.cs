@@ -1,0 +1,114 @@
+using System.Net;
+using Roam.Replication.Engine;
+using Roam.Replication.Identity;
+using Roam.Replication.Trust;
+using Roam.Storage.Devices;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Tests.Support;
+
+/// <summary>One simulated roamd with replication: data dir, identity, trust, volume store and service; restartable on the same dir and port.</summary>
+public sealed class ReplNode : IAsyncDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly ReplicationOptions _options;
+    private int _port;
+
+    private ReplNode(string name, ReplicationOptions options)
+    {
+        Name = name;
+        _options = options;
+        Identity = HostIdentity.LoadOrCreate(_dir.Path, name);
+    }
+
+    public string Name { get; }
+    public HostIdentity Identity { get; }
+    public TrustStore Trust { get; private set; } = null!;
+    public VolumeStore Store { get; private set; } = null!;
+    public ReplicationService Service { get; private set; } = null!;
+    public TestLog Log { get; } = new();
+    public int Port => _port;
+    public bool Running { get; private set; }
+
+    public static ReplicationOptions TestOptions => new()
+    {
+        SyncTimeout = TimeSpan.FromSeconds(5),
+        ReconnectMinDelay = TimeSpan.FromMilliseconds(50),
+        ReconnectMaxDelay = TimeSpan.FromMilliseconds(300),
+        BitmapSaveInterval = TimeSpan.FromMilliseconds(200),
+        AttachTimeout = TimeSpan.FromSeconds(5),
+    };
+
+    public static async Task<(ReplNode Primary, ReplNode Replica)> PairAsync(ReplicationOptions? options = null)
+    {
+        var a = new ReplNode("alpha", options ?? TestOptions);
+        var b = new ReplNode("beta", options ?? TestOptions);
+        await a.StartAsync();
+        await b.StartAsync();
+        a.Trust.Add("beta", $"127.0.0.1:{b.Port}", b.Identity.Fingerprint.ToString());
+        b.Trust.Add("alpha", $"127.0.0.1:{a.Port}", a.Identity.Fingerprint.ToString());
+        return (a, b);
+    }
+
+    public async Task StartAsync()
+    {
+        Trust = TrustStore.Open(_dir.Path);
+        Store = new VolumeStore(_dir.Path, Log);
+        Service = new ReplicationService(Identity, Trust, Store, _dir.Path, Log, _options);
+        await Service.StartAsync(new IPEndPoint(IPAddress.Loopback, _port));
+        _port = Service.ListenEndPoint!.Port;
+        Running = true;
+    }
+
+    public async Task StopAsync(bool crash = false)
+    {
+        if (!Running) return;
+        Running = false;
+        if (crash) await Service.CrashAsync();
+        else await Service.DisposeAsync();
+        Store.Dispose();
+    }
+
+    public async Task RestartAsync(bool crash = false)
+    {
+        await StopAsync(crash);
+        await StartAsync();
+    }
+
+    public IBlockDevice Open(string volume, out bool readOnly)
+    {
+        var export = Service.Exports.Open(volume) ?? throw new InvalidOperationException($"no export {volume}");
+        readOnly = export.ReadOnly;
+        return export.Device;
+    }
+
+    public byte[] ReadRaw(string volume)
+    {
+        using var stream = new FileStream(Store.DataPath(volume), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
+    public ReplicaStatus Replica(string volume) => Service.GetStatus(volume).Replicas.Single();
+
+    public async Task WaitInSyncAsync(string volume, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            var r = Replica(volume);
+            if (r.State == ReplicaState.InSync && r.BytesOutOfSync == 0 && r.PendingBytes == 0) return;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"{volume} not in sync: {r}; log: {string.Join(" | ", Log.Entries.TakeLast(15).Select(e => e.Message))}");
+            await Task.Delay(20);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        Identity.Dispose();
+        _dir.Dispose();
+    }
+}
