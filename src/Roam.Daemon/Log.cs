@@ -4,36 +4,39 @@ namespace Roam.Daemon;
 
 internal static partial class Log
 {
-    [LoggerMessage(2001, LogLevel.Information, "roamd {Version} ready: data dir {DataDir}, control {ControlSocket}, nbd {NbdSocket}{Tcp}")]
+    [LoggerMessage(5001, LogLevel.Information, "roamd {Version} ready: data dir {DataDir}, control {ControlSocket}, nbd {NbdSocket}{Tcp}")]
     public static partial void Ready(ILogger logger, string version, string dataDir, string controlSocket, string nbdSocket, string tcp);
 
-    [LoggerMessage(2002, LogLevel.Information, "Stopping: cancelling {Jobs} running job(s), disconnecting {Connections} NBD client(s)")]
+    [LoggerMessage(5002, LogLevel.Information, "Stopping: cancelling {Jobs} running job(s), disconnecting {Connections} NBD client(s)")]
     public static partial void Stopping(ILogger logger, int jobs, int connections);
 
-    [LoggerMessage(2003, LogLevel.Information, "Stopped")]
+    [LoggerMessage(5003, LogLevel.Information, "Stopped")]
     public static partial void Stopped(ILogger logger);
 
-    [LoggerMessage(2010, LogLevel.Error, "Control API {Method} {Path} failed unexpectedly")]
+    [LoggerMessage(5010, LogLevel.Error, "Control API {Method} {Path} failed unexpectedly")]
     public static partial void ApiFailed(ILogger logger, string method, string path, Exception exception);
 
-    [LoggerMessage(2020, LogLevel.Information, "Job {JobId}: {Kind} {Volume} {Direction} {Path} ({Format}) started")]
+    [LoggerMessage(5020, LogLevel.Information, "Job {JobId}: {Kind} {Volume} {Direction} {Path} ({Format}) started")]
     public static partial void JobStarted(ILogger logger, string jobId, string kind, string volume, string direction, string path, string format);
 
-    [LoggerMessage(2021, LogLevel.Information, "Job {JobId}: finished, {Bytes} bytes in {Seconds:0.00} s")]
+    [LoggerMessage(5021, LogLevel.Information, "Job {JobId}: finished, {Bytes} bytes in {Seconds:0.00} s")]
     public static partial void JobSucceeded(ILogger logger, string jobId, long bytes, double seconds);
 
-    [LoggerMessage(2022, LogLevel.Warning, "Job {JobId}: failed: {Error}")]
+    [LoggerMessage(5022, LogLevel.Warning, "Job {JobId}: failed: {Error}")]
     public static partial void JobFailed(ILogger logger, string jobId, string error, Exception exception);
 
-    [LoggerMessage(2023, LogLevel.Information, "Job {JobId}: cancelled")]
+    [LoggerMessage(5026, LogLevel.Warning, "Job {JobId}: failed: {Error}")]
+    public static partial void JobRefused(ILogger logger, string jobId, string error);
+
+    [LoggerMessage(5023, LogLevel.Information, "Job {JobId}: cancelled")]
     public static partial void JobCancelled(ILogger logger, string jobId);
 
-    [LoggerMessage(2024, LogLevel.Warning, "Job {JobId}: cleanup failed: {Error}")]
+    [LoggerMessage(5024, LogLevel.Warning, "Job {JobId}: cleanup failed: {Error}")]
     public static partial void JobCleanupFailed(ILogger logger, string jobId, string error);
 
-    [LoggerMessage(2025, LogLevel.Information, "Job {JobId}: removed the unfinished volume {Volume}")]
+    [LoggerMessage(5025, LogLevel.Information, "Job {JobId}: removed the unfinished volume {Volume}")]
     public static partial void JobRemovedVolume(ILogger logger, string jobId, string volume);
 
-    [LoggerMessage(2030, LogLevel.Debug, "Job {JobId}: running {Command}")]
+    [LoggerMessage(5030, LogLevel.Debug, "Job {JobId}: running {Command}")]
     public static partial void RunningTool(ILogger logger, string jobId, string command);
 }

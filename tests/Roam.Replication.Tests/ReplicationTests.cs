@@ -230,3 +230,26 @@ public sealed class CrashTests : ReplicationTestBase
         AssertSame();
     }
 }
+
+public sealed class PromoteTests : ReplicationTestBase
+{
+    [Fact]
+    public async Task Promote_is_refused_while_attached_and_both_writing_apart_is_a_split_brain()
+    {
+        var device = await ReplicatedAsync(8 * MiB, ReplicaMode.Sync);
+        await device.WriteAsync(0, Random(64 * 1024, 1), false, default);
+        await Assert.ThrowsAsync<Source.ReplicationException>(() => Secondary.Service.PromoteAsync(Vol, force: false));
+
+        var promoted = await Secondary.Service.PromoteAsync(Vol, force: true);
+        Assert.Equal(VolumeRole.Primary, promoted.Role);
+        Secondary.Open(Vol, out bool readOnly);
+        Assert.False(readOnly);
+
+        // The old primary writes too, under its own new generation: when it reconnects, neither descends from the other.
+        await device.WriteAsync(MiB, Random(64 * 1024, 2), false, default);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Primary.Replica(Vol).State != ReplicaState.SplitBrain && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(ReplicaState.SplitBrain, Primary.Replica(Vol).State);
+        Assert.Contains(Primary.Log.Entries, e => e.EventId.Id == 3102);
+    }
+}

@@ -23,9 +23,7 @@ internal static class RoamdHost
         try { dirLock = DataDirLock.Acquire(options.DataDir); }
         catch (VolumeException ex) when (ex.Error == VolumeError.DataDirLocked)
         {
-            var pid = LockHolder.ReadPid(options.DataDir);
-            var message = pid is null || ex.Message.Contains("(pid", StringComparison.Ordinal) ? ex.Message : $"{ex.Message} (pid {pid})";
-            await Console.Error.WriteLineAsync($"roamd: {message}").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"roamd: {ex.Message}").ConfigureAwait(false);
             return Failure;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
