@@ -7,6 +7,9 @@ internal static partial class Log
     [LoggerMessage(5001, LogLevel.Information, "roamd {Version} ready: data dir {DataDir}, control {ControlSocket}, nbd {NbdSocket}{Tcp}")]
     public static partial void Ready(ILogger logger, string version, string dataDir, string controlSocket, string nbdSocket, string tcp);
 
+    [LoggerMessage(5004, LogLevel.Information, "Host identity {HostName} {Fingerprint} ({How} {Path})")]
+    public static partial void Identity(ILogger logger, string hostName, string fingerprint, string how, string path);
+
     [LoggerMessage(5002, LogLevel.Information, "Stopping: cancelling {Jobs} running job(s), disconnecting {Connections} NBD client(s)")]
     public static partial void Stopping(ILogger logger, int jobs, int connections);
 

@@ -111,6 +111,20 @@ public sealed class DaemonLifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task Config_file_sets_the_host_name_and_peer_listener()
+    {
+        var config = _dir.File("roamd.json");
+        await File.WriteAllTextAsync(config, """{ "dataDir": "cfg-data", "hostName": "from-config", "peerListen": "127.0.0.1:0", "syncTimeout": 1.5 }""");
+
+        var host = await RunAndQueryHostAsync(["--config", config], Path.Combine(_dir.Path, "cfg-data", "control.sock"));
+
+        Assert.Equal("from-config", host.GetProperty("hostName").GetString());
+        Assert.StartsWith("SHA256:", host.GetProperty("fingerprint").GetString());
+        Assert.StartsWith("127.0.0.1:", host.GetProperty("peerListen").GetString());
+        Assert.NotEqual("127.0.0.1:0", host.GetProperty("peerListen").GetString());
+    }
+
+    [Fact]
     public async Task Command_line_wins_over_the_config_file()
     {
         var config = _dir.File("roamd.json");
@@ -135,6 +149,9 @@ public sealed class DaemonLifecycleTests : IDisposable
     [Theory]
     [InlineData(new[] { "--nbd-listen", "not-an-address" }, "invalid NBD listen address 'not-an-address'")]
     [InlineData(new[] { "--bogus" }, "--bogus")]
+    [InlineData(new[] { "--peer-listen", "nowhere:x" }, "invalid peer listen address 'nowhere:x'")]
+    [InlineData(new[] { "--sync-timeout", "0" }, "invalid sync timeout 0")]
+    [InlineData(new[] { "--host-name", " " }, "invalid host name")]
     [InlineData(new[] { "--config", "/nonexistent/roamd.json" }, "cannot read config file /nonexistent/roamd.json")]
     public async Task Bad_options_exit_2_with_one_line(string[] arguments, string reason)
     {

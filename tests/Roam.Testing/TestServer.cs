@@ -66,10 +66,16 @@ public sealed class TestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await Server.DisposeAsync().ConfigureAwait(false);
-        Store.Dispose();
-        try { Directory.Delete(DataDir, recursive: true); }
-        catch (IOException) { } // a tool still holding a scratch file: the OS cleans /tmp eventually
+        try
+        {
+            await Server.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Even when stopping failed, so that a failing test leaves no directory behind.
+            Store.Dispose();
+            Directory.Delete(DataDir, recursive: true);
+        }
     }
 
 }

@@ -6,7 +6,7 @@ using Roam.Control;
 
 namespace Roam.Cli.Output;
 
-/// <summary>--json output: the API's records (and the CLI's two small ones), indented, camelCase, apostrophes unescaped.</summary>
+/// <summary>--json output: the API's records (and the CLI's few small ones), indented, camelCase, apostrophes unescaped.</summary>
 internal static class JsonOutput
 {
     public static CliJsonContext Context { get; } = new(new JsonSerializerOptions(JsonSerializerDefaults.Web)
@@ -21,10 +21,20 @@ internal static class JsonOutput
 /// <summary>`roam volume delete --json`.</summary>
 internal sealed record DeleteResult(string Name, bool Deleted);
 
+/// <summary>`roam host id --json`.</summary>
+internal sealed record HostIdentityView(string HostName, string Fingerprint, string? PeerListen);
+
+/// <summary>`roam host remove NAME --json`.</summary>
+internal sealed record RemovePeerResult(string Name, bool Removed);
+
 /// <summary>`roam export NAME --json`.</summary>
 internal sealed record ExportUris(string Name, IReadOnlyList<string> Uris);
 
 [JsonSerializable(typeof(HostInfo))]
+[JsonSerializable(typeof(HostIdentityView))]
+[JsonSerializable(typeof(PeerView))]
+[JsonSerializable(typeof(IReadOnlyList<PeerView>))]
+[JsonSerializable(typeof(RemovePeerResult))]
 [JsonSerializable(typeof(VolumeView))]
 [JsonSerializable(typeof(IReadOnlyList<VolumeView>))]
 [JsonSerializable(typeof(JobView))]

@@ -34,6 +34,26 @@ internal static class VolumeOutput
         grid.AddRow("Id", v.Id.ToString());
         grid.AddRow("Created", v.Created.ToString("u", CultureInfo.InvariantCulture));
         for (int i = 0; i < v.NbdUris.Count; i++) grid.AddRow(i == 0 ? "NBD" : "", Markup.Escape(v.NbdUris[i]));
+        if (v.Replication is { } r)
+        {
+            grid.AddRow("Role", r.Role == VolumeRoles.Replica
+                ? $"replica of {Markup.Escape(r.PrimaryPeer ?? "?")} ({(r.PrimaryConnected ? "attached" : "not attached")}), read-only"
+                : "primary");
+            if (r.Generation is { } generation) grid.AddRow("Generation", generation.ToString());
+        }
         console.Write(grid);
+        if (v.Replication is { Replicas.Count: > 0 } replication)
+        {
+            var table = new Table().Border(TableBorder.Simple)
+                .AddColumn("REPLICA")
+                .AddColumn("MODE")
+                .AddColumn("STATE")
+                .AddColumn(new TableColumn("OUT OF SYNC").RightAligned())
+                .AddColumn(new TableColumn("LAG").RightAligned());
+            foreach (var replica in replication.Replicas)
+                table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State),
+                    Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds));
+            console.Write(table);
+        }
     }
 }

@@ -3,6 +3,9 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
+using Roam.Replication.Source;
+using Roam.Replication.Transport;
+using Roam.Replication.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;
@@ -67,6 +70,16 @@ internal static class ErrorHandling
             VolumeError.AlreadyExists or VolumeError.InUse => StatusCodes.Status409Conflict,
             _ => StatusCodes.Status400BadRequest,
         }, v.Message),
+        TrustStoreException t => (t.Error switch
+        {
+            TrustStoreError.DuplicateName or TrustStoreError.DuplicateFingerprint => StatusCodes.Status409Conflict,
+            TrustStoreError.Corrupt => StatusCodes.Status500InternalServerError,
+            _ => StatusCodes.Status400BadRequest,
+        }, t.Message),
+        // Refusals of the replication engine: the volume's or the peer's state does not allow it now.
+        ReplicationException r => (StatusCodes.Status409Conflict, r.Message),
+        PeerConnectException p => (p.Failure == PeerConnectFailure.UnknownPeer ? StatusCodes.Status404NotFound : StatusCodes.Status409Conflict,
+            p.Message),
         BadHttpRequestException b => (b.StatusCode, BadRequestMessage(b)),
         _ => (StatusCodes.Status500InternalServerError, $"internal error in roamd: {ex.Message} (details are in roamd's log)"),
     };

@@ -2,6 +2,8 @@ using System.Reflection;
 using Roam.Control;
 using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
+using Roam.Replication.Engine;
+using Roam.Replication.Identity;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;
@@ -13,8 +15,9 @@ internal static class HostEndpoints
 
     public static void MapHostEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/host", (RoamdOptions options, NbdEndpoints nbd, VolumeStore store, JobManager jobs) =>
+        app.MapGet("/v1/host", (RoamdOptions options, NbdEndpoints nbd, VolumeStore store, JobManager jobs, HostIdentity identity, ReplicationService replication) =>
             new HostInfo(Version, Environment.ProcessId, options.DataDir, options.ControlSocket, nbd.UnixSocket, nbd.TcpAddress,
-                store.List().Count, jobs.RunningCount));
+                store.List().Count, jobs.RunningCount, identity.Name, identity.Fingerprint.ToString(),
+                replication.ListenEndPoint is { } peer ? NbdEndpoints.FormatHostPort(peer) : null));
     }
 }

@@ -1,6 +1,7 @@
 using Roam.Control;
 using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
+using Roam.Replication.Engine;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;
@@ -12,27 +13,30 @@ internal static class VolumeEndpoints
     {
         var volumes = app.MapGroup("/v1/volumes");
 
-        volumes.MapGet("/", (VolumeStore store, NbdEndpoints nbd) =>
-            (IReadOnlyList<VolumeView>)[.. store.List().Select(v => View(store, nbd, v.Name))]);
+        volumes.MapGet("/", (VolumeStore store, NbdEndpoints nbd, ReplicationService replication) =>
+            (IReadOnlyList<VolumeView>)[.. store.List().Select(v => View(store, nbd, replication, v.Name))]);
 
-        volumes.MapPost("/", (CreateVolumeRequest request, VolumeStore store, NbdEndpoints nbd) =>
+        volumes.MapPost("/", (CreateVolumeRequest request, VolumeStore store, NbdEndpoints nbd, ReplicationService replication) =>
         {
             var name = request.Name ?? "";
             VolumeName.Validate(name);
             store.Create(name, ParseSize(request.Size));
-            return TypedResults.Created($"/v1/volumes/{name}", View(store, nbd, name));
+            return TypedResults.Created($"/v1/volumes/{name}", View(store, nbd, replication, name));
         });
 
-        volumes.MapGet("/{name}", (string name, VolumeStore store, NbdEndpoints nbd) => View(store, nbd, name));
+        volumes.MapGet("/{name}", (string name, VolumeStore store, NbdEndpoints nbd, ReplicationService replication) => View(store, nbd, replication, name));
 
-        volumes.MapPost("/{name}/resize", (string name, ResizeVolumeRequest request, VolumeStore store, NbdEndpoints nbd) =>
+        volumes.MapPost("/{name}/resize", (string name, ResizeVolumeRequest request, VolumeStore store, NbdEndpoints nbd, ReplicationService replication) =>
         {
-            store.Resize(name, ParseSize(request.Size));
-            return View(store, nbd, name);
+            var size = ParseSize(request.Size);
+            RefuseIfReplicated(replication, name, "resize");
+            store.Resize(name, size);
+            return View(store, nbd, replication, name);
         });
 
-        volumes.MapDelete("/{name}", (string name, VolumeStore store) =>
+        volumes.MapDelete("/{name}", (string name, VolumeStore store, ReplicationService replication) =>
         {
+            RefuseIfReplicated(replication, name, "delete");
             store.Delete(name);
             return TypedResults.NoContent();
         });
@@ -50,10 +54,23 @@ internal static class VolumeEndpoints
         });
     }
 
-    public static VolumeView View(VolumeStore store, NbdEndpoints nbd, string name)
+    public static VolumeView View(VolumeStore store, NbdEndpoints nbd, ReplicationService replication, string name)
     {
         var s = store.Status(name);
-        return new VolumeView(s.Name, s.Size, s.AllocatedBytes, s.OpenCount, s.Id, s.Created, nbd.UrisFor(s.Name));
+        return new VolumeView(s.Name, s.Size, s.AllocatedBytes, s.OpenCount, s.Id, s.Created, nbd.UrisFor(s.Name),
+            ReplicationEndpoints.View(replication.GetStatus(name)));
+    }
+
+    /// <summary>A replica, or a primary with replicas, must not change under replication's feet (404 first for a missing volume).</summary>
+    private static void RefuseIfReplicated(ReplicationService replication, string name, string verb)
+    {
+        var status = replication.GetStatus(name);
+        if (status.Role == VolumeRole.Replica)
+            throw new ApiException(ApiException.Conflict,
+                $"cannot {verb} volume '{name}': it is a replica of {status.PrimaryPeer ?? "another host"}; promote it first (roam volume promote {name})");
+        if (status.Replicas.Count > 0)
+            throw new ApiException(ApiException.Conflict,
+                $"cannot {verb} volume '{name}': it is replicated to {string.Join(", ", status.Replicas.Select(r => r.Peer))}");
     }
 
     private static long ParseSize(string? text)

@@ -19,7 +19,7 @@ internal sealed class NbdEndpoints(RoamdOptions options)
     public IReadOnlyList<string> UrisFor(string volume) =>
         Tcp is null ? [UnixUri(volume)] : [UnixUri(volume), $"nbd://{FormatHostPort(Tcp)}/{Uri.EscapeDataString(volume)}"];
 
-    private static string FormatHostPort(IPEndPoint endpoint)
+    public static string FormatHostPort(IPEndPoint endpoint)
     {
         // A wildcard bind is reachable by this host's name; the literal 0.0.0.0 would be useless to a client.
         string host = endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any) ? Dns.GetHostName()

@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace Roam.Daemon.Hosting;
 
-/// <summary>roamd's options: --data-dir, --config, --nbd-listen. The command line wins over the config file.</summary>
+/// <summary>roamd's options: --data-dir, --config, --nbd-listen, --host-name, --peer-listen, --sync-timeout. The command line wins over the config file.</summary>
 internal sealed class RoamdCommandLine
 {
     public const int UsageError = 2;
@@ -15,7 +15,7 @@ internal sealed class RoamdCommandLine
 
     private readonly Option<string?> _config = new("--config")
     {
-        Description = "JSON file with the same settings as keys (\"dataDir\", \"nbdListen\"); the command line wins",
+        Description = "JSON file with the same settings as keys (\"dataDir\", \"nbdListen\", \"hostName\", \"peerListen\", \"syncTimeout\"); the command line wins",
         HelpName = "FILE",
     };
 
@@ -25,13 +25,31 @@ internal sealed class RoamdCommandLine
         HelpName = "ADDR:PORT",
     };
 
+    private readonly Option<string?> _hostName = new("--host-name")
+    {
+        Description = "This host's name in its replication identity, used only when the identity is first created (default: the machine's host name)",
+        HelpName = "NAME",
+    };
+
+    private readonly Option<string?> _peerListen = new("--peer-listen")
+    {
+        Description = $"Accept replication from trusted peers on ADDR[:PORT] (port {RoamdOptions.DefaultPeerPort} if omitted; 0 picks a free one). Without it, this host replicates out but holds no replicas",
+        HelpName = "ADDR:PORT",
+    };
+
+    private readonly Option<double?> _syncTimeout = new("--sync-timeout")
+    {
+        Description = $"Seconds a write waits for a sync replica before that replica is marked out of sync (default {RoamdOptions.DefaultSyncTimeoutSeconds:0})",
+        HelpName = "SECONDS",
+    };
+
     public RootCommand Root { get; }
 
     public RoamdCommandLine(Func<RoamdOptions, CancellationToken, Task<int>> run)
     {
         Root = new RootCommand("roamd: keeps this host's volumes in sparse files and serves them over NBD; `roam` drives it through DATA_DIR/control.sock.")
         {
-            _dataDir, _config, _nbdListen,
+            _dataDir, _config, _nbdListen, _hostName, _peerListen, _syncTimeout,
         };
         Root.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -70,6 +88,32 @@ internal sealed class RoamdCommandLine
         System.Net.IPEndPoint? listen = null;
         if (listenText is not null && !RoamdOptions.TryParseListen(listenText, out listen))
             throw new RoamdUsageException($"invalid NBD listen address '{listenText}': use ADDR[:PORT], e.g. 127.0.0.1:{RoamdOptions.DefaultNbdPort}");
-        return new RoamdOptions(dataDir, listen);
+        var options = new RoamdOptions(dataDir, listen);
+
+        var hostName = parseResult.GetValue(_hostName) ?? config.HostName;
+        if (hostName is not null)
+        {
+            int max = Roam.Replication.Protocol.PeerProtocol.MaxHostNameLength;
+            if (string.IsNullOrWhiteSpace(hostName) || hostName.Any(char.IsControl) || System.Text.Encoding.UTF8.GetByteCount(hostName.Trim()) > max)
+                throw new RoamdUsageException($"invalid host name '{hostName}': use 1 to {max} bytes, no control characters");
+            options = options with { HostName = hostName.Trim() };
+        }
+
+        var peerText = parseResult.GetValue(_peerListen) ?? config.PeerListen;
+        if (peerText is not null)
+        {
+            if (!RoamdOptions.TryParseListen(peerText, out var peer, RoamdOptions.DefaultPeerPort))
+                throw new RoamdUsageException($"invalid peer listen address '{peerText}': use ADDR[:PORT], e.g. 0.0.0.0:{RoamdOptions.DefaultPeerPort}");
+            options = options with { PeerListen = peer };
+        }
+
+        var syncTimeout = parseResult.GetValue(_syncTimeout) ?? config.SyncTimeout;
+        if (syncTimeout is { } seconds)
+        {
+            if (!double.IsFinite(seconds) || seconds <= 0 || seconds > 3600)
+                throw new RoamdUsageException($"invalid sync timeout {seconds}: use a number of seconds above 0 and at most 3600");
+            options = options with { SyncTimeout = TimeSpan.FromSeconds(seconds) };
+        }
+        return options;
     }
 }

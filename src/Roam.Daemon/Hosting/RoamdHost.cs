@@ -4,6 +4,9 @@ using Roam.Control;
 using Roam.Daemon.Api;
 using Roam.Daemon.Jobs;
 using Roam.Nbd.Server;
+using Roam.Replication.Engine;
+using Roam.Replication.Identity;
+using Roam.Replication.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Hosting;
@@ -40,6 +43,7 @@ internal static class RoamdHost
                 DeleteSocket(options.ControlSocket);
                 await using var app = Build(options);
                 app.Services.GetRequiredService<VolumeStore>(); // crash recovery runs now, before anything listens
+                app.Services.GetRequiredService<ReplicationService>(); // identity and trusted peers are loaded (or refused) before anything listens
                 await app.RunAsync().ConfigureAwait(false);
                 return 0;
             }
@@ -80,7 +84,19 @@ internal static class RoamdHost
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(sp => new VolumeStore(options.DataDir, sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Storage")));
-        services.AddSingleton(sp => new NbdServer(new VolumeExportProvider(sp.GetRequiredService<VolumeStore>()), new NbdServerOptions(),
+        services.AddSingleton(sp =>
+        {
+            var identity = HostIdentity.LoadOrCreate(options.DataDir, options.HostName);
+            Log.Identity(sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Daemon"), identity.Name, identity.Fingerprint.ToString(),
+                identity.WasCreated ? "created" : "loaded", identity.Path);
+            return identity;
+        });
+        services.AddSingleton(_ => TrustStore.Open(options.DataDir));
+        services.AddSingleton(sp => new ReplicationService(sp.GetRequiredService<HostIdentity>(), sp.GetRequiredService<TrustStore>(),
+            sp.GetRequiredService<VolumeStore>(), options.DataDir, sp.GetRequiredService<ILoggerFactory>(),
+            new ReplicationOptions { SyncTimeout = options.SyncTimeout }));
+        // Every volume is served through replication: a replicated primary's writes reach its replicas, a replica is read-only.
+        services.AddSingleton(sp => new NbdServer(sp.GetRequiredService<ReplicationService>().Exports, new NbdServerOptions(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Nbd")));
         services.AddSingleton<NbdEndpoints>();
         services.AddSingleton<JobManager>();
@@ -96,6 +112,7 @@ internal static class RoamdHost
         app.MapHostEndpoints();
         app.MapVolumeEndpoints();
         app.MapJobEndpoints();
+        app.MapReplicationEndpoints();
         return app;
     }
 

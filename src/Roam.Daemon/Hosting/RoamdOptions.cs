@@ -7,19 +7,30 @@ internal sealed record RoamdOptions(string DataDir, IPEndPoint? NbdListen)
 {
     public const string DefaultDataDir = "/var/lib/roam";
     public const int DefaultNbdPort = 10809;
+    public const int DefaultPeerPort = Roam.Replication.Protocol.PeerProtocol.DefaultPort;
+    public const double DefaultSyncTimeoutSeconds = 5;
+
+    /// <summary>The name put in this host's identity when it is first created (later starts keep the stored one).</summary>
+    public string HostName { get; init; } = Dns.GetHostName();
+
+    /// <summary>Where peers connect to replicate to this host; null: no peer listener.</summary>
+    public IPEndPoint? PeerListen { get; init; }
+
+    /// <summary>How long a write waits for a sync replica before the replica is marked out of sync.</summary>
+    public TimeSpan SyncTimeout { get; init; } = TimeSpan.FromSeconds(DefaultSyncTimeoutSeconds);
 
     public string ControlSocket => Path.Combine(DataDir, "control.sock");
 
     public string NbdSocket => Path.Combine(DataDir, "nbd.sock");
 
-    /// <summary>Parses ADDR[:PORT] ("127.0.0.1", "[::1]:10809", "localhost:10809"); the port defaults to 10809.</summary>
-    public static bool TryParseListen(string text, out IPEndPoint? endpoint)
+    /// <summary>Parses ADDR[:PORT] ("127.0.0.1", "[::1]:10809", "localhost:10809"); the port defaults to <paramref name="defaultPort"/>.</summary>
+    public static bool TryParseListen(string text, out IPEndPoint? endpoint, int defaultPort = DefaultNbdPort)
     {
         endpoint = null;
         text = text.Trim();
         if (text.Length == 0) return false;
         string host = text;
-        int port = DefaultNbdPort;
+        int port = defaultPort;
         int colon = text.LastIndexOf(':');
         bool bracketed = text.StartsWith('[');
         bool hasPort = bracketed ? text.Contains("]:", StringComparison.Ordinal) : colon > 0 && text.IndexOf(':') == colon;

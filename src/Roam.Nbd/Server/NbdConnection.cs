@@ -57,9 +57,21 @@ internal sealed partial class NbdConnection
         finally
         {
             lock (_lifetimeGate) _ended = true;
-            await _input.CompleteAsync().ConfigureAwait(false);
-            await _output.CompleteAsync().ConfigureAwait(false);
-            _export?.Dispose();
+            try
+            {
+                await _input.CompleteAsync().ConfigureAwait(false);
+                // Completing the writer flushes what is still buffered, which fails when the client is
+                // already gone (replies it never read): the connection is over either way.
+                await _output.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+                Log.ConnectionLost(_logger, Id, ex.Message);
+            }
+            finally
+            {
+                _export?.Dispose(); // the volume's lease, which would otherwise block its deletion
+            }
         }
     }
 

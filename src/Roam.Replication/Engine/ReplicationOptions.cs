@@ -28,4 +28,7 @@ public sealed record ReplicationOptions
     public TimeSpan AttachTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeSpan BitmapSaveInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a hand-over may keep writes stopped (catching up, flushing, waiting for the promotion) before it gives up.</summary>
+    public TimeSpan HandOverTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

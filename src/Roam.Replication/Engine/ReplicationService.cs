@@ -18,7 +18,7 @@ namespace Roam.Replication.Engine;
 /// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al.
 /// A volume without a NAME.json is a plain primary with no replicas.
 /// </summary>
-public sealed class ReplicationService : IAsyncDisposable
+public sealed partial class ReplicationService : IAsyncDisposable
 {
     private readonly HostIdentity _identity;
     private readonly TrustStore _trust;
@@ -236,6 +236,7 @@ public sealed class ReplicationService : IAsyncDisposable
     internal async Task<(PeerAttachAck Ack, VolumeLease? Lease)> AcceptAttachAsync(PeerAttach attach, string peer, ReplicaSession session)
     {
         if (!VolumeName.IsValid(attach.Name)) throw new AttachRefused(PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a valid volume name");
+        await WaitHandOverSettledAsync(attach.Name).ConfigureAwait(false);
         ReplicaSession? previous;
         PeerAttachFlags flags = PeerAttachFlags.None;
         DataGenerations generations;
@@ -250,7 +251,8 @@ public sealed class ReplicationService : IAsyncDisposable
             if (file is null)
             {
                 Store.Create(attach.Name, (long)attach.Size);
-                file = new ReplicationFile(1, VolumeRole.Replica, Guid.NewGuid(), [], [], peer);
+                // Generation "none" until the first complete sync: a partial copy is never mistaken for a generation.
+                file = new ReplicationFile(1, VolumeRole.Replica, Guid.Empty, [], [], peer);
                 file.Write(StatePath(attach.Name));
                 _files[attach.Name] = file;
                 flags |= PeerAttachFlags.Created;
@@ -339,6 +341,18 @@ public sealed class ReplicationService : IAsyncDisposable
 internal sealed class TestHooks
 {
     private volatile TaskCompletionSource? _stall;
+
+    /// <summary>Source side: a pause before each resync region (to catch a copy half-way).</summary>
+    public TimeSpan ResyncPause { get; set; }
+
+    /// <summary>Source side: the hand-over fails right after this step has been done.</summary>
+    public HandOverStep? FailAfter { get; set; }
+
+    /// <summary>Target side: answer a HandOver frame with an Error (the promotion never happens).</summary>
+    public bool RefuseHandOver { get; set; }
+
+    /// <summary>Target side: promote, then drop the connection instead of acknowledging the HandOver.</summary>
+    public bool DropBeforeHandOverAck { get; set; }
 
     public Task TargetGate => _stall?.Task ?? Task.CompletedTask;
 

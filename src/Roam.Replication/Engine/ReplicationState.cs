@@ -33,7 +33,8 @@ internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Curren
     public ReplicationFile With(DataGenerations generations) => this with { Current = generations.Current, History = [.. generations.History] };
 }
 
-internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration);
+/// <summary>A replica of a primary; <see cref="Paused"/>: not connected (an aborted migration), its bitmap still kept.</summary>
+internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(ReplicationFile))]

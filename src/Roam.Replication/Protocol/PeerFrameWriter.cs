@@ -159,6 +159,19 @@ public static class PeerFrameWriter
         Commit(output, frame, PeerFrameType.Generations, PeerFrameFlags.None, sequence);
     }
 
+    public static void WriteHandOver(IBufferWriter<byte> output, ulong sequence, in PeerHandOver handOver)
+    {
+        int length = PeerProtocol.VolumeIdLength                        // volume id
+                   + GenerationsCodec.Length(handOver.Generations)      // generations
+                   + sizeof(byte);                                      // flags
+        var frame = Begin(output, length);
+        var payload = frame[PeerProtocol.HeaderSize..];
+        handOver.VolumeId.TryWriteBytes(payload, bigEndian: true, out _);
+        int at = 16 + GenerationsCodec.Write(payload[16..], handOver.Generations);
+        payload[at] = (byte)handOver.Flags;
+        Commit(output, frame, PeerFrameType.HandOver, PeerFrameFlags.None, sequence);
+    }
+
     internal static void WriteRaw(IBufferWriter<byte> output, PeerFrameType type, PeerFrameFlags flags, ulong sequence, ReadOnlySpan<byte> payload)
     {
         var frame = Begin(output, payload.Length);

@@ -35,10 +35,12 @@ namespace Roam.Replication.Protocol;
 ///   Attach     volume id (16) | size (u64) | generations | name length (u8) | volume name (UTF-8)
 ///   AttachAck  flags (u8: 1 created, 2 primary here) | generations
 ///   Generations volume id (16) | generations
+///   HandOver   volume id (16) | generations (the new primary's) | flags (u8: 1 keep the old primary as replica, 2 async link)
 ///   where generations = current (16) | history count (u8) | history (16 x count)
 ///
 /// Replication: the primary opens one connection per (volume, replica), sends Attach and waits for
 /// AttachAck (or Error); then Write/Zero/Flush/Generations follow, each acknowledged by sequence.
+/// A live migration ends with HandOver after a Flush: its Ack means the replica is now the primary.
 ///
 /// Handshake, client first, right after TLS: C: Hello, S: HelloAck with the chosen version (or
 /// Error UnsupportedVersion, then close). TLS already protects the bytes in flight; the CRC guards
@@ -106,6 +108,7 @@ public static class PeerProtocol
         PeerFrameType.Attach => length is >= PeerAttach.FixedLength + 1 and <= PeerAttach.FixedLength + MaxGenerationsHistory * 16 + MaxVolumeNameLength,
         PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.FixedLength + MaxGenerationsHistory * 16,
         PeerFrameType.Generations => length is >= PeerGenerations.FixedLength and <= PeerGenerations.FixedLength + MaxGenerationsHistory * 16,
+        PeerFrameType.HandOver => length is >= PeerHandOver.FixedLength and <= PeerHandOver.FixedLength + MaxGenerationsHistory * 16,
         _ => false,
     };
 
@@ -130,6 +133,7 @@ public enum PeerFrameType : ushort
     Attach = 9,
     AttachAck = 10,
     Generations = 11,
+    HandOver = 12,
 }
 
 [Flags]

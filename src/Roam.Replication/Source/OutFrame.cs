@@ -13,6 +13,7 @@ internal sealed class OutFrame
     public long Length;
     public ReadOnlyMemory<byte> Data;
     public DataGenerations? Generations;
+    public PeerHandOverFlags HandOverFlags;
     public long FirstRegion = -1;
     public long LastRegion = -1;
     public bool Resync;
@@ -36,4 +37,7 @@ internal sealed class OutFrame
     public static OutFrame Flush() => new() { Type = PeerFrameType.Flush };
 
     public static OutFrame Gens(DataGenerations generations) => new() { Type = PeerFrameType.Generations, Generations = generations };
+
+    public static OutFrame HandOver(DataGenerations generations, PeerHandOverFlags flags) =>
+        new() { Type = PeerFrameType.HandOver, Generations = generations, HandOverFlags = flags };
 }

@@ -23,7 +23,7 @@ internal sealed class PeerLink : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Dictionary<long, Inflight> _inflight = [];
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly CancellationTokenSource _stopping = new();
+    private CancellationTokenSource _stopping = new();
     private Session? _session;
     private Task _loop = Task.CompletedTask;
     private long _bytesSent;
@@ -42,12 +42,55 @@ internal sealed class PeerLink : IAsyncDisposable
     }
 
     public string Peer { get; }
-    public ReplicaMode Mode { get; }
+    /// <summary>Sync or async; a migration switches a replica to sync (and an abort back).</summary>
+    public ReplicaMode Mode { get; set; }
+
+    /// <summary>Not connecting (an aborted migration): writes only mark the bitmap, so a retry resumes.</summary>
+    public bool Paused { get; set; }
     public RegionBitmap Bitmap { get; }
     public Guid? SyncedGeneration { get; set; }
     public ReplicaState State => _state;
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesResynced => Interlocked.Read(ref _bytesResynced);
+
+    /// <summary>Attached, nothing out of sync, nothing unacknowledged: the replica holds every write made so far.</summary>
+    public bool IsCaughtUp
+    {
+        get
+        {
+            lock (_gate)
+                return _session is { Live: true } s && s.Pending.Count == 0 && _state == ReplicaState.InSync && Bitmap.NextDirty(0) < 0;
+        }
+    }
+
+    /// <summary>Drops the connection (it is retried): whatever was in flight on it is applied by the replica or never.</summary>
+    public void Drop()
+    {
+        Session? s;
+        lock (_gate) s = _session;
+        if (s is not null) Fail(s, ReplicaState.Disconnected);
+    }
+
+    /// <summary>Stops connecting and drops the connection; the bitmap keeps tracking (see <see cref="Paused"/>).</summary>
+    public async Task PauseAsync()
+    {
+        Paused = true;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        Drop();
+        try { await _loop.ConfigureAwait(false); }
+        catch (OperationCanceledException) { }
+        _state = ReplicaState.Disconnected;
+    }
+
+    /// <summary>Connects again after <see cref="PauseAsync"/>.</summary>
+    public void Resume()
+    {
+        if (!Paused) return;
+        Paused = false;
+        _stopping = new CancellationTokenSource();
+        _state = ReplicaState.Connecting;
+        Start(null);
+    }
 
     /// <summary>Connected and attached: writes are sent to it as they happen.</summary>
     public bool IsMirroring
@@ -240,8 +283,25 @@ internal sealed class PeerLink : IAsyncDisposable
             Log.SyncDecided(_logger, _volume.Name, Peer, "new replica: full sync");
             return true;
         }
+        if (ack.Generations.Current == Guid.Empty && (ack.Flags & PeerAttachFlags.Primary) == 0)
+        {
+            // A replica that never completed a first sync. Only this link wrote to it since it was created
+            // (if the bitmap has tracked it from its creation), so the bitmap says what it still lacks.
+            if (SyncedGeneration is not null) Bitmap.MarkAllDirty();
+            Log.SyncDecided(_logger, _volume.Name, Peer, SyncedGeneration is null
+                ? "replica never finished its first sync: resume it from the bitmap"
+                : "replica never finished a first sync: full sync");
+            return true;
+        }
         var verdict = SyncDecision.Decide(local, ack.Generations);
         if ((ack.Flags & PeerAttachFlags.Primary) != 0 && verdict == SyncVerdict.Same) verdict = SyncVerdict.PeerNewer;
+        if ((ack.Flags & PeerAttachFlags.Primary) != 0 && verdict == SyncVerdict.LocalNewer)
+        {
+            // Still primary there on an older generation: a hand-over to this host that the peer has not
+            // finished demoting from yet. Never sync into a primary; try again later.
+            Log.SyncDecided(_logger, _volume.Name, Peer, "the peer is still primary on an older generation: waiting for it to step down");
+            return false;
+        }
         switch (verdict)
         {
             case SyncVerdict.Same:
@@ -325,6 +385,9 @@ internal sealed class PeerLink : IAsyncDisposable
             case PeerFrameType.Generations:
                 PeerFrameWriter.WriteGenerations(output, f.Sequence, new PeerGenerations(id, f.Generations!));
                 return PeerProtocol.HeaderSize + PeerGenerations.FixedLength + 16 * f.Generations!.History.Count;
+            case PeerFrameType.HandOver:
+                PeerFrameWriter.WriteHandOver(output, f.Sequence, new PeerHandOver(id, f.Generations!, f.HandOverFlags));
+                return PeerProtocol.HeaderSize + PeerHandOver.FixedLength + 16 * f.Generations!.History.Count;
             default:
                 throw new InvalidOperationException($"cannot send {f.Type} on a replica link");
         }
@@ -399,6 +462,8 @@ internal sealed class PeerLink : IAsyncDisposable
             }
             if (_state == ReplicaState.InSync) _state = ReplicaState.Syncing;
             await s.Window.WaitAsync(ct).ConfigureAwait(false);
+            var throttle = _volume.Service.Hooks.ResyncPause;
+            if (throttle > TimeSpan.Zero) await Task.Delay(throttle, ct).ConfigureAwait(false);
             var (offset, length) = Bitmap.RegionRange(dirty);
             bool sent = false;
             using (await _volume.Locks.LockAsync(offset, length).ConfigureAwait(false))

@@ -62,7 +62,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         foreach (var peer in file.Peers)
         {
             var bitmap = RegionBitmap.LoadOrAllDirty(service.BitmapPath(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
-            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options));
+            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) { Paused = peer.Paused });
         }
         if (volume.HotAtCrash.Count > 0)
         {
@@ -78,7 +78,23 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
 
     public void StartLinks()
     {
-        foreach (var link in Links) link.Start(null);
+        foreach (var link in Links)
+            if (!link.Paused) link.Start(null);
+    }
+
+    public ReplicationService Service => _service;
+
+    /// <summary>Changes admission: frozen and closed by a hand-over.</summary>
+    public WriteGate Gate { get; } = new();
+
+    /// <summary>Persists a replica's mode and paused flag (the link applies them itself).</summary>
+    public void SaveRecord(PeerLink link)
+    {
+        lock (_gate)
+        {
+            _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { Mode = link.Mode, Paused = link.Paused } : p)] };
+            _file.Write(_service.StatePath(Name));
+        }
     }
 
     public Task<AttachedConnection> ConnectAsync(string peer, CancellationToken ct) => _service.AttachAsync(this, peer, ct);

@@ -6,6 +6,7 @@ namespace Roam.Replication.Source;
 /// <summary>
 /// A primary volume's device as NBD sees it: every change enters the activity log, is made locally,
 /// then is sent in order to each attached replica; sync replicas are waited for (at most SyncTimeout).
+/// Changes pass the volume's <see cref="WriteGate"/> first, so a hand-over can stop and drain them.
 /// </summary>
 internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
 {
@@ -26,6 +27,7 @@ internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (data.IsEmpty) return;
+        using var pass = await volume.Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         using var al = await volume.ActivityLog.EnterAsync(offset, data.Length).ConfigureAwait(false);
         volume.EnsureGeneration();
         List<(PeerLink, Task<bool>)>? waits = null;
@@ -56,6 +58,7 @@ internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
     /// <summary>Trim and zero both read back as zeros, so both cross as Zero frames, in activity-log sized pieces.</summary>
     private async ValueTask ZeroRangeAsync(long offset, long length, bool fua, Func<long, long, CancellationToken, ValueTask> local, CancellationToken cancellationToken)
     {
+        using var pass = await volume.Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         long chunk = (long)volume.ActivityLog.ExtentSize * Math.Max(1, volume.ActivityLog.Capacity / 2 - 1);
         long end = offset + length;
         while (offset < end)

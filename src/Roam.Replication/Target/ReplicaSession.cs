@@ -18,6 +18,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
     private readonly CancellationTokenSource _cancel = new();
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ulong _sequence;
+    private bool _handedOver;
 
     public async Task RunAsync(CancellationToken stopping)
     {
@@ -96,6 +97,12 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                         return;
                     }
                     PeerFrameWriter.WriteAck(output, ++_sequence, new PeerAck(header.Sequence));
+                    if (_handedOver)
+                    {
+                        // Promoted: the acknowledgement is the last frame of this session.
+                        await output.FlushAsync(ct).ConfigureAwait(false);
+                        return;
+                    }
                 }
                 if (result.IsCompleted) return;
             }
@@ -147,6 +154,19 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     // Everything before this frame is applied; make it durable before the replica claims the generation.
                     await device.FlushAsync(ct).ConfigureAwait(false);
                     service.SetReplicaGenerations(attach.Name, generations.Generations);
+                    return null;
+                }
+                case PeerFrameType.HandOver:
+                {
+                    var handOver = PeerHandOver.Read(payload);
+                    if (handOver.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    if (service.Hooks.RefuseHandOver) return (PeerErrorCode.Internal, "hand-over refused (test hook)");
+                    // Everything before this frame is applied; durable before this host claims the primary role.
+                    await device.FlushAsync(ct).ConfigureAwait(false);
+                    if (service.AcceptHandOver(attach.Name, connection.PeerName, handOver, this) is { } refused)
+                        return (PeerErrorCode.UnknownVolume, refused);
+                    _handedOver = true;
+                    if (service.Hooks.DropBeforeHandOverAck) throw new IOException("connection dropped before acknowledging the hand-over (test hook)");
                     return null;
                 }
                 case PeerFrameType.Heartbeat:

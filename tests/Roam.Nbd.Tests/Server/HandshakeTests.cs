@@ -209,8 +209,9 @@ public sealed class HandshakeTests : ServerTestBase
 
         await client.SendOptionAsync(NbdOption.ExportName, new byte[NbdProtocol.MaxOptionLength + 1]);
 
+        // EOF, or a reset when the server closed with the unread name still in its socket buffer.
         var ex = await Record.ExceptionAsync(client.ReadOptionReplyAsync);
-        Assert.IsType<EndOfStreamException>(ex);
+        Assert.True(ex is EndOfStreamException or IOException, $"expected the connection to end, got {ex}");
         Assert.Equal([NbdRejection.OptionTooLong], Server.Log.Rejections);
     }
 

@@ -284,6 +284,23 @@ public sealed class TransmissionTests : ServerTestBase
     }
 
     [Fact]
+    public async Task Client_vanishing_before_reading_its_replies_releases_the_volume()
+    {
+        // The replies cannot be delivered, and what is left in the output buffer cannot be flushed
+        // when the connection closes; the volume's lease must be released all the same.
+        for (int i = 0; i < 5; i++)
+        {
+            var client = await Server.ConnectAndGoAsync(Export);
+            for (int r = 0; r < 4; r++) await client.SendAsync(NbdCommand.Read, 0, 1024 * 1024);
+            await client.DisposeAsync();
+        }
+
+        await WaitUntilAsync(() => Server.Server.ConnectionCount == 0);
+        Assert.Equal(0, Server.Store.Status(Export).OpenCount);
+        Server.Store.Delete(Export);
+    }
+
+    [Fact]
     public async Task Disconnect_finishes_requests_in_flight_then_closes()
     {
         await using var client = await Server.ConnectAndGoAsync(Export);

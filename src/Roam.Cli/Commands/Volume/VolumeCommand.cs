@@ -4,6 +4,8 @@ using Roam.Cli.Commands.Volume.Delete;
 using Roam.Cli.Commands.Volume.Export;
 using Roam.Cli.Commands.Volume.Import;
 using Roam.Cli.Commands.Volume.List;
+using Roam.Cli.Commands.Volume.Promote;
+using Roam.Cli.Commands.Volume.Replicate;
 using Roam.Cli.Commands.Volume.Resize;
 using Roam.Cli.Commands.Volume.Show;
 
@@ -11,7 +13,7 @@ namespace Roam.Cli.Commands.Volume;
 
 internal sealed class VolumeCommand : Command
 {
-    public VolumeCommand(CliEnvironment environment) : base("volume", "Create, inspect, grow, delete, import and export volumes")
+    public VolumeCommand(CliEnvironment environment) : base("volume", "Create, inspect, grow, delete, import, export and replicate volumes")
     {
         Subcommands.Add(new VolumeCreateCommand(environment));
         Subcommands.Add(new VolumeListCommand(environment));
@@ -20,5 +22,7 @@ internal sealed class VolumeCommand : Command
         Subcommands.Add(new VolumeDeleteCommand(environment));
         Subcommands.Add(new VolumeImportCommand(environment));
         Subcommands.Add(new VolumeExportCommand(environment));
+        Subcommands.Add(new VolumeReplicateCommand(environment));
+        Subcommands.Add(new VolumePromoteCommand(environment));
     }
 }

@@ -5,11 +5,52 @@ using System.Text.Json.Serialization;
 // two sides cannot drift apart; the CLI still depends on nothing but HTTP.
 namespace Roam.Control;
 
-/// <summary>GET /v1/host.</summary>
-internal sealed record HostInfo(string Version, int Pid, string DataDir, string ControlSocket, string NbdSocket, string? NbdTcp, int Volumes, int RunningJobs);
+/// <summary>GET /v1/host. HostName and Fingerprint are this host's replication identity; PeerListen is the bound peer address, or null when off.</summary>
+internal sealed record HostInfo(string Version, int Pid, string DataDir, string ControlSocket, string NbdSocket, string? NbdTcp, int Volumes, int RunningJobs,
+    string HostName, string Fingerprint, string? PeerListen);
 
 /// <summary>A volume with its live state and the URIs NBD clients connect to.</summary>
-internal sealed record VolumeView(string Name, long Size, long AllocatedBytes, int OpenConnections, Guid Id, DateTimeOffset Created, IReadOnlyList<string> NbdUris);
+internal sealed record VolumeView(string Name, long Size, long AllocatedBytes, int OpenConnections, Guid Id, DateTimeOffset Created, IReadOnlyList<string> NbdUris,
+    ReplicationView? Replication = null);
+
+/// <summary>
+/// A volume's replication: Role is "primary" or "replica"; Generation is the data generation (null
+/// for a volume never replicated); on a replica, PrimaryPeer is who replicates to it.
+/// </summary>
+internal sealed record ReplicationView(string Role, Guid? Generation, string? PrimaryPeer, bool PrimaryConnected, IReadOnlyList<ReplicaView> Replicas);
+
+/// <summary>One replica of a primary. Mode is "sync" or "async"; State is one of <see cref="ReplicaStates"/>.</summary>
+internal sealed record ReplicaView(string Peer, string Mode, string State, long BytesOutOfSync, long BytesSent, long BytesResynced, long PendingBytes,
+    double LagSeconds, Guid? SyncedGeneration);
+
+internal static class ReplicaStates
+{
+    public const string Connecting = "Connecting";
+    public const string Syncing = "Syncing";
+    public const string InSync = "InSync";
+    public const string OutOfSync = "OutOfSync";
+    public const string SplitBrain = "SplitBrain";
+    public const string Disconnected = "Disconnected";
+    public const string Outdated = "Outdated";
+}
+
+internal static class VolumeRoles
+{
+    public const string Primary = "primary";
+    public const string Replica = "replica";
+}
+
+/// <summary>A trusted peer (GET /v1/peers). Connected: a replication link with it is up; null when no volume is replicated with it.</summary>
+internal sealed record PeerView(string Name, string Address, string Fingerprint, bool? Connected);
+
+/// <summary>POST /v1/peers: trust a host. Address is host:port; Fingerprint as `roam host id` prints it.</summary>
+internal sealed record AddPeerRequest(string? Name, string? Address, string? Fingerprint);
+
+/// <summary>POST /v1/volumes/{name}/replicas: Peer is a trusted peer's name; Mode "sync" (default) or "async".</summary>
+internal sealed record AddReplicaRequest(string? Peer, string? Mode);
+
+/// <summary>POST /v1/volumes/{name}/promote: Force promotes even while the primary is attached.</summary>
+internal sealed record PromoteRequest(bool Force);
 
 /// <summary>POST /v1/volumes. Sizes are text ("10G", "1048576") or a JSON number of bytes.</summary>
 internal sealed record CreateVolumeRequest(string? Name, [property: JsonConverter(typeof(SizeTextConverter))] string? Size);

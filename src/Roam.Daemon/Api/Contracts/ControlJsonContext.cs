@@ -14,4 +14,9 @@ namespace Roam.Control;
 [JsonSerializable(typeof(JobView))]
 [JsonSerializable(typeof(IReadOnlyList<JobView>))]
 [JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(PeerView))]
+[JsonSerializable(typeof(IReadOnlyList<PeerView>))]
+[JsonSerializable(typeof(AddPeerRequest))]
+[JsonSerializable(typeof(AddReplicaRequest))]
+[JsonSerializable(typeof(PromoteRequest))]
 internal sealed partial class ControlJsonContext : JsonSerializerContext;

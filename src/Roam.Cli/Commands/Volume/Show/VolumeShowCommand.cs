@@ -9,7 +9,7 @@ internal sealed class VolumeShowCommand : Command
 {
     private readonly Argument<string> _nameArgument = VolumeArguments.Name();
 
-    public VolumeShowCommand(CliEnvironment environment) : base("show", "Show one volume: size, allocation, connections and NBD URIs")
+    public VolumeShowCommand(CliEnvironment environment) : base("show", "Show one volume: size, allocation, connections, NBD URIs and replication")
     {
         Arguments.Add(_nameArgument);
         SetAction(environment.Action(ExecuteAsync));

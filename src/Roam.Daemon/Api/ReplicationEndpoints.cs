@@ -1,0 +1,96 @@
+using Roam.Control;
+using Roam.Replication.Engine;
+using Roam.Replication.Trust;
+using Roam.Storage.Volumes;
+
+namespace Roam.Daemon.Api;
+
+/// <summary>/v1/peers (the hosts this one trusts) and the replication verbs of /v1/volumes.</summary>
+internal static class ReplicationEndpoints
+{
+    public static void MapReplicationEndpoints(this IEndpointRouteBuilder app)
+    {
+        var peers = app.MapGroup("/v1/peers");
+
+        peers.MapGet("/", (TrustStore trust, ReplicationService replication, VolumeStore store) =>
+        {
+            var links = LinkStates(replication, store);
+            return (IReadOnlyList<PeerView>)[.. trust.List().Select(p => View(p, links))];
+        });
+
+        peers.MapPost("/", (AddPeerRequest request, TrustStore trust, ReplicationService replication, VolumeStore store) =>
+        {
+            var peer = trust.Add(request.Name ?? "", request.Address ?? "", request.Fingerprint ?? "");
+            return TypedResults.Created($"/v1/peers/{peer.Name}", View(peer, LinkStates(replication, store)));
+        });
+
+        peers.MapDelete("/{name}", (string name, TrustStore trust) =>
+        {
+            if (!trust.Remove(name)) throw new ApiException(ApiException.NotFound, $"no trusted peer is named {name} (see: roam host list)");
+            return TypedResults.NoContent();
+        });
+
+        var volumes = app.MapGroup("/v1/volumes");
+
+        volumes.MapPost("/{name}/replicas", async (string name, AddReplicaRequest request, ReplicationService replication, TrustStore trust,
+            VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) =>
+        {
+            if (string.IsNullOrWhiteSpace(request.Peer)) throw new ApiException(ApiException.BadRequest, "a peer is required: the name of a trusted host (see: roam host list)");
+            var mode = ParseMode(request.Mode);
+            store.Get(name); // 404 for a missing volume before anything about peers
+            if (trust.Find(request.Peer) is null)
+                throw new ApiException(ApiException.NotFound, $"no trusted peer is named {request.Peer}; add it first with: roam host add {request.Peer} ADDR:PORT --fingerprint FP");
+            await replication.AddReplicaAsync(name, request.Peer, mode, ct).ConfigureAwait(false);
+            return TypedResults.Created($"/v1/volumes/{name}", VolumeEndpoints.View(store, nbd, replication, name));
+        });
+
+        volumes.MapPost("/{name}/promote", async (string name, PromoteRequest request, ReplicationService replication,
+            VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) =>
+        {
+            store.Get(name);
+            await replication.PromoteAsync(name, request.Force, ct).ConfigureAwait(false);
+            return VolumeEndpoints.View(store, nbd, replication, name);
+        });
+    }
+
+    public static ReplicationView View(ReplicationStatus status) => new(
+        status.Role == VolumeRole.Replica ? VolumeRoles.Replica : VolumeRoles.Primary,
+        status.Generations.Current == Guid.Empty ? null : status.Generations.Current,
+        status.PrimaryPeer,
+        status.PrimaryConnected,
+        [.. status.Replicas.Select(r => new ReplicaView(r.Peer, ModeName(r.Mode), r.State.ToString(), r.BytesOutOfSync, r.BytesSent, r.BytesResynced,
+            r.PendingBytes, r.Lag.TotalSeconds, r.SyncedGeneration))]);
+
+    /// <summary>
+    /// Whether a replication link with each peer is up, from every volume's status: a replica link
+    /// that is syncing or in sync, or a replica here whose primary is attached. Peers without any
+    /// link are absent (unknown: nothing tries to reach them).
+    /// </summary>
+    private static Dictionary<string, bool> LinkStates(ReplicationService replication, VolumeStore store)
+    {
+        var states = new Dictionary<string, bool>(StringComparer.OrdinalIgnoreCase);
+        foreach (var volume in store.List())
+        {
+            ReplicationStatus status;
+            try { status = replication.GetStatus(volume.Name); }
+            catch (VolumeException) { continue; } // deleted meanwhile
+            foreach (var replica in status.Replicas)
+                states[replica.Peer] = states.GetValueOrDefault(replica.Peer) || replica.State is ReplicaState.Syncing or ReplicaState.InSync;
+            if (status.Role == VolumeRole.Replica && status.PrimaryPeer is { } primary)
+                states[primary] = states.GetValueOrDefault(primary) || status.PrimaryConnected;
+        }
+        return states;
+    }
+
+    private static PeerView View(TrustedPeer peer, Dictionary<string, bool> links) =>
+        new(peer.Name, peer.Address.ToString(), peer.Fingerprint.ToString(), links.TryGetValue(peer.Name, out var up) ? up : null);
+
+    private static string ModeName(ReplicaMode mode) => mode == ReplicaMode.Sync ? "sync" : "async";
+
+    private static ReplicaMode ParseMode(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "sync" => ReplicaMode.Sync,
+        "async" => ReplicaMode.Async,
+        _ => throw new ApiException(ApiException.BadRequest, $"'{text}' is not a replication mode: use sync or async"),
+    };
+}

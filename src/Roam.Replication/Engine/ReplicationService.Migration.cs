@@ -1,0 +1,460 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Roam.Replication.Protocol;
+using Roam.Replication.Source;
+using Roam.Replication.Target;
+using Roam.Storage.Tracking;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Engine;
+
+/// <summary>
+/// Live migration, the DRBD way: the destination becomes a sync replica (a bitmap-driven resync of
+/// what it lacks, every new write mirrored synchronously), and once it is in sync a hand-over stops
+/// writes for milliseconds, flushes, and moves the primary role with a HandOver frame under a new
+/// generation. The role moves exactly when the destination acknowledges HandOver: before that the
+/// source is primary, after it the destination, so a failure at any step leaves one primary.
+/// </summary>
+public sealed partial class ReplicationService
+{
+    private readonly Dictionary<string, Migration> _migrations = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TaskCompletionSource> _handOvers = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Makes (or reuses) a replica of <paramref name="volume"/> on <paramref name="peer"/> in sync mode and
+    /// starts or continues its resync: a peer that already holds a replica gets only what its bitmap marks.
+    /// </summary>
+    public async Task<MigrationStatus> PrepareMigrationAsync(string volume, string peer, CancellationToken cancellationToken = default)
+    {
+        if (_trust.Find(peer) is null) throw new ReplicationException($"no trusted peer is named {peer}");
+        Store.Get(volume);
+        ReplicatedVolume? primary;
+        lock (_gate)
+        {
+            if (_files.TryGetValue(volume, out var file) && file.Role == VolumeRole.Replica)
+                throw new ReplicationException($"volume '{volume}' is a replica here; migrate it from its primary {file.PrimaryPeer}");
+            if (_migrations.TryGetValue(volume, out var running) && running.Phase == MigrationPhase.HandingOver)
+                throw new ReplicationException($"volume '{volume}' is being handed over to {running.Peer}");
+            _primaries.TryGetValue(volume, out primary);
+        }
+        var link = primary?.Links.FirstOrDefault(l => l.Peer == peer);
+        bool restorePaused;
+        ReplicaMode restoreMode;
+        if (primary is null || link is null)
+        {
+            await AddReplicaAsync(volume, peer, ReplicaMode.Sync, cancellationToken).ConfigureAwait(false);
+            lock (_gate) primary = _primaries[volume];
+            link = primary.Links.First(l => l.Peer == peer);
+            restorePaused = true;
+            restoreMode = ReplicaMode.Sync;
+        }
+        else
+        {
+            lock (_gate)
+            {
+                // A retry after an abort restores what the first prepare found.
+                if (_migrations.TryGetValue(volume, out var previous) && previous.Peer == peer && ReferenceEquals(previous.Link, link))
+                    (restorePaused, restoreMode) = (previous.RestorePaused, previous.RestoreMode);
+                else (restorePaused, restoreMode) = (link.Paused, link.Mode);
+            }
+            if (link.State is ReplicaState.SplitBrain or ReplicaState.Outdated)
+                throw new ReplicationException($"the replica of '{volume}' on {peer} is {link.State}; resolve that first");
+            if (link.Mode != ReplicaMode.Sync || link.Paused)
+            {
+                link.Mode = ReplicaMode.Sync;
+                link.Resume();
+                primary.SaveRecord(link);
+            }
+        }
+        var migration = new Migration(volume, peer, link, restorePaused, restoreMode);
+        lock (_gate) _migrations[volume] = migration;
+        Log.MigrationPrepared(_logger, volume, peer, link.Bitmap.DirtyBytes);
+        return migration.Snapshot();
+    }
+
+    /// <summary>The migration of a volume (the last one, when it ended); throws when none was started.</summary>
+    public MigrationStatus GetMigration(string volume) =>
+        FindMigration(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was started here");
+
+    public MigrationStatus? FindMigration(string volume)
+    {
+        Migration? m;
+        lock (_gate) _migrations.TryGetValue(volume, out m);
+        return m?.Snapshot();
+    }
+
+    /// <summary>Waits until the destination holds every write made so far (and every new write is mirrored synchronously).</summary>
+    public async Task WaitInSyncAsync(string volume, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            var status = GetMigration(volume);
+            switch (status.Phase)
+            {
+                case MigrationPhase.InSync: return;
+                case MigrationPhase.Aborted or MigrationPhase.Completed or MigrationPhase.HandingOver:
+                    throw new ReplicationException($"migration of '{volume}' is {status.Phase}");
+                case MigrationPhase.Failed:
+                    throw new ReplicationException($"migration of '{volume}' failed: {status.Error}");
+            }
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private Migration? FindMigrationObject(string volume)
+    {
+        lock (_gate) return _migrations.TryGetValue(volume, out var m) ? m : null;
+    }
+
+    /// <summary>
+    /// Moves the primary role to the migration's destination: writes stop (new ones wait, and fail as
+    /// read-only once the role moved), in-flight writes drain, the destination flushes, then HandOver
+    /// makes it the primary under a new generation. This host becomes its replica
+    /// (<paramref name="keepReplica"/>) or drops the volume.
+    /// </summary>
+    public async Task<HandOverResult> HandOverAsync(string volume, bool keepReplica = true, CancellationToken cancellationToken = default)
+    {
+        await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was prepared");
+            if (migration.Phase is MigrationPhase.Aborted or MigrationPhase.Completed or MigrationPhase.HandingOver)
+                throw new ReplicationException($"migration of '{volume}' is {migration.Phase}");
+            ReplicatedVolume primary;
+            lock (_gate)
+                primary = _primaries.TryGetValue(volume, out var p) ? p : throw new ReplicationException($"volume '{volume}' is not a replicated primary here");
+            if (migration.Phase == MigrationPhase.Failed && primary.Gate.IsFrozen)
+            {
+                // An earlier hand-over whose outcome was unknown: settle it first.
+                if (await ResolveUnknownAsync(migration, primary).ConfigureAwait(false))
+                    throw new ReplicationException($"an earlier hand-over of '{volume}' to {migration.Peer} had completed: this host is its replica now");
+            }
+            migration.Phase = MigrationPhase.Copying;
+            migration.Error = null;
+            await WaitInSyncAsync(volume, cancellationToken).ConfigureAwait(false);
+            return await HandOverCoreAsync(migration, primary, keepReplica).ConfigureAwait(false);
+        }
+        finally { _admin.Release(); }
+    }
+
+    private async Task<HandOverResult> HandOverCoreAsync(Migration migration, ReplicatedVolume primary, bool keepReplica)
+    {
+        string volume = migration.Volume, peer = migration.Peer;
+        var link = migration.Link;
+        var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate) _handOvers[volume] = settled;
+        migration.Phase = MigrationPhase.HandingOver;
+        var generations = primary.Generations.Next();
+        var flags = keepReplica ? PeerHandOverFlags.KeepOldPrimary | (link.Mode == ReplicaMode.Async ? PeerHandOverFlags.AsyncLink : 0) : PeerHandOverFlags.None;
+        var timeout = Options.HandOverTimeout;
+        long frozenAt = 0;
+        Task<bool>? confirm = null;
+        bool demoted = false, volumeDeleted = false;
+        HandOverStep step = HandOverStep.StopWrites;
+        try
+        {
+            try
+            {
+                primary.Gate.Freeze();
+                frozenAt = Stopwatch.GetTimestamp();
+                Done(HandOverStep.StopWrites);
+
+                step = HandOverStep.DrainInFlight;
+                await primary.Gate.DrainAsync().WaitAsync(timeout).ConfigureAwait(false);
+                Done(step);
+
+                step = HandOverStep.FlushPeer;
+                await CatchUpAndFlushAsync(link, frozenAt, timeout).ConfigureAwait(false);
+                Done(step);
+
+                step = HandOverStep.SendPromote;
+                confirm = link.Mirror(OutFrame.HandOver(generations, flags))
+                    ?? throw new ReplicationException($"the link to {peer} went down before HandOver could be sent");
+                Done(step);
+
+                step = HandOverStep.AwaitConfirm;
+                if (!await confirm.WaitAsync(timeout).ConfigureAwait(false))
+                    throw new ReplicationException($"{peer} did not confirm the hand-over (the link failed)");
+                Done(step);
+
+                step = HandOverStep.Demote;
+                volumeDeleted = await DemoteAsync(primary, peer, generations, keepReplica).ConfigureAwait(false);
+                demoted = true;
+                Done(step);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                var outcome = confirm is null ? HandOverOutcome.NotPromoted
+                    : demoted ? HandOverOutcome.Promoted
+                    : await ResolveAsync(primary, link, confirm, generations).ConfigureAwait(false);
+                string what = ex is TimeoutException ? $"timed out after {timeout.TotalSeconds:0.#} s" : ex.Message;
+                switch (outcome)
+                {
+                    case HandOverOutcome.NotPromoted:
+                        primary.Gate.Thaw();
+                        migration.Phase = MigrationPhase.Failed;
+                        migration.Error = $"hand-over failed at {step}: {what}; {peer} was not promoted, this host stays primary";
+                        Log.HandOverFailed(_logger, volume, peer, migration.Error);
+                        throw new ReplicationException(migration.Error);
+                    case HandOverOutcome.Promoted:
+                        if (!demoted) volumeDeleted = await DemoteAsync(primary, peer, generations, keepReplica).ConfigureAwait(false);
+                        migration.End(MigrationPhase.Completed, $"hand-over hit a failure at {step} ({what}) after {peer} confirmed: {peer} is primary");
+                        Log.HandOverFailed(_logger, volume, peer, migration.Error!);
+                        throw new ReplicationException(migration.Error!);
+                    default:
+                        lock (_gate) _pendingGenerations[volume] = (generations, keepReplica);
+                        migration.Phase = MigrationPhase.Failed;
+                        migration.Error = $"hand-over failed at {step}: {what}; whether {peer} was promoted is unknown ({peer} unreachable): "
+                            + "writes stay stopped until it is reachable (retry the hand-over or abort)";
+                        Log.HandOverFailed(_logger, volume, peer, migration.Error);
+                        throw new ReplicationException(migration.Error);
+                }
+            }
+            var pause = Stopwatch.GetElapsedTime(frozenAt);
+            migration.End(MigrationPhase.Completed, null);
+            Log.HandedOver(_logger, volume, peer, pause.TotalMilliseconds, generations.Current);
+            return new HandOverResult(volume, peer, pause, generations, keepReplica, volumeDeleted);
+        }
+        finally
+        {
+            lock (_gate) _handOvers.Remove(volume);
+            settled.TrySetResult();
+        }
+
+        void Done(HandOverStep s)
+        {
+            if (Hooks.FailAfter == s) throw new InjectedFaultException(s);
+        }
+    }
+
+    /// <summary>Writes are stopped: waits until the replica acknowledged everything, then makes it durable there.</summary>
+    private static async Task CatchUpAndFlushAsync(PeerLink link, long since, TimeSpan timeout)
+    {
+        while (true)
+        {
+            while (!link.IsCaughtUp)
+            {
+                if (Stopwatch.GetElapsedTime(since) > timeout) throw new TimeoutException("the replica did not catch up");
+                if (link.State is not (ReplicaState.InSync or ReplicaState.Syncing))
+                    throw new ReplicationException($"the replica is {link.State}");
+                await Task.Delay(1).ConfigureAwait(false);
+            }
+            var flushed = link.Mirror(OutFrame.Flush()) ?? throw new ReplicationException("the link went down before the flush");
+            var left = timeout - Stopwatch.GetElapsedTime(since);
+            if (!await flushed.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero).ConfigureAwait(false))
+                throw new ReplicationException("the link went down during the flush");
+            if (link.IsCaughtUp) return;
+        }
+    }
+
+    private enum HandOverOutcome { NotPromoted, Promoted, Unknown }
+
+    /// <summary>
+    /// HandOver was sent and something failed: did the destination promote? Its acknowledgement says yes;
+    /// without one, the connection is dropped (whatever was on it is then applied or never: the replica
+    /// stops a session before accepting the next) and the destination is asked through a fresh Attach.
+    /// </summary>
+    private async Task<HandOverOutcome> ResolveAsync(ReplicatedVolume primary, PeerLink link, Task<bool> confirm, DataGenerations generations)
+    {
+        try
+        {
+            if (await confirm.WaitAsync(Options.HandOverTimeout).ConfigureAwait(false)) return HandOverOutcome.Promoted;
+        }
+        catch (TimeoutException) { }
+        link.Drop();
+        var deadline = Stopwatch.GetTimestamp() + (long)(Options.HandOverTimeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            try
+            {
+                var attached = await AttachAsync(primary, link.Peer, CancellationToken.None).ConfigureAwait(false);
+                await attached.Connection.DisposeAsync().ConfigureAwait(false);
+                var ack = attached.Ack;
+                bool promoted = (ack.Flags & PeerAttachFlags.Primary) != 0
+                    && (ack.Generations.Current == generations.Current || ack.Generations.DescendsFrom(generations.Current));
+                return promoted ? HandOverOutcome.Promoted : HandOverOutcome.NotPromoted;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                if (Stopwatch.GetTimestamp() > deadline) return HandOverOutcome.Unknown;
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>A frozen primary whose hand-over outcome was unknown: true when it turned out the peer was promoted (and this host was demoted).</summary>
+    private async Task<bool> ResolveUnknownAsync(Migration migration, ReplicatedVolume primary)
+    {
+        (DataGenerations Generations, bool Keep)? pending;
+        lock (_gate) pending = _pendingGenerations.GetValueOrDefault(migration.Volume);
+        if (pending is null)
+        {
+            primary.Gate.Thaw();
+            return false;
+        }
+        var outcome = await ResolveAsync(primary, migration.Link, Task.FromResult(false), pending.Value.Generations).ConfigureAwait(false);
+        if (outcome != HandOverOutcome.Unknown)
+            lock (_gate) _pendingGenerations.Remove(migration.Volume);
+        switch (outcome)
+        {
+            case HandOverOutcome.Promoted:
+                await DemoteAsync(primary, migration.Peer, pending.Value.Generations, pending.Value.Keep).ConfigureAwait(false);
+                migration.End(MigrationPhase.Completed, $"{migration.Peer} had been promoted");
+                return true;
+            case HandOverOutcome.NotPromoted:
+                primary.Gate.Thaw();
+                return false;
+            default:
+                throw new ReplicationException($"{migration.Peer} is still unreachable: whether it was promoted is unknown, writes stay stopped");
+        }
+    }
+
+    private readonly Dictionary<string, (DataGenerations Generations, bool Keep)?> _pendingGenerations = new(StringComparer.Ordinal);
+
+    /// <summary>The destination is primary: this host becomes its replica (or drops the volume); writes here are refused from now on.</summary>
+    private async Task<bool> DemoteAsync(ReplicatedVolume primary, string peer, DataGenerations generations, bool keepReplica)
+    {
+        string volume = primary.Name;
+        var demoted = new ReplicationFile(1, VolumeRole.Replica, generations.Current, [.. generations.History], [], peer);
+        lock (_gate)
+        {
+            demoted.Write(StatePath(volume));
+            _files[volume] = demoted;
+            _primaries.Remove(volume);
+        }
+        primary.Gate.Close($"volume '{volume}' was handed over to {peer}: it is read-only on this host now");
+        var links = primary.Links;
+        await primary.DisposeAsync().ConfigureAwait(false);
+        foreach (var l in links) TryDelete(BitmapPath(volume, l.Peer));
+        TryDelete(ActivityLogPath(volume));
+        Log.Demoted(_logger, volume, peer, generations.Current);
+        if (keepReplica) return false;
+        try
+        {
+            lock (_gate)
+            {
+                Store.Delete(volume);
+                _files.Remove(volume);
+            }
+            TryDelete(StatePath(volume));
+            return true;
+        }
+        catch (VolumeException ex) when (ex.Error == VolumeError.InUse)
+        {
+            // Still exported: it stays a (read-only, detached) replica until it can be deleted.
+            Log.HandOverFailed(_logger, volume, peer, $"the old copy is kept as a replica: {ex.Message}");
+            return false;
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); }
+        catch (IOException) { }
+    }
+
+    /// <summary>
+    /// Abandons a migration before its hand-over: this host stays primary with writes flowing (a replica
+    /// the migration created is paused, a reused one gets its mode back); the destination keeps what it
+    /// copied as an out-of-sync replica and this host keeps its bitmap, so a retry resumes.
+    /// </summary>
+    public async Task AbortMigrationAsync(string volume)
+    {
+        await _admin.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was started here");
+            if (migration.Phase is MigrationPhase.Completed or MigrationPhase.HandingOver)
+                throw new ReplicationException($"migration of '{volume}' is {migration.Phase}: too late to abort");
+            if (migration.Phase == MigrationPhase.Aborted) return;
+            ReplicatedVolume? primary;
+            lock (_gate) _primaries.TryGetValue(volume, out primary);
+            if (primary is not null && primary.Gate.IsFrozen && await ResolveUnknownAsync(migration, primary).ConfigureAwait(false))
+                throw new ReplicationException($"the hand-over of '{volume}' to {migration.Peer} had completed: nothing to abort");
+            var link = migration.Link;
+            if (primary is not null && primary.Links.Contains(link))
+            {
+                if (migration.RestorePaused) await link.PauseAsync().ConfigureAwait(false);
+                link.Mode = migration.RestoreMode;
+                primary.SaveRecord(link);
+                primary.SaveBitmaps();
+            }
+            migration.End(MigrationPhase.Aborted, null);
+            Log.MigrationAborted(_logger, volume, migration.Peer);
+        }
+        finally { _admin.Release(); }
+    }
+
+    /// <summary>Prepare, wait in sync (reporting progress), hand over. Cancelled before the hand-over, the migration is aborted.</summary>
+    public async Task<MigrationResult> MigrateAsync(string volume, string peer, bool keepReplica = true, IProgress<MigrationStatus>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var watch = Stopwatch.StartNew();
+        var prepared = await PrepareMigrationAsync(volume, peer, cancellationToken).ConfigureAwait(false);
+        progress?.Report(prepared);
+        try
+        {
+            while (true)
+            {
+                var status = GetMigration(volume);
+                progress?.Report(status);
+                if (status.Phase == MigrationPhase.InSync) break;
+                if (status.Phase is MigrationPhase.Failed or MigrationPhase.Aborted)
+                    throw new ReplicationException($"migration of '{volume}' to {peer}: {status.Phase}: {status.Error}");
+                await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            }
+            var handOver = await HandOverAsync(volume, keepReplica, cancellationToken).ConfigureAwait(false);
+            var final = GetMigration(volume);
+            progress?.Report(final);
+            return new MigrationResult(final, handOver, watch.Elapsed);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            if (FindMigrationObject(volume)?.Phase is MigrationPhase.Preparing or MigrationPhase.Copying or MigrationPhase.InSync)
+                await AbortMigrationAsync(volume).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task WaitHandOverSettledAsync(string volume)
+    {
+        TaskCompletionSource? settling;
+        lock (_gate) _handOvers.TryGetValue(volume, out settling);
+        if (settling is null) return;
+        try { await settling.Task.WaitAsync(Options.AttachTimeout).ConfigureAwait(false); }
+        catch (TimeoutException) { }
+    }
+
+    /// <summary>
+    /// Target side of HandOver: this replica becomes the primary under the generations the old primary
+    /// chose, durably, before the frame is acknowledged. Null when done, else why it is refused.
+    /// </summary>
+    internal string? AcceptHandOver(string volume, string peer, PeerHandOver handOver, ReplicaSession session)
+    {
+        lock (_gate)
+        {
+            if (!_files.TryGetValue(volume, out var file) || file.Role != VolumeRole.Replica
+                || !_sessions.TryGetValue(volume, out var s) || !ReferenceEquals(s, session))
+                return $"'{volume}' is not a replica of {peer} here any more";
+            bool keep = (handOver.Flags & PeerHandOverFlags.KeepOldPrimary) != 0;
+            var mode = (handOver.Flags & PeerHandOverFlags.AsyncLink) != 0 ? ReplicaMode.Async : ReplicaMode.Sync;
+            var generations = handOver.Generations;
+            var promoted = new ReplicationFile(1, VolumeRole.Primary, generations.Current, [.. generations.History],
+                keep ? [new ReplicaRecord(peer, mode, generations.Current)] : [], null);
+            // What the old primary will hold once it steps down is exactly what is here: nothing to resync.
+            if (keep) new RegionBitmap(Store.Get(volume).Size, Options.RegionSize).Save(BitmapPath(volume, peer));
+            TryDelete(ActivityLogPath(volume));
+            promoted.Write(StatePath(volume));
+            _files[volume] = promoted;
+            _sessions.Remove(volume);
+            if (keep)
+            {
+                var replicated = ReplicatedVolume.Open(this, Store.Open(volume), promoted, _logger);
+                _primaries[volume] = replicated;
+                replicated.StartLinks();
+            }
+            Log.PromotedByHandOver(_logger, volume, peer, generations.Current);
+            return null;
+        }
+    }
+}

@@ -1,0 +1,24 @@
+using Microsoft.Extensions.Logging;
+
+namespace Roam.Replication;
+
+internal static partial class Log
+{
+    [LoggerMessage(3130, LogLevel.Information, "[{Volume} -> {Peer}] migration prepared: {OutOfSync} bytes to copy")]
+    public static partial void MigrationPrepared(ILogger logger, string volume, string peer, long outOfSync);
+
+    [LoggerMessage(3131, LogLevel.Information, "[{Volume} -> {Peer}] handed over: writes stopped {Milliseconds} ms, new generation {Generation}")]
+    public static partial void HandedOver(ILogger logger, string volume, string peer, double milliseconds, Guid generation);
+
+    [LoggerMessage(3132, LogLevel.Warning, "[{Volume} -> {Peer}] {Message}")]
+    public static partial void HandOverFailed(ILogger logger, string volume, string peer, string message);
+
+    [LoggerMessage(3133, LogLevel.Information, "[{Volume}] now a replica of {Peer} (generation {Generation})")]
+    public static partial void Demoted(ILogger logger, string volume, string peer, Guid generation);
+
+    [LoggerMessage(3134, LogLevel.Information, "[{Volume} <- {Peer}] promoted by hand-over at generation {Generation}")]
+    public static partial void PromotedByHandOver(ILogger logger, string volume, string peer, Guid generation);
+
+    [LoggerMessage(3135, LogLevel.Information, "[{Volume} -> {Peer}] migration aborted: still primary here, the replica keeps what it copied")]
+    public static partial void MigrationAborted(ILogger logger, string volume, string peer);
+}

@@ -1,0 +1,107 @@
+using Roam.Storage.Devices;
+
+namespace Roam.Replication.Source;
+
+/// <summary>
+/// Admission of changes (write, zero, trim) to a replicated primary, for a hand-over: frozen, new
+/// changes wait; drained, none is in flight; closed (the volume was handed over), every waiting and
+/// later change fails with a read-only error.
+/// </summary>
+internal sealed class WriteGate
+{
+    private readonly Lock _gate = new();
+    private int _active;
+    private TaskCompletionSource? _frozen;
+    private TaskCompletionSource? _drained;
+    private string? _closed;
+
+    public bool IsFrozen
+    {
+        get { lock (_gate) return _frozen is not null; }
+    }
+
+    public string? ClosedReason
+    {
+        get { lock (_gate) return _closed; }
+    }
+
+    public async ValueTask<Pass> EnterAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_gate)
+            {
+                if (_closed is not null) throw new BlockDeviceException(BlockDeviceError.ReadOnly, _closed);
+                if (_frozen is null)
+                {
+                    _active++;
+                    return new Pass(this);
+                }
+                wait = _frozen.Task;
+            }
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void Exit()
+    {
+        TaskCompletionSource? drained = null;
+        lock (_gate)
+        {
+            if (--_active == 0)
+            {
+                drained = _drained;
+                _drained = null;
+            }
+        }
+        drained?.TrySetResult();
+    }
+
+    /// <summary>New changes wait from now on.</summary>
+    public void Freeze()
+    {
+        lock (_gate) _frozen ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Completes when no change admitted before the freeze is still running.</summary>
+    public Task DrainAsync()
+    {
+        lock (_gate)
+        {
+            if (_active == 0) return Task.CompletedTask;
+            _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _drained.Task;
+        }
+    }
+
+    /// <summary>Lets the waiting changes through (the hand-over did not happen).</summary>
+    public void Thaw()
+    {
+        TaskCompletionSource? frozen;
+        lock (_gate)
+        {
+            frozen = _frozen;
+            _frozen = null;
+        }
+        frozen?.TrySetResult();
+    }
+
+    /// <summary>Refuses every waiting and later change (the volume is not primary here any more).</summary>
+    public void Close(string reason)
+    {
+        TaskCompletionSource? frozen;
+        lock (_gate)
+        {
+            _closed = reason;
+            frozen = _frozen;
+            _frozen = null;
+        }
+        frozen?.TrySetResult();
+    }
+
+    public readonly struct Pass(WriteGate gate) : IDisposable
+    {
+        public void Dispose() => gate?.Exit();
+    }
+}
