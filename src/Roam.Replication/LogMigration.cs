@@ -22,3 +22,9 @@ internal static partial class Log
     [LoggerMessage(3135, LogLevel.Information, "[{Volume} -> {Peer}] migration aborted: still primary here, the replica keeps what it copied")]
     public static partial void MigrationAborted(ILogger logger, string volume, string peer);
 }
+
+internal static partial class Log
+{
+    [LoggerMessage(3136, LogLevel.Warning, "[{Volume}] split brain resolved: {Keeper} {What}")]
+    public static partial void SplitBrainResolved(ILogger logger, string volume, string keeper, string what);
+}

@@ -64,6 +64,13 @@ internal sealed class ControlClient : IDisposable
         return await SendAsync(request, result, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>A POST that roamd may answer only after <paramref name="timeout"/> (it waits for something on purpose).</summary>
+    public async Task<T> PostAsync<T>(string path, JsonTypeInfo<T> result, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path);
+        return await SendAsync(request, result, cancellationToken, timeout).ConfigureAwait(false);
+    }
+
     public async Task DeleteAsync(string path, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Delete, path);
@@ -73,9 +80,9 @@ internal sealed class ControlClient : IDisposable
     /// <summary>A path segment for a user-typed name (volume names never need escaping, but typos might).</summary>
     public static string Segment(string value) => Uri.EscapeDataString(value);
 
-    private async Task<T> SendAsync<T>(HttpRequestMessage request, JsonTypeInfo<T> result, CancellationToken cancellationToken)
+    private async Task<T> SendAsync<T>(HttpRequestMessage request, JsonTypeInfo<T> result, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
-        using var response = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+        using var response = await SendCoreAsync(request, cancellationToken, timeout).ConfigureAwait(false);
         var body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -87,11 +94,12 @@ internal sealed class ControlClient : IDisposable
         }
     }
 
-    private async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken, TimeSpan? longer = null)
     {
         HttpResponseMessage response;
+        var limit = longer is { } extra && extra > RequestTimeout ? extra : RequestTimeout;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(RequestTimeout);
+        timeout.CancelAfter(limit);
         try
         {
             response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
@@ -102,7 +110,7 @@ internal sealed class ControlClient : IDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new DaemonUnreachableException($"roamd at {SocketPath} did not answer within {RequestTimeout.TotalSeconds:0} s");
+            throw new DaemonUnreachableException($"roamd at {SocketPath} did not answer within {limit.TotalSeconds:0} s");
         }
         if (response.IsSuccessStatusCode) return response;
         using (response)

@@ -41,4 +41,6 @@ internal sealed record ExportUris(string Name, IReadOnlyList<string> Uris);
 [JsonSerializable(typeof(IReadOnlyList<JobView>))]
 [JsonSerializable(typeof(DeleteResult))]
 [JsonSerializable(typeof(ExportUris))]
+[JsonSerializable(typeof(MigrationView))]
+[JsonSerializable(typeof(HandOverView))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

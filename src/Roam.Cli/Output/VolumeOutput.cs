@@ -41,6 +41,7 @@ internal static class VolumeOutput
                 : "primary");
             if (r.Generation is { } generation) grid.AddRow("Generation", generation.ToString());
         }
+        if (v.Migration is { } m) grid.AddRow("Migration", Markup.Escape(MigrationOutput.Status(m)));
         console.Write(grid);
         if (v.Replication is { Replicas.Count: > 0 } replication)
         {

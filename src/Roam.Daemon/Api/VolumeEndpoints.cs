@@ -58,7 +58,8 @@ internal static class VolumeEndpoints
     {
         var s = store.Status(name);
         return new VolumeView(s.Name, s.Size, s.AllocatedBytes, s.OpenCount, s.Id, s.Created, nbd.UrisFor(s.Name),
-            ReplicationEndpoints.View(replication.GetStatus(name)));
+            ReplicationEndpoints.View(replication.GetStatus(name)),
+            replication.FindMigration(name) is { } migration ? MigrationEndpoints.View(migration) : null);
     }
 
     /// <summary>A replica, or a primary with replicas, must not change under replication's feet (404 first for a missing volume).</summary>

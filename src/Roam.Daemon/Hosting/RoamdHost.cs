@@ -113,6 +113,7 @@ internal static class RoamdHost
         app.MapVolumeEndpoints();
         app.MapJobEndpoints();
         app.MapReplicationEndpoints();
+        app.MapMigrationEndpoints();
         return app;
     }
 

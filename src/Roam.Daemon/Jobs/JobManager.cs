@@ -20,6 +20,10 @@ internal sealed class JobManager(ILogger<JobManager> logger)
 
     public int RunningCount => _jobs.Values.Count(j => !j.IsFinished);
 
+    /// <summary>The running job of <paramref name="kind"/> on <paramref name="volume"/>, if any.</summary>
+    public Job? FindRunning(string kind, string volume) =>
+        _jobs.Values.FirstOrDefault(j => j.Kind == kind && j.Volume == volume && !j.IsFinished);
+
     public IReadOnlyList<Job> List() => [.. _jobs.Values.OrderBy(j => int.Parse(j.Id, System.Globalization.CultureInfo.InvariantCulture))];
 
     public Job Get(string id) =>
@@ -28,11 +32,19 @@ internal sealed class JobManager(ILogger<JobManager> logger)
     /// <param name="run">The work; returns the allocated bytes of the result.</param>
     /// <param name="cleanup">Undoes a failed or cancelled run (removes partial output).</param>
     public Job Start(string kind, string volume, string path, string format, long bytesTotal,
-        Func<Job, CancellationToken, Task<long>> run, Func<Job, Task> cleanup)
+        Func<Job, CancellationToken, Task<long>> run, Func<Job, Task> cleanup) =>
+        Start(kind, volume, path, format, bytesTotal, null, async (job, ct) => (long?)await run(job, ct).ConfigureAwait(false), cleanup);
+
+    /// <param name="prepare">Runs on the new job before its work starts (sets up what its view shows).</param>
+    /// <param name="run">The work; returns the allocated bytes of the result, or null when that means nothing.</param>
+    /// <param name="cleanup">Undoes a failed or cancelled run.</param>
+    public Job Start(string kind, string volume, string path, string format, long bytesTotal, Action<Job>? prepare,
+        Func<Job, CancellationToken, Task<long?>> run, Func<Job, Task> cleanup)
     {
         if (_stopping) throw new ApiException(ApiException.Unavailable, "roamd is shutting down");
         var id = Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var job = new Job(id, kind, volume, path, format, bytesTotal);
+        prepare?.Invoke(job);
         _jobs[id] = job;
         Log.JobStarted(logger, id, kind, volume, kind == "import" ? "from" : "to", path, format);
         job.Completion = Task.Run(() => RunAsync(job, run, cleanup));
@@ -57,12 +69,12 @@ internal sealed class JobManager(ILogger<JobManager> logger)
         catch (OperationCanceledException) { }
     }
 
-    private async Task RunAsync(Job job, Func<Job, CancellationToken, Task<long>> run, Func<Job, Task> cleanup)
+    private async Task RunAsync(Job job, Func<Job, CancellationToken, Task<long?>> run, Func<Job, Task> cleanup)
     {
         var token = job.Cancellation.Token;
         try
         {
-            long allocated = await run(job, token).ConfigureAwait(false);
+            long? allocated = await run(job, token).ConfigureAwait(false);
             job.Succeed(allocated);
             var view = job.ToView();
             Log.JobSucceeded(logger, job.Id, view.BytesTotal, view.ElapsedSeconds);
@@ -74,7 +86,8 @@ internal sealed class JobManager(ILogger<JobManager> logger)
             bool cancelled = token.IsCancellationRequested;
             string message = cancelled ? "cancelled" : OneLine(ex.Message);
             if (cancelled) Log.JobCancelled(logger, job.Id);
-            else if (ex is ApiException or IOException or Roam.Storage.Volumes.VolumeException) Log.JobRefused(logger, job.Id, message); // expected: the message says it all
+            else if (ex is ApiException or IOException or Roam.Storage.Volumes.VolumeException
+                or Roam.Replication.Source.ReplicationException or Roam.Replication.Transport.PeerConnectException) Log.JobRefused(logger, job.Id, message); // expected: the message says it all
             else Log.JobFailed(logger, job.Id, message, ex);
             try { await cleanup(job).ConfigureAwait(false); }
             catch (Exception cleanupError)

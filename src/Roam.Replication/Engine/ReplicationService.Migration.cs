@@ -458,3 +458,72 @@ public sealed partial class ReplicationService
         }
     }
 }
+
+public sealed partial class ReplicationService
+{
+    /// <summary>
+    /// Resolves a split brain: <paramref name="keepHost"/>'s data wins. Run it on both hosts (in any
+    /// order). On the host that loses, the volume becomes a replica of <paramref name="keepHost"/> (a
+    /// replicated primary's writes are refused from then on) with no generation, and nothing is
+    /// overwritten yet; on the host that keeps, its replica of the other host is marked wholly out of
+    /// sync (the loser's own writes were never tracked here), so the reconnecting link copies the
+    /// volume over it. A loser that was never primary with replicas has no replica link on the keeper:
+    /// one is added there.
+    /// </summary>
+    public async Task<ReplicationStatus> ResolveAsync(string volume, string keepHost, CancellationToken cancellationToken = default)
+    {
+        Store.Get(volume);
+        if (keepHost != _identity.Name && _trust.Find(keepHost) is null)
+            throw new ReplicationException($"{keepHost} is neither this host ({_identity.Name}) nor a trusted peer");
+        await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
+        string? addPeer = null;
+        try
+        {
+            ReplicatedVolume? primary;
+            ReplicationFile? file;
+            lock (_gate)
+            {
+                _primaries.TryGetValue(volume, out primary);
+                _files.TryGetValue(volume, out file);
+            }
+            if (keepHost == _identity.Name)
+            {
+                if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here: there is no data of its own to keep");
+                var torn = primary?.Links.Where(l => l.State is ReplicaState.SplitBrain or ReplicaState.Outdated).ToList() ?? [];
+                foreach (var link in torn) link.DiscardPeerData();
+                primary?.SaveBitmaps();
+                if (torn.Count == 0)
+                {
+                    // A promoted replica: it has no link to its old primary, the host that loses; add one (a full sync).
+                    addPeer = file?.PrimaryPeer;
+                    if (addPeer is null) return GetStatus(volume);
+                }
+                Log.SplitBrainResolved(_logger, volume, keepHost, "keeps its data; the other side will be overwritten");
+            }
+            else
+            {
+                var demoted = new ReplicationFile(1, VolumeRole.Replica, Guid.Empty, [], [], keepHost);
+                lock (_gate)
+                {
+                    demoted.Write(StatePath(volume));
+                    _files[volume] = demoted;
+                    _primaries.Remove(volume);
+                }
+                if (primary is not null)
+                {
+                    primary.Gate.Close($"volume '{volume}' lost a split brain to {keepHost}: it is read-only on this host now");
+                    var links = primary.Links;
+                    await primary.DisposeAsync().ConfigureAwait(false);
+                    foreach (var l in links) TryDelete(BitmapPath(volume, l.Peer));
+                }
+                TryDelete(ActivityLogPath(volume));
+                Log.SplitBrainResolved(_logger, volume, keepHost, "wins; this host's data will be overwritten by it");
+                return GetStatus(volume);
+            }
+        }
+        finally { _admin.Release(); }
+        if (addPeer is not null && !GetStatus(volume).Replicas.Any(r => r.Peer == addPeer))
+            await AddReplicaAsync(volume, addPeer, ReplicaMode.Sync, cancellationToken).ConfigureAwait(false);
+        return GetStatus(volume);
+    }
+}

@@ -82,6 +82,20 @@ internal sealed class PeerLink : IAsyncDisposable
         _state = ReplicaState.Disconnected;
     }
 
+    /// <summary>
+    /// A split brain resolved in this host's favour: everything may differ on the replica (its own writes
+    /// were never tracked here), so the next attach copies the whole volume over it.
+    /// </summary>
+    public void DiscardPeerData()
+    {
+        lock (_gate)
+        {
+            Bitmap.MarkAllDirty();
+            SyncedGeneration = null;
+            _state = ReplicaState.Disconnected;
+        }
+    }
+
     /// <summary>Connects again after <see cref="PauseAsync"/>.</summary>
     public void Resume()
     {

@@ -20,7 +20,7 @@ public sealed class BlockDeviceException(BlockDeviceError error, string message,
     public static BlockDeviceException From(IOException ex) => ex switch
     {
         BlockDeviceException b => b,
-        _ when ex.HResult == NativeFile.ENOSPC || ex.HResult == 122 /* EDQUOT */ => new(BlockDeviceError.NoSpace, ex.Message, ex),
+        _ when ex.HResult == NativeFile.ENOSPC || ex.HResult == 122 /* EDQUOT */ || ex.HResult == 27 /* EFBIG */ => new(BlockDeviceError.NoSpace, ex.Message, ex),
         _ => new(BlockDeviceError.Io, ex.Message, ex),
     };
 }

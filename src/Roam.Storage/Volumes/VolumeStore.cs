@@ -166,8 +166,11 @@ public sealed class VolumeStore : IDisposable
             Log.RecoveryRemoved(_logger, Path.GetFileName(temp), "unfinished metadata write");
             File.Delete(temp);
         }
+        var unreadable = new HashSet<string>(StringComparer.Ordinal);
         foreach (var meta in Directory.EnumerateFiles(_dir, "*.json"))
         {
+            // A data file whose metadata exists but cannot be used is kept for a person to look at, never deleted.
+            unreadable.Add(Path.GetFileNameWithoutExtension(meta));
             VolumeInfo? info;
             try { info = JsonSerializer.Deserialize(File.ReadAllBytes(meta), StorageJsonContext.Default.VolumeInfo); }
             catch (JsonException ex)
@@ -196,11 +199,12 @@ public sealed class VolumeStore : IDisposable
                 Log.RecoveryFixed(_logger, info.Name, length, info.Size);
             }
             _volumes[info.Name] = info;
+            unreadable.Remove(info.Name);
         }
         foreach (var data in Directory.EnumerateFiles(_dir, "*.raw"))
         {
             var name = Path.GetFileNameWithoutExtension(data);
-            if (!_volumes.ContainsKey(name))
+            if (!_volumes.ContainsKey(name) && !unreadable.Contains(name))
             {
                 Log.RecoveryRemoved(_logger, Path.GetFileName(data), "data file of an unfinished create or delete");
                 File.Delete(data);

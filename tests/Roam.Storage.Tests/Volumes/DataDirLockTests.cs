@@ -11,7 +11,7 @@ public sealed class DataDirLockTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Fact]
-    public void A_second_acquire_in_the_same_process_is_refused()
+    public void A_second_acquire_in_the_same_process_is_refused_naming_the_holder()
     {
         // flock belongs to the open file description, so a second open in this process conflicts too.
         using var held = DataDirLock.Acquire(_dir);
@@ -19,17 +19,17 @@ public sealed class DataDirLockTests : IDisposable
         var ex = Assert.Throws<VolumeException>(() => DataDirLock.Acquire(_dir));
 
         Assert.Equal(VolumeError.DataDirLocked, ex.Error);
-        Assert.Contains(_dir, ex.Message);
+        Assert.Contains($"{_dir} is in use by another roamd (pid {Environment.ProcessId})", ex.Message);
     }
 
     [Fact]
-    public void Releasing_the_lock_lets_the_next_acquire_succeed_and_the_file_names_the_holder()
+    public void Releasing_the_lock_lets_the_next_acquire_succeed()
     {
         DataDirLock.Acquire(_dir).Dispose();
 
-        DataDirLock.Acquire(_dir).Dispose();
+        using var again = DataDirLock.Acquire(_dir);
 
-        Assert.Equal($"{Environment.ProcessId}", File.ReadAllText(Path.Combine(_dir, "roamd.lock")).Trim());
+        Assert.Equal($"{Environment.ProcessId}", File.ReadAllText(Path.Combine(_dir, "roamd.pid")).Trim());
     }
 
     [ToolFact]

@@ -36,6 +36,18 @@ public sealed class RecoveryTests : StoreTestBase
     }
 
     [Fact]
+    public void A_data_file_whose_metadata_is_damaged_is_kept_and_not_served()
+    {
+        using (var first = OpenStore()) first.Create("disk", MiB);
+        File.WriteAllText(Path.Combine(VolumesDir, "disk.json"), "{ damaged");
+
+        using var store = OpenStore();
+
+        Assert.Empty(store.List());
+        Assert.True(File.Exists(Path.Combine(VolumesDir, "disk.raw")), "recovery deleted the data of a volume whose metadata it could not read");
+    }
+
+    [Fact]
     public void A_data_file_longer_than_its_metadata_is_an_unacknowledged_grow_and_is_cut_back()
     {
         using (var first = OpenStore()) first.Create("disk", MiB);

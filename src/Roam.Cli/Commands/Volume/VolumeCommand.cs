@@ -4,6 +4,8 @@ using Roam.Cli.Commands.Volume.Delete;
 using Roam.Cli.Commands.Volume.Export;
 using Roam.Cli.Commands.Volume.Import;
 using Roam.Cli.Commands.Volume.List;
+using Roam.Cli.Commands.Volume.Migrate;
+using Roam.Cli.Commands.Volume.Migration;
 using Roam.Cli.Commands.Volume.Promote;
 using Roam.Cli.Commands.Volume.Replicate;
 using Roam.Cli.Commands.Volume.Resize;
@@ -13,7 +15,7 @@ namespace Roam.Cli.Commands.Volume;
 
 internal sealed class VolumeCommand : Command
 {
-    public VolumeCommand(CliEnvironment environment) : base("volume", "Create, inspect, grow, delete, import, export and replicate volumes")
+    public VolumeCommand(CliEnvironment environment) : base("volume", "Create, inspect, grow, delete, import, export, replicate and migrate volumes")
     {
         Subcommands.Add(new VolumeCreateCommand(environment));
         Subcommands.Add(new VolumeListCommand(environment));
@@ -24,5 +26,7 @@ internal sealed class VolumeCommand : Command
         Subcommands.Add(new VolumeExportCommand(environment));
         Subcommands.Add(new VolumeReplicateCommand(environment));
         Subcommands.Add(new VolumePromoteCommand(environment));
+        Subcommands.Add(new VolumeMigrateCommand(environment));
+        Subcommands.Add(new VolumeMigrationCommand(environment));
     }
 }

@@ -11,7 +11,42 @@ internal sealed record HostInfo(string Version, int Pid, string DataDir, string 
 
 /// <summary>A volume with its live state and the URIs NBD clients connect to.</summary>
 internal sealed record VolumeView(string Name, long Size, long AllocatedBytes, int OpenConnections, Guid Id, DateTimeOffset Created, IReadOnlyList<string> NbdUris,
-    ReplicationView? Replication = null);
+    ReplicationView? Replication = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] MigrationView? Migration = null);
+
+/// <summary>
+/// A live migration of a volume to Peer, seen from its source (GET /v1/volumes/{name}/migration). Phase is one of
+/// <see cref="MigrationPhases"/>. Bytes count from the prepare: BytesDone copied by resync, BytesLeft still to send,
+/// BytesOnWire everything sent to the peer. EtaSeconds is null while unknown.
+/// </summary>
+internal sealed record MigrationView(string Volume, string Peer, string Phase, long BytesTotal, long BytesDone, long BytesLeft, long BytesOnWire,
+    double BytesPerSecond, double? EtaSeconds, string? Error);
+
+internal static class MigrationPhases
+{
+    public const string Preparing = "Preparing";
+    public const string Copying = "Copying";
+    public const string InSync = "InSync";
+    public const string HandingOver = "HandingOver";
+    public const string Completed = "Completed";
+    public const string Aborted = "Aborted";
+    public const string Failed = "Failed";
+}
+
+/// <summary>POST /v1/volumes/{name}/migration: prepare a migration to the trusted peer Peer.</summary>
+internal sealed record PrepareMigrationRequest(string? Peer);
+
+/// <summary>POST /v1/volumes/{name}/migration/handover: KeepReplica (default true) keeps this host's copy as a replica of the new primary.</summary>
+internal sealed record HandOverRequest(bool? KeepReplica);
+
+/// <summary>
+/// The outcome of a hand-over: NewPrimary holds the primary role now under Generation; WritePauseMs is how long
+/// writes were stopped; this host kept a replica (KeptReplica) or dropped the volume (VolumeDeleted).
+/// </summary>
+internal sealed record HandOverView(string Volume, string NewPrimary, double WritePauseMs, Guid Generation, bool KeptReplica, bool VolumeDeleted);
+
+/// <summary>POST /v1/volumes/{name}/migrate: the whole migration as a job (prepare, copy, hand over).</summary>
+internal sealed record MigrateRequest(string? Peer, bool? KeepReplica);
 
 /// <summary>
 /// A volume's replication: Role is "primary" or "replica"; Generation is the data generation (null
@@ -64,7 +99,7 @@ internal sealed record ImportRequest(string? Path, string? Format);
 /// <summary>POST /v1/volumes/{name}/export: Format null means qcow2 for a .qcow2 path, raw otherwise.</summary>
 internal sealed record ExportRequest(string? Path, string? Format, bool Force);
 
-/// <summary>A background import or export. State is one of <see cref="JobStates"/>.</summary>
+/// <summary>A background import, export or migration. State is one of <see cref="JobStates"/>.</summary>
 internal sealed record JobView(
     string Id,
     string Kind,
@@ -77,7 +112,17 @@ internal sealed record JobView(
     double BytesPerSecond,
     double ElapsedSeconds,
     long? AllocatedBytes,
-    string? Error);
+    string? Error,
+    // A migrate job's extras (absent from imports and exports): the peer, the migration's phase and numbers,
+    // and once handed over, the write pause and the new primary.
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Peer = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Phase = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? BytesLeft = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? BytesOnWire = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? EtaSeconds = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? WritePauseMs = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? NewPrimary = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? KeptReplica = null);
 
 internal static class JobStates
 {

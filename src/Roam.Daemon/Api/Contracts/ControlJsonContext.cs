@@ -19,4 +19,9 @@ namespace Roam.Control;
 [JsonSerializable(typeof(AddPeerRequest))]
 [JsonSerializable(typeof(AddReplicaRequest))]
 [JsonSerializable(typeof(PromoteRequest))]
+[JsonSerializable(typeof(MigrationView))]
+[JsonSerializable(typeof(PrepareMigrationRequest))]
+[JsonSerializable(typeof(HandOverRequest))]
+[JsonSerializable(typeof(HandOverView))]
+[JsonSerializable(typeof(MigrateRequest))]
 internal sealed partial class ControlJsonContext : JsonSerializerContext;

@@ -27,7 +27,13 @@ internal sealed class JobShowCommand : Command
         }
         var grid = new Grid().AddColumn(new GridColumn().NoWrap().PadRight(2)).AddColumn();
         grid.AddRow("Job", $"{job.Id}: {job.Kind} {Markup.Escape(job.Volume)} ({job.Format})");
-        grid.AddRow("File", Markup.Escape(job.Path));
+        if (job.Kind == "migrate")
+        {
+            grid.AddRow("Peer", Markup.Escape(job.Peer ?? job.Path));
+            if (job.Phase is { } phase) grid.AddRow("Phase", Markup.Escape(phase) + $", {Sizes.Format(job.BytesLeft ?? 0)} left, {Sizes.Format(job.BytesOnWire ?? 0)} on the wire");
+            if (job.WritePauseMs is { } pause) grid.AddRow("Hand-over", $"writes paused {MigrationOutput.Milliseconds(pause)}; {Markup.Escape(job.NewPrimary ?? "?")} is primary");
+        }
+        else grid.AddRow("File", Markup.Escape(job.Path));
         grid.AddRow("State", Markup.Escape(job.State) + (job.Error is null ? "" : $": {Markup.Escape(job.Error)}"));
         grid.AddRow("Progress", $"{Sizes.Format(job.BytesDone)} of {Sizes.Format(job.BytesTotal)} in {Sizes.Seconds(job.ElapsedSeconds)}, {Sizes.Rate(job.BytesPerSecond)}");
         context.Console.Write(grid);
