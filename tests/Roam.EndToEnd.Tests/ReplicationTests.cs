@@ -15,7 +15,7 @@ public abstract class TwoHostsTest : IAsyncLifetime
 
     protected TestDirectory Dir { get; } = new();
 
-    protected RoamdProcess A { get; private set; } = null!;
+    protected RoamdProcess A { get; set; } = null!;
 
     protected RoamdProcess B { get; set; } = null!;
 

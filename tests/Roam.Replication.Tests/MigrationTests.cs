@@ -100,7 +100,7 @@ public sealed class MigrationTests : ReplicationTestBase
         var inSync = A.GetMigration(Vol);
         Assert.Equal(MigrationPhase.InSync, inSync.Phase);
         Assert.Equal(0, inSync.BytesLeft);
-        Assert.Equal(32 * MiB, inSync.BytesDone);
+        Assert.True(inSync.BytesDone >= 32 * MiB, $"copied {inSync.BytesDone}");   // regions the writer dirtied again are copied again
         await Task.Delay(200);   // in sync mode, the writer goes on and the copy stays converged
 
         var result = await A.HandOverAsync(Vol, keepReplica: true);

@@ -23,7 +23,7 @@ public sealed record MigrationResult(MigrationStatus Status, HandOverResult Hand
 internal enum HandOverStep { StopWrites, DrainInFlight, FlushPeer, SendPromote, AwaitConfirm, Demote }
 
 /// <summary>Source-side state of one migration.</summary>
-internal sealed class Migration(string volume, string peer, PeerLink link, bool restorePaused, ReplicaMode restoreMode)
+internal sealed class Migration(string volume, string peer, PeerLink link, bool restorePaused, ReplicaMode restoreMode, bool newLink)
 {
     public string Volume { get; } = volume;
     public string Peer { get; } = peer;
@@ -31,8 +31,9 @@ internal sealed class Migration(string volume, string peer, PeerLink link, bool 
     public bool RestorePaused { get; } = restorePaused;
     public ReplicaMode RestoreMode { get; } = restoreMode;
     public long Started { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
-    public long BaseSent { get; } = link.BytesSent;
-    public long BaseResynced { get; } = link.BytesResynced;
+    // A link made for this migration counts from its start (it may have begun copying before this was made).
+    public long BaseSent { get; } = newLink ? 0 : link.BytesSent;
+    public long BaseResynced { get; } = newLink ? 0 : link.BytesResynced;
     public volatile MigrationPhase Phase = MigrationPhase.Preparing;
     public string? Error;
     public MigrationStatus? Final;

@@ -40,6 +40,7 @@ public sealed partial class ReplicationService
         var link = primary?.Links.FirstOrDefault(l => l.Peer == peer);
         bool restorePaused;
         ReplicaMode restoreMode;
+        bool newLink = primary is null || link is null;
         if (primary is null || link is null)
         {
             await AddReplicaAsync(volume, peer, ReplicaMode.Sync, cancellationToken).ConfigureAwait(false);
@@ -66,7 +67,7 @@ public sealed partial class ReplicationService
                 primary.SaveRecord(link);
             }
         }
-        var migration = new Migration(volume, peer, link, restorePaused, restoreMode);
+        var migration = new Migration(volume, peer, link, restorePaused, restoreMode, newLink);
         lock (_gate) _migrations[volume] = migration;
         Log.MigrationPrepared(_logger, volume, peer, link.Bitmap.DirtyBytes);
         return migration.Snapshot();

@@ -235,6 +235,8 @@ internal sealed class PeerLink : IAsyncDisposable
         }
         s.Outgoing.Writer.TryComplete();
         s.Cancel.Cancel();
+        // Changes the replica may not have got: the data diverges from its generation from here on.
+        if (pending.Any(f => f.FirstRegion >= 0)) _volume.EnsureGeneration();
         foreach (var f in pending) f.Acked.TrySetResult(false);
         _ = Task.Run(async () =>
         {
