@@ -51,7 +51,7 @@ print(w["bw_bytes"], w["iops"], w["runtime"]/1000)' "$1"
 
 # replica_field DATA_DIR VOLUME FIELD: a field of the volume's first replica (empty when none).
 replica_field() {
-  roam_on "$1" volume show "$2" --json | json - "(j.get('replication') or {}).get('replicas', [{}])[0].get('$3', '') if (j.get('replication') or {}).get('replicas') else ''"
+  api_get "$1" "v1/volumes/$2" | json - "(j.get('replication') or {}).get('replicas', [{}])[0].get('$3', '') if (j.get('replication') or {}).get('replicas') else ''"
 }
 
 # wait_replica_state DATA_DIR VOLUME STATE [TIMEOUT-S]
@@ -90,4 +90,17 @@ show_logs_on_failure() {
     if [ -f "$log" ]; then echo "--- $log" >&2; tail -n 30 "$log" >&2; fi
   done
   return 0
+}
+
+# api_get DATA_DIR PATH: GET the control API's PATH (e.g. v1/volumes/vol) as JSON on stdout, without
+# the CLI's start-up cost (for polling).
+api_get() {
+  python3 -c '
+import http.client, socket, sys
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])
+c = C("roamd"); c.request("GET", "/" + sys.argv[2]); r = c.getresponse(); body = r.read().decode()
+if r.status != 200: sys.exit(f"GET {sys.argv[2]}: {r.status} {body}")
+print(body)' "$1/control.sock" "$2"
 }

@@ -58,9 +58,9 @@ start=$(date +%s.%N)
 r=$(seq_write async); read -r async_fio_bw _ _ <<<"$r"
 deadline=$((SECONDS + 600))
 while ((SECONDS < deadline)); do
-  read -r pending state < <(roam_on "$a" volume show async --json | json - "'%d %s' % (j['replication']['replicas'][0]['pendingBytes'], j['replication']['replicas'][0]['state'])")
+  read -r pending state < <(api_get "$a" v1/volumes/async | json - "'%d %s' % (j['replication']['replicas'][0]['pendingBytes'], j['replication']['replicas'][0]['state'])")
   [ "$pending" = 0 ] && [ "$state" = InSync ] && break
-  sleep 0.05
+  sleep 0.02
 done
 async_s=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" "$(date +%s.%N)")
 async_bw=$(python3 -c "import sys; print(int(float(sys.argv[1]) / float(sys.argv[2])))" "$bytes" "$async_s")

@@ -41,6 +41,10 @@ internal static class VolumeOutput
                 : "primary");
             if (r.Generation is { } generation) grid.AddRow("Generation", generation.ToString());
         }
+        if (v.Replication is { } split && split.Replicas.Where(x => x.State == ReplicaStates.SplitBrain).Select(x => x.Peer).ToList() is { Count: > 0 } torn)
+            grid.AddRow("[red]Split brain[/]", Markup.Escape(
+                $"split brain with {string.Join(", ", torn)}: both copies were written apart and nothing syncs until it is resolved. "
+                + $"Keep one side's data with, on both hosts: roam volume resolve {v.Name} --keep HOST"));
         if (v.Migration is { } m) grid.AddRow("Migration", Markup.Escape(MigrationOutput.Status(m)));
         console.Write(grid);
         if (v.Replication is { Replicas.Count: > 0 } replication)
@@ -52,7 +56,7 @@ internal static class VolumeOutput
                 .AddColumn(new TableColumn("OUT OF SYNC").RightAligned())
                 .AddColumn(new TableColumn("LAG").RightAligned());
             foreach (var replica in replication.Replicas)
-                table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State),
+                table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State == ReplicaStates.SplitBrain ? "split brain" : replica.State),
                     Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds));
             console.Write(table);
         }

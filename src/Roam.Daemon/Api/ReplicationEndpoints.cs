@@ -1,5 +1,6 @@
 using Roam.Control;
 using Roam.Replication.Engine;
+using Roam.Replication.Identity;
 using Roam.Replication.Trust;
 using Roam.Storage.Volumes;
 
@@ -51,6 +52,39 @@ internal static class ReplicationEndpoints
             await replication.PromoteAsync(name, request.Force, ct).ConfigureAwait(false);
             return VolumeEndpoints.View(store, nbd, replication, name);
         });
+
+        volumes.MapPost("/{name}/resolve", (string name, ResolveRequest request, ReplicationService replication, TrustStore trust, HostIdentity identity,
+            VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) => ResolveAsync(name, request, replication, trust, identity, store, nbd, ct));
+    }
+
+    /// <summary>
+    /// Resolves a split brain on this host: the host named Keep wins. The engine does the work; here only what can be
+    /// told for sure is refused (an unknown host, a volume in sync with that peer: nothing split).
+    /// </summary>
+    private static async Task<VolumeView> ResolveAsync(string name, ResolveRequest request, ReplicationService replication, TrustStore trust,
+        HostIdentity identity, VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct)
+    {
+        var keep = request.Keep?.Trim();
+        if (string.IsNullOrEmpty(keep))
+            throw new ApiException(ApiException.BadRequest, $"say whose data to keep: this host ({identity.Name}) or the peer it split from (see: roam host list)");
+        store.Get(name);
+        bool keepHere = string.Equals(keep, identity.Name, StringComparison.OrdinalIgnoreCase);
+        if (keepHere) keep = identity.Name;
+        else if (trust.Find(keep) is { } peer) keep = peer.Name;
+        else throw new ApiException(ApiException.NotFound, $"{keep} is neither this host ({identity.Name}) nor a trusted peer (see: roam host list)");
+        var status = replication.GetStatus(name);
+        if (keepHere && status.Role == VolumeRole.Replica)
+            throw new ApiException(ApiException.Conflict,
+                $"volume '{name}' is a replica of {status.PrimaryPeer ?? "(unknown)"} here: it has no data of its own to keep; resolve with --keep {status.PrimaryPeer ?? "HOST"}");
+        if (!keepHere && status.Role == VolumeRole.Replica && string.Equals(status.PrimaryPeer, keep, StringComparison.OrdinalIgnoreCase))
+            return VolumeEndpoints.View(store, nbd, replication, name); // already follows the keeper: nothing left to do here
+        if (status.Replicas.FirstOrDefault(r => string.Equals(r.Peer, keep, StringComparison.OrdinalIgnoreCase)) is { State: ReplicaState.InSync or ReplicaState.Syncing } linked)
+            throw new ApiException(ApiException.Conflict, $"volume '{name}' is {(linked.State == ReplicaState.InSync ? "in sync" : "syncing")} with {keep}: there is no split brain to resolve");
+        if (keepHere && status.Role == VolumeRole.Primary && status.PrimaryPeer is null
+            && !status.Replicas.Any(r => r.State is ReplicaState.SplitBrain or ReplicaState.Outdated))
+            throw new ApiException(ApiException.Conflict, $"volume '{name}' has no split brain here: no replica is split from it (see: roam volume show {name})");
+        await replication.ResolveAsync(name, keep, ct).ConfigureAwait(false);
+        return VolumeEndpoints.View(store, nbd, replication, name);
     }
 
     public static ReplicationView View(ReplicationStatus status) => new(

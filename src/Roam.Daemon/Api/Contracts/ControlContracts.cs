@@ -87,6 +87,12 @@ internal sealed record AddReplicaRequest(string? Peer, string? Mode);
 /// <summary>POST /v1/volumes/{name}/promote: Force promotes even while the primary is attached.</summary>
 internal sealed record PromoteRequest(bool Force);
 
+/// <summary>
+/// POST /v1/volumes/{name}/resolve: ends a split brain; Keep is the host whose data wins (this host's name or a trusted
+/// peer's). Run it on both hosts: the host that keeps re-sends its data, the other one becomes its replica.
+/// </summary>
+internal sealed record ResolveRequest(string? Keep);
+
 /// <summary>POST /v1/volumes. Sizes are text ("10G", "1048576") or a JSON number of bytes.</summary>
 internal sealed record CreateVolumeRequest(string? Name, [property: JsonConverter(typeof(SizeTextConverter))] string? Size);
 

@@ -19,6 +19,7 @@ namespace Roam.Control;
 [JsonSerializable(typeof(AddPeerRequest))]
 [JsonSerializable(typeof(AddReplicaRequest))]
 [JsonSerializable(typeof(PromoteRequest))]
+[JsonSerializable(typeof(ResolveRequest))]
 [JsonSerializable(typeof(MigrationView))]
 [JsonSerializable(typeof(PrepareMigrationRequest))]
 [JsonSerializable(typeof(HandOverRequest))]
