@@ -28,3 +28,15 @@ internal static partial class Log
     [LoggerMessage(3136, LogLevel.Warning, "[{Volume}] split brain resolved: {Keeper} {What}")]
     public static partial void SplitBrainResolved(ILogger logger, string volume, string keeper, string what);
 }
+
+internal static partial class Log
+{
+    [LoggerMessage(3137, LogLevel.Information, "[{Volume} -> {Peer}] replica removed: link, record and bitmap dropped")]
+    public static partial void ReplicaRemoved(ILogger logger, string volume, string peer);
+
+    [LoggerMessage(3138, LogLevel.Information, "[{Volume} / {Peer}] detach: {What}")]
+    public static partial void ReplicaDetached(ILogger logger, string volume, string peer, string what);
+
+    [LoggerMessage(3139, LogLevel.Warning, "[{Volume} -> {Peer}] {Message}")]
+    public static partial void HandOverInDoubt(ILogger logger, string volume, string peer, string message);
+}

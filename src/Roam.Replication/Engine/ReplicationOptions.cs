@@ -31,4 +31,17 @@ public sealed record ReplicationOptions
 
     /// <summary>How long a hand-over may keep writes stopped (catching up, flushing, waiting for the promotion) before it gives up.</summary>
     public TimeSpan HandOverTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>An attached link with nothing else to send sends a Heartbeat this often (the peer acknowledges it).</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// A link that has received no frame at all from its peer for this long is dead (a peer that hung or
+    /// vanished without a reset): the replica is marked OutOfSync and the link reconnects. A replica whose
+    /// primary sent nothing (not even a heartbeat) for this long ends that session.
+    /// </summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often a volume whose hand-over outcome is unknown (after a crash) asks the destination again.</summary>
+    public TimeSpan HandOverRetryInterval { get; init; } = TimeSpan.FromSeconds(2);
 }

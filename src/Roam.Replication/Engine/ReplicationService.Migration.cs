@@ -503,6 +503,17 @@ public sealed partial class ReplicationService
             }
             else
             {
+                // Writes stop first (on NBD connections already open too) and those in flight finish, then the role goes.
+                WriteGate? fence;
+                lock (_gate) _fences.TryGetValue(volume, out fence);
+                var gate = primary?.Gate ?? fence;
+                string reason = $"volume '{volume}' lost a split brain to {keepHost}: it is read-only on this host now";
+                if (gate is not null)
+                {
+                    gate.Freeze();
+                    try { await gate.DrainAsync().WaitAsync(Options.HandOverTimeout, cancellationToken).ConfigureAwait(false); }
+                    catch (TimeoutException) { }
+                }
                 var demoted = new ReplicationFile(1, VolumeRole.Replica, Guid.Empty, [], [], keepHost);
                 lock (_gate)
                 {
@@ -510,9 +521,10 @@ public sealed partial class ReplicationService
                     _files[volume] = demoted;
                     _primaries.Remove(volume);
                 }
+                fence?.Close(reason);
                 if (primary is not null)
                 {
-                    primary.Gate.Close($"volume '{volume}' lost a split brain to {keepHost}: it is read-only on this host now");
+                    primary.Gate.Close(reason);
                     var links = primary.Links;
                     await primary.DisposeAsync().ConfigureAwait(false);
                     foreach (var l in links) TryDelete(BitmapPath(volume, l.Peer));
@@ -528,3 +540,89 @@ public sealed partial class ReplicationService
         return GetStatus(volume);
     }
 }
+
+public sealed partial class ReplicationService
+{
+    /// <summary>
+    /// Stops replicating <paramref name="volume"/> to <paramref name="peer"/>: the link goes down, its record
+    /// and bitmap are dropped, and the peer (if reachable) is told to drop its replica role (it keeps the
+    /// data as a volume of its own, which a later AddReplica will not overwrite). The result says whether
+    /// the peer was told.
+    /// </summary>
+    public async Task<ReplicaRemoval> RemoveReplicaAsync(string volume, string peer, CancellationToken cancellationToken = default)
+    {
+        Store.Get(volume);
+        await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ReplicatedVolume? primary;
+            lock (_gate)
+            {
+                _primaries.TryGetValue(volume, out primary);
+                if (_migrations.TryGetValue(volume, out var m) && m.Peer == peer && m.Phase == MigrationPhase.HandingOver)
+                    throw new ReplicationException($"volume '{volume}' is being handed over to {peer}");
+            }
+            var link = primary?.Links.FirstOrDefault(l => l.Peer == peer)
+                ?? throw new ReplicationException($"volume '{volume}' has no replica on {peer}");
+            if (primary!.PendingHandOver is { } pending && pending.Peer == peer)
+                throw new ReplicationException($"a hand-over of '{volume}' to {peer} is in doubt; it must be settled first");
+            await link.DisposeAsync().ConfigureAwait(false);
+            primary.RemoveLink(link);
+            TryDelete(BitmapPath(volume, peer));
+            lock (_gate) _files[volume] = ReplicationFile.Read(StatePath(volume));
+            Log.ReplicaRemoved(_logger, volume, peer);
+            string? error = null;
+            try
+            {
+                await DetachPeerAsync(volume, peer, cancellationToken).ConfigureAwait(false);
+                Log.ReplicaDetached(_logger, volume, peer, "dropped its replica role");
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException and not OperationCanceledException)
+            {
+                error = ex.Message;
+                Log.ReplicaDetached(_logger, volume, peer, $"could not be told: {ex.Message}; it stays a (detached) replica there");
+            }
+            return new ReplicaRemoval(GetStatus(volume), error is null, error);
+        }
+        finally { _admin.Release(); }
+    }
+
+    private async Task DetachPeerAsync(string volume, string peer, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(Options.AttachTimeout);
+        await using var connection = await _connector.ConnectAsync(peer, timeout.Token).ConfigureAwait(false);
+        PeerFrameWriter.WriteDetach(connection.Transport.Output, 1, new PeerDetach(volume));
+        await connection.Transport.Output.FlushAsync(timeout.Token).ConfigureAwait(false);
+        var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, timeout.Token).ConfigureAwait(false)
+            ?? throw new ReplicationException($"{peer} closed the connection instead of answering Detach");
+        if (frame.Type == PeerFrameType.Error)
+        {
+            var error = PeerError.Read(frame.Payload);
+            throw new ReplicationException($"{peer} refused to detach '{volume}': {error.Code}: {error.Message}");
+        }
+        if (frame.Type != PeerFrameType.Ack) throw new ReplicationException($"{peer} answered Detach with {frame.Type}");
+    }
+
+    /// <summary>Target side of Detach: a replica of <paramref name="peer"/> drops its replica role (the data stays as a plain volume). Null when done, else why not.</summary>
+    internal async Task<string?> AcceptDetachAsync(string volume, string peer)
+    {
+        if (!VolumeName.IsValid(volume)) return $"'{volume}' is not a valid volume name";
+        ReplicaSession? session;
+        lock (_gate)
+        {
+            if (!_files.TryGetValue(volume, out var file) || file.Role != VolumeRole.Replica)
+                return $"'{volume}' is not a replica on {_identity.Name}";
+            if (file.PrimaryPeer != peer) return $"'{volume}' is a replica of {file.PrimaryPeer} here, not of {peer}";
+            _files.Remove(volume);
+            _sessions.Remove(volume, out session);
+            TryDelete(StatePath(volume));
+        }
+        if (session is not null) await session.StopAsync().ConfigureAwait(false);
+        Log.ReplicaDetached(_logger, volume, peer, "detached this replica: it is a volume of its own here now");
+        return null;
+    }
+}
+
+/// <summary>A replica removed: the volume's status now, and whether the peer dropped its replica role (else why not).</summary>
+public sealed record ReplicaRemoval(ReplicationStatus Status, bool PeerDetached, string? PeerError);

@@ -29,6 +29,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
     private readonly Dictionary<string, ReplicationFile> _files = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ReplicatedVolume> _primaries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ReplicaSession> _sessions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, WriteGate> _fences = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _admin = new(1, 1);
     private PeerListener? _listener;
@@ -296,6 +297,16 @@ public sealed partial class ReplicationService : IAsyncDisposable
             file = file.With(generations);
             file.Write(StatePath(volume));
             _files[volume] = file;
+        }
+    }
+
+    /// <summary>The write fence of a primary exported without replication; a closed one (it lost its role) is replaced for new exports.</summary>
+    internal WriteGate FenceOf(string volume)
+    {
+        lock (_gate)
+        {
+            if (!_fences.TryGetValue(volume, out var fence) || fence.ClosedReason is not null) _fences[volume] = fence = new WriteGate();
+            return fence;
         }
     }
 

@@ -9,17 +9,39 @@ public enum VolumeRole { Primary, Replica }
 
 public enum ReplicaMode { Sync, Async }
 
-public enum ReplicaState { Connecting, Syncing, InSync, OutOfSync, SplitBrain, Disconnected, Outdated }
+/// <summary>
+/// A replica link's state. <see cref="Paused"/>: not connecting (after an aborted migration), its
+/// bitmap still tracking what the replica lacks, so a retry resumes.
+/// </summary>
+public enum ReplicaState { Connecting, Syncing, InSync, OutOfSync, SplitBrain, Disconnected, Outdated, Paused }
 
 /// <summary>One replica of a primary volume, as GetStatus reports it.</summary>
 public sealed record ReplicaStatus(string Peer, ReplicaMode Mode, ReplicaState State, long BytesOutOfSync, long BytesSent,
-    long BytesResynced, long PendingBytes, TimeSpan Lag, Guid? SyncedGeneration);
+    long BytesResynced, long PendingBytes, TimeSpan Lag, Guid? SyncedGeneration)
+{
+    /// <summary>What the state means here, in words (e.g. why a link is paused), or null.</summary>
+    public string? Detail { get; init; }
+}
 
 public sealed record ReplicationStatus(string Volume, VolumeRole Role, DataGenerations Generations, IReadOnlyList<ReplicaStatus> Replicas,
-    string? PrimaryPeer, bool PrimaryConnected);
+    string? PrimaryPeer, bool PrimaryConnected)
+{
+    /// <summary>
+    /// A hand-over of this volume to <see cref="HandOverPeer"/> whose outcome is not known yet (this host
+    /// crashed or lost the destination in the middle of it): the volume is read-only here until it is.
+    /// </summary>
+    public string? HandOverPeer { get; init; }
+
+    /// <summary>Whether writes are refused here (a replica, or a hand-over in doubt).</summary>
+    public bool WritesRefused { get; init; }
+
+    /// <summary>Something the operator should know about the volume's replication, in words, or null.</summary>
+    public string? Notice { get; init; }
+}
 
 /// <summary>DATA_DIR/replication/NAME.json.</summary>
-internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Current, List<Guid> History, List<ReplicaRecord> Peers, string? PrimaryPeer)
+internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Current, List<Guid> History, List<ReplicaRecord> Peers, string? PrimaryPeer,
+    PendingHandOver? HandOver = null)
 {
     [JsonIgnore]
     public DataGenerations Generations => new(Current, History);
@@ -35,6 +57,16 @@ internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Curren
 
 /// <summary>A replica of a primary; <see cref="Paused"/>: not connected (an aborted migration), its bitmap still kept.</summary>
 internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false);
+
+/// <summary>
+/// A hand-over in progress, written before HandOver is sent: until the destination is known to have been
+/// promoted (this host steps down) or not (the intent is cleared), this host must not accept writes.
+/// </summary>
+internal sealed record PendingHandOver(string Peer, Guid Current, List<Guid> History, bool KeepReplica)
+{
+    [JsonIgnore]
+    public DataGenerations Generations => new(Current, History);
+}
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(ReplicationFile))]

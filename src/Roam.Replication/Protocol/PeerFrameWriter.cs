@@ -172,6 +172,18 @@ public static class PeerFrameWriter
         Commit(output, frame, PeerFrameType.HandOver, PeerFrameFlags.None, sequence);
     }
 
+    public static void WriteDetach(IBufferWriter<byte> output, ulong sequence, in PeerDetach detach)
+    {
+        int nameLength = Encoding.UTF8.GetByteCount(detach.Name);
+        if (nameLength is 0 or > PeerProtocol.MaxVolumeNameLength)
+            throw new ArgumentException($"a volume name is 1 to {PeerProtocol.MaxVolumeNameLength} bytes of UTF-8", nameof(detach));
+        var frame = Begin(output, sizeof(byte) + nameLength);
+        var payload = frame[PeerProtocol.HeaderSize..];
+        payload[0] = (byte)nameLength;
+        Encoding.UTF8.GetBytes(detach.Name, payload[1..]);
+        Commit(output, frame, PeerFrameType.Detach, PeerFrameFlags.None, sequence);
+    }
+
     internal static void WriteRaw(IBufferWriter<byte> output, PeerFrameType type, PeerFrameFlags flags, ulong sequence, ReadOnlySpan<byte> payload)
     {
         var frame = Begin(output, payload.Length);

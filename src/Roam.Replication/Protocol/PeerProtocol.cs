@@ -36,6 +36,7 @@ namespace Roam.Replication.Protocol;
 ///   AttachAck  flags (u8: 1 created, 2 primary here) | generations
 ///   Generations volume id (16) | generations
 ///   HandOver   volume id (16) | generations (the new primary's) | flags (u8: 1 keep the old primary as replica, 2 async link)
+///   Detach     name length (u8) | volume name (UTF-8): instead of Attach, stop replicating it here (answered by Ack)
 ///   where generations = current (16) | history count (u8) | history (16 x count)
 ///
 /// Replication: the primary opens one connection per (volume, replica), sends Attach and waits for
@@ -109,6 +110,7 @@ public static class PeerProtocol
         PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.FixedLength + MaxGenerationsHistory * 16,
         PeerFrameType.Generations => length is >= PeerGenerations.FixedLength and <= PeerGenerations.FixedLength + MaxGenerationsHistory * 16,
         PeerFrameType.HandOver => length is >= PeerHandOver.FixedLength and <= PeerHandOver.FixedLength + MaxGenerationsHistory * 16,
+        PeerFrameType.Detach => length is >= PeerDetach.FixedLength + 1 and <= PeerDetach.FixedLength + MaxVolumeNameLength,
         _ => false,
     };
 
@@ -134,6 +136,7 @@ public enum PeerFrameType : ushort
     AttachAck = 10,
     Generations = 11,
     HandOver = 12,
+    Detach = 13,
 }
 
 [Flags]

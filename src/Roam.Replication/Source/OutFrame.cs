@@ -34,6 +34,9 @@ internal sealed class OutFrame
         FirstRegion = offset / regionSize, LastRegion = (offset + length - 1) / regionSize,
     };
 
+    /// <summary>Not tracked: its acknowledgement (by sequence 0) only proves the peer is alive.</summary>
+    public static OutFrame Heartbeat() => new() { Type = PeerFrameType.Heartbeat };
+
     public static OutFrame Flush() => new() { Type = PeerFrameType.Flush };
 
     public static OutFrame Gens(DataGenerations generations) => new() { Type = PeerFrameType.Generations, Generations = generations };

@@ -49,7 +49,15 @@ internal sealed class PeerLink : IAsyncDisposable
     public bool Paused { get; set; }
     public RegionBitmap Bitmap { get; }
     public Guid? SyncedGeneration { get; set; }
-    public ReplicaState State => _state;
+    /// <summary>Paused wins over Connecting/Disconnected/OutOfSync (it says why nothing connects); split brain and outdated win over it.</summary>
+    public ReplicaState State
+    {
+        get
+        {
+            var state = _state;
+            return Paused && state is not (ReplicaState.SplitBrain or ReplicaState.Outdated) ? ReplicaState.Paused : state;
+        }
+    }
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesResynced => Interlocked.Read(ref _bytesResynced);
 
@@ -124,7 +132,19 @@ internal sealed class PeerLink : IAsyncDisposable
                 if (s.Pending.Count > 0) lag = Stopwatch.GetElapsedTime(s.Pending.Values.Min(p => p.EnqueuedAt));
             }
         }
-        return new ReplicaStatus(Peer, Mode, _state, Bitmap.DirtyBytes, BytesSent, BytesResynced, pending, lag, SyncedGeneration);
+        var state = State;
+        long dirty = Bitmap.DirtyBytes;
+        string? detail = state switch
+        {
+            ReplicaState.Paused => dirty > 0
+                ? $"out of sync by {dirty} bytes, paused (an aborted migration): not connecting; a new migration to {Peer} resumes it, or remove the replica"
+                : $"paused (an aborted migration): not connecting; a new migration to {Peer} resumes it, or remove the replica",
+            ReplicaState.SplitBrain => $"split brain: this host and {Peer} both wrote apart; nothing syncs until it is resolved",
+            ReplicaState.Outdated => $"{Peer} holds newer data (it was promoted): this host is outdated; nothing syncs",
+            ReplicaState.OutOfSync => $"out of sync by {dirty} bytes: {Peer} did not answer in time; reconnecting",
+            _ => null,
+        };
+        return new ReplicaStatus(Peer, Mode, state, dirty, BytesSent, BytesResynced, pending, lag, SyncedGeneration) { Detail = detail };
     }
 
     /// <summary>Starts the connection loop; <paramref name="first"/> is an already attached connection (from AddReplica).</summary>
@@ -355,13 +375,14 @@ internal sealed class PeerLink : IAsyncDisposable
         var writer = Task.Run(() => WriteLoopAsync(s));
         var reader = Task.Run(() => ReadLoopAsync(s));
         var resync = Task.Run(() => ResyncLoopAsync(s));
-        var done = await Task.WhenAny(writer, reader, resync).ConfigureAwait(false);
+        var heartbeat = Task.Run(() => HeartbeatLoopAsync(s));
+        var done = await Task.WhenAny(writer, reader, resync, heartbeat).ConfigureAwait(false);
         string why = done.Exception?.GetBaseException().Message ?? "connection closed";
         bool wasLive;
         lock (_gate) wasLive = s.Live;
         if (wasLive && !stopping.IsCancellationRequested) Log.LinkFailed(_logger, _volume.Name, Peer, why);
         Fail(s, ReplicaState.Disconnected);
-        try { await Task.WhenAll(writer, reader, resync).ConfigureAwait(false); }
+        try { await Task.WhenAll(writer, reader, resync, heartbeat).ConfigureAwait(false); }
         catch (Exception) { /* reported above */ }
         _volume.SaveBitmaps();
     }
@@ -379,6 +400,7 @@ internal sealed class PeerLink : IAsyncDisposable
                 if (bytes > 1024 * 1024) break;
             }
             Interlocked.Add(ref _bytesSent, bytes);
+            Volatile.Write(ref s.LastSent, Stopwatch.GetTimestamp());
             var result = await output.FlushAsync(ct).ConfigureAwait(false);
             if (result.IsCompleted || result.IsCanceled) return;
         }
@@ -401,6 +423,9 @@ internal sealed class PeerLink : IAsyncDisposable
             case PeerFrameType.Generations:
                 PeerFrameWriter.WriteGenerations(output, f.Sequence, new PeerGenerations(id, f.Generations!));
                 return PeerProtocol.HeaderSize + PeerGenerations.FixedLength + 16 * f.Generations!.History.Count;
+            case PeerFrameType.Heartbeat:
+                PeerFrameWriter.WriteHeartbeat(output, 0);
+                return PeerProtocol.HeaderSize;
             case PeerFrameType.HandOver:
                 PeerFrameWriter.WriteHandOver(output, f.Sequence, new PeerHandOver(id, f.Generations!, f.HandOverFlags));
                 return PeerProtocol.HeaderSize + PeerHandOver.FixedLength + 16 * f.Generations!.History.Count;
@@ -421,6 +446,7 @@ internal sealed class PeerLink : IAsyncDisposable
             {
                 while (PeerFrameReader.TryRead(ref buffer, PeerProtocol.MaxHandshakePayload, out var header, out var payload))
                 {
+                    Volatile.Write(ref s.LastReceived, Stopwatch.GetTimestamp());
                     switch (header.Type)
                     {
                         case PeerFrameType.Ack:
@@ -440,6 +466,40 @@ internal sealed class PeerLink : IAsyncDisposable
             finally
             {
                 input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Keeps an idle link talking (a Heartbeat when nothing was sent for an interval, which the replica
+    /// acknowledges) and declares it dead when nothing at all came back for HeartbeatTimeout: a peer that
+    /// hung or vanished without a reset is noticed even with no writes and in async mode.
+    /// </summary>
+    private async Task HeartbeatLoopAsync(Session s)
+    {
+        var ct = s.Cancel.Token;
+        var interval = _options.HeartbeatInterval;
+        var timeout = _options.HeartbeatTimeout;
+        var tick = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond * 10, Math.Min(interval.Ticks, timeout.Ticks) / 4));
+        while (!ct.IsCancellationRequested)
+        {
+            await Task.Delay(tick, ct).ConfigureAwait(false);
+            var silent = Stopwatch.GetElapsedTime(Volatile.Read(ref s.LastReceived));
+            if (silent > timeout)
+            {
+                Log.LinkFailed(_logger, _volume.Name, Peer, $"nothing heard from the peer for {silent.TotalSeconds:0.#} s (heartbeat timeout): marked OutOfSync, reconnecting");
+                Fail(s, ReplicaState.OutOfSync);
+                return;
+            }
+            if (Stopwatch.GetElapsedTime(Volatile.Read(ref s.LastSent)) >= interval)
+            {
+                lock (_gate)
+                {
+                    if (!ReferenceEquals(_session, s) || !s.Live) return;
+                    s.Outgoing.Writer.TryWrite(OutFrame.Heartbeat());
+                }
+                // Counted as sent once it is queued: a heartbeat behind a long queue is not repeated every tick.
+                Volatile.Write(ref s.LastSent, Stopwatch.GetTimestamp());
             }
         }
     }
@@ -546,6 +606,8 @@ internal sealed class PeerLink : IAsyncDisposable
         public SemaphoreSlim Window { get; } = new(window, window);
         public long PendingBytes;
         public ulong Sequence;
+        public long LastSent = Stopwatch.GetTimestamp();
+        public long LastReceived = Stopwatch.GetTimestamp();
         public bool Live;
     }
 }

@@ -115,6 +115,33 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         }
     }
 
+    /// <summary>Forgets a (stopped) link: its record goes from the state file; the caller deletes its bitmap.</summary>
+    public void RemoveLink(PeerLink link)
+    {
+        lock (_gate)
+        {
+            _links.Remove(link);
+            _file = _file with { Peers = [.. _file.Peers.Where(p => p.Peer != link.Peer)] };
+            _file.Write(_service.StatePath(Name));
+        }
+    }
+
+    /// <summary>The hand-over this volume is in doubt about (persisted), or null.</summary>
+    public PendingHandOver? PendingHandOver
+    {
+        get { lock (_gate) return _file.HandOver; }
+    }
+
+    /// <summary>Persists (before HandOver is sent) or clears a hand-over intent.</summary>
+    public void SetPendingHandOver(PendingHandOver? handOver)
+    {
+        lock (_gate)
+        {
+            _file = _file with { HandOver = handOver };
+            _file.Write(_service.StatePath(Name));
+        }
+    }
+
     public void SetSynced(PeerLink link, Guid generation)
     {
         lock (_gate)

@@ -100,6 +100,12 @@ internal sealed class WriteGate
         frozen?.TrySetResult();
     }
 
+    /// <summary>Admits changes again after <see cref="Close"/> (a hand-over in doubt turned out not to have happened).</summary>
+    public void Reopen()
+    {
+        lock (_gate) _closed = null;
+    }
+
     public readonly struct Pass(WriteGate gate) : IDisposable
     {
         public void Dispose() => gate?.Exit();

@@ -19,6 +19,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ulong _sequence;
     private bool _handedOver;
+    private long _lastHeard = System.Diagnostics.Stopwatch.GetTimestamp();
 
     public async Task RunAsync(CancellationToken stopping)
     {
@@ -31,6 +32,18 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             await service.Hooks.TargetGate.WaitAsync(ct).ConfigureAwait(false);
             var first = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, ct).ConfigureAwait(false);
             if (first is null) return;
+            if (first.Type == PeerFrameType.Detach)
+            {
+                var detach = PeerDetach.Read(first.Payload);
+                if (await service.AcceptDetachAsync(detach.Name, connection.PeerName).ConfigureAwait(false) is { } refused)
+                    await SendErrorAsync(first.Header.Sequence, PeerErrorCode.UnknownVolume, refused).ConfigureAwait(false);
+                else
+                {
+                    PeerFrameWriter.WriteAck(connection.Transport.Output, ++_sequence, new PeerAck(first.Header.Sequence));
+                    await connection.Transport.Output.FlushAsync(ct).ConfigureAwait(false);
+                }
+                return;
+            }
             if (first.Type != PeerFrameType.Attach)
             {
                 await SendErrorAsync(first.Header.Sequence, PeerErrorCode.ProtocolError, $"expected Attach, got {first.Type}").ConfigureAwait(false);
@@ -52,7 +65,13 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             if (lease is null) return;
             volume = attach.Name;
             Log.ReplicaAttached(logger, attach.Name, connection.PeerName);
-            await ApplyLoopAsync(attach, lease.Device, ct).ConfigureAwait(false);
+            var watchdog = Task.Run(() => WatchdogAsync(attach.Name, ct), CancellationToken.None);
+            try { await ApplyLoopAsync(attach, lease.Device, ct).ConfigureAwait(false); }
+            finally
+            {
+                await _cancel.CancelAsync().ConfigureAwait(false);
+                await watchdog.ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) { }
         catch (Exception ex) when (ex is IOException or PeerProtocolException or ObjectDisposedException or InvalidOperationException)
@@ -76,6 +95,34 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
         await _done.Task.ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The primary sends at least a heartbeat every HeartbeatInterval: a session that heard nothing for
+    /// HeartbeatTimeout belongs to a primary that hung or vanished, and is ended (so the volume no longer
+    /// counts as attached, and a promotion need not be forced).
+    /// </summary>
+    private async Task WatchdogAsync(string volume, CancellationToken ct)
+    {
+        var timeout = service.Options.HeartbeatTimeout;
+        var tick = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond * 10, timeout.Ticks / 4));
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                await Task.Delay(tick, ct).ConfigureAwait(false);
+                var silent = System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref _lastHeard));
+                if (silent > timeout)
+                {
+                    Log.ReplicaSessionFailed(logger, volume, connection.PeerName, $"nothing heard from the primary for {silent.TotalSeconds:0.#} s (heartbeat timeout)");
+                    await _cancel.CancelAsync().ConfigureAwait(false);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    private void Heard() => Volatile.Write(ref _lastHeard, System.Diagnostics.Stopwatch.GetTimestamp());
+
     private async Task ApplyLoopAsync(PeerAttach attach, IBlockDevice device, CancellationToken ct)
     {
         var input = connection.Transport.Input;
@@ -83,7 +130,9 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
         while (true)
         {
             await service.Hooks.TargetGate.WaitAsync(ct).ConfigureAwait(false);
+            Heard();
             var result = await input.ReadAsync(ct).ConfigureAwait(false);
+            Heard();
             var buffer = result.Buffer;
             try
             {
@@ -91,6 +140,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                 {
                     ct.ThrowIfCancellationRequested();
                     var error = await ApplyAsync(attach, device, header, payload, ct).ConfigureAwait(false);
+                    Heard();
                     if (error is { } e)
                     {
                         await SendErrorAsync(header.Sequence, e.Code, e.Message).ConfigureAwait(false);

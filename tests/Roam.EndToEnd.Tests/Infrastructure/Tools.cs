@@ -80,3 +80,14 @@ public sealed class RequiresToolsFactAttribute : FactAttribute
             Skip = $"needs {string.Join(", ", missing)} (apt-get install {string.Join(' ', missing.Select(Tools.PackageOf).Distinct())}); with CI=true this test fails instead of skipping";
     }
 }
+
+/// <summary>A theory that needs external tools: skipped locally when one is missing, failing under CI=true.</summary>
+public sealed class RequiresToolsTheoryAttribute : TheoryAttribute
+{
+    public RequiresToolsTheoryAttribute(params string[] tools)
+    {
+        var missing = tools.Where(t => !Tools.Exists(t)).ToArray();
+        if (missing.Length > 0 && !Tools.IsCi)
+            Skip = $"needs {string.Join(", ", missing)} (apt-get install {string.Join(' ', missing.Select(Tools.PackageOf).Distinct())}); with CI=true this test fails instead of skipping";
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Checks a Roam guest serial log and prints heartbeat statistics.
+
+usage: hb-stats.py LOG [--min-heartbeats N] [--json]
+
+Log lines written by guest/init and guest/workload.c:
+  ROAM-GUEST READY ...            init found the disk and is starting the workload
+  ROAM-GUEST FAILED: reason       init gave up (the guest powers off)
+  WORKLOAD START ...              workload opened the disk (next_seq=... continues after existing records)
+  HB <hb_seq> <monotonic_ns> <records_written> <errors>   every 10 ms
+  WORKLOAD ERROR ...              a record read back did not verify, or I/O failed
+
+Checks: READY present, no FAILED / WORKLOAD ERROR lines, at least N heartbeats, heartbeat sequence numbers
+consecutive, monotonic clock and records_written non-decreasing, errors field 0.
+Prints gap stats (ms) between consecutive heartbeats; the max gap is how long the guest (or its heartbeat
+thread) did not run, e.g. the stop-and-copy pause of a live migration.
+Exit status 0 iff all checks pass.
+"""
+import json
+import re
+import statistics
+import sys
+
+HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+)\s*$")
+
+
+def analyse(text, min_hb):
+    problems = []
+    lines = text.replace("\r", "").split("\n")
+    if text and not text.endswith("\n"):
+        lines = lines[:-1]  # QEMU killed mid-line
+    hbs = []
+    ready = start = None
+    for ln in lines:
+        m = HB.match(ln)
+        if m:
+            hbs.append(tuple(int(x) for x in m.groups()))
+        elif ln.startswith("ROAM-GUEST READY"):
+            ready = ln
+        elif ln.startswith("WORKLOAD START"):
+            start = ln
+        if "ROAM-GUEST FAILED" in ln or "WORKLOAD ERROR" in ln:
+            problems.append(ln.strip())
+    if ready is None:
+        problems.append("no 'ROAM-GUEST READY' line")
+    if start is None:
+        problems.append("no 'WORKLOAD START' line")
+    if len(hbs) < min_hb:
+        problems.append(f"only {len(hbs)} heartbeats (< {min_hb})")
+    gaps = []
+    for a, b in zip(hbs, hbs[1:]):
+        if b[0] != a[0] + 1:
+            problems.append(f"heartbeat seq jumps {a[0]} -> {b[0]}")
+        if b[1] <= a[1]:
+            problems.append(f"heartbeat clock not increasing at seq {b[0]}")
+        if b[2] < a[2]:
+            problems.append(f"records_written decreased at seq {b[0]}")
+        gaps.append((b[1] - a[1]) / 1e6)
+    if hbs and hbs[-1][3] != 0:
+        problems.append(f"workload reports {hbs[-1][3]} errors")
+    res = {
+        "heartbeats": len(hbs),
+        "records_written": hbs[-1][2] if hbs else 0,
+        "errors": hbs[-1][3] if hbs else None,
+        "gap_ms_median": round(statistics.median(gaps), 3) if gaps else None,
+        "gap_ms_p99": round(sorted(gaps)[int(0.99 * (len(gaps) - 1))], 3) if gaps else None,
+        "gap_ms_max": round(max(gaps), 3) if gaps else None,
+        "gap_max_at_hb": (hbs[gaps.index(max(gaps)) + 1][0] if gaps else None),
+        "span_s": round((hbs[-1][1] - hbs[0][1]) / 1e9, 3) if len(hbs) > 1 else 0,
+        "problems": problems[:50],
+    }
+    return res
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    min_hb, as_json, path = 1, False, None
+    i = 0
+    while i < len(args):
+        if args[i] == "--min-heartbeats":
+            min_hb = int(args[i + 1])
+            i += 2
+        elif args[i] == "--json":
+            as_json, i = True, i + 1
+        else:
+            path, i = args[i], i + 1
+    with open(path, "r", errors="replace") as f:
+        res = analyse(f.read(), min_hb)
+    if as_json:
+        print(json.dumps(res))
+    else:
+        print(
+            f"heartbeats={res['heartbeats']} span={res['span_s']}s records_written={res['records_written']} "
+            f"errors={res['errors']} gap_ms: median={res['gap_ms_median']} p99={res['gap_ms_p99']} "
+            f"max={res['gap_ms_max']} (before HB {res['gap_max_at_hb']})"
+        )
+        for p in res["problems"]:
+            print(f"PROBLEM: {p}")
+    return 1 if res["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
