@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text.Json;
 using Roam.EndToEnd.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Roam.EndToEnd.Tests;
 
@@ -10,9 +11,12 @@ namespace Roam.EndToEnd.Tests;
 /// <see cref="ToA"/>), so a test can throttle, cut and restore them, and count what crossed. Fixed peer ports: a roamd
 /// killed and restarted comes back where its cutter forwards to.
 /// </summary>
-public abstract class LinkedHostsTest : TwoHostsTest, IDisposable
+public abstract class LinkedHostsTest(ITestOutputHelper output) : TwoHostsTest, IDisposable
 {
     protected const long MiB = 1024 * 1024;
+
+    /// <summary>The numbers a run measured (bytes on the wire, waits), in the test's output.</summary>
+    protected ITestOutputHelper Log { get; } = output;
 
     protected override bool FixedPorts => true;
 
@@ -100,7 +104,7 @@ public abstract class LinkedHostsTest : TwoHostsTest, IDisposable
 }
 
 /// <summary>kill -9 of either end of a live migration in the middle of its copy: the retry resumes, it does not start over.</summary>
-public sealed class MigrationKillTests : LinkedHostsTest
+public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     private const long Data = 192 * MiB;
 
@@ -111,18 +115,20 @@ public sealed class MigrationKillTests : LinkedHostsTest
         (await Tools.RunAsync("fio", FillJob(A, "192M"))).ShouldSucceed("fio fill on alpha");
     }
 
-    /// <summary>Starts `roam volume migrate` with the copy throttled, and returns once about 110 MiB of 192 crossed the link.</summary>
+    /// <summary>Starts `roam volume migrate` with the copy throttled, and returns once about 120 MiB of 192 crossed the link.</summary>
     private async Task<Task<CliResult>> MigrateUntilMidCopyAsync()
     {
-        ToB.BytesPerSecond = 64 * MiB;
+        // The source saves its bitmap every second: at 40 MiB/s at most ~40 MiB (plus what is in flight) is sent again.
+        ToB.BytesPerSecond = 40 * MiB;
         var migrating = Roam(A, "volume", "migrate", Vol, "--to", "beta", "--json");
-        await WaitUntilAsync(() => ToB.BytesForwarded >= 110 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(30), "110 MiB of the copy to cross the link");
+        await WaitUntilAsync(() => ToB.BytesForwarded >= 120 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(30), "120 MiB of the copy to cross the link");
         Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
         return migrating;
     }
 
     private async Task AssertMigratedAsync(long wireSinceRestart)
     {
+        Log.WriteLine($"the retry sent {wireSinceRestart / (double)MiB:0.0} MiB to beta ({Data / MiB} MiB of data)");
         Assert.True(wireSinceRestart < Data * 7 / 10,
             $"the retry sent {wireSinceRestart / MiB} MiB to beta: that is a copy from scratch, not a resume ({Data / MiB} MiB of data)");
         Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
@@ -148,6 +154,7 @@ public sealed class MigrationKillTests : LinkedHostsTest
         long before = ToB.BytesForwarded;
         await RestartBAsync();
         CliResult result;
+        Log.WriteLine(first == migrating ? $"the first job ended with the kill: {migrating.Result.Stderr.Trim()}" : "the first job waited for beta");
         if (first == migrating)
         {
             Assert.NotEqual(0, migrating.Result.ExitCode);
@@ -185,7 +192,7 @@ public sealed class MigrationKillTests : LinkedHostsTest
 
 /// <summary>kill -9 of a sync-replicated primary under write load: the restart resyncs what the activity log names, not the volume.</summary>
 [Trait("Category", "Slow")]
-public sealed class PrimaryKillTests : LinkedHostsTest
+public sealed class PrimaryKillTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     [RequiresToolsFact("qemu-io", "fio")]
     public async Task Kill9_of_the_primary_under_sync_writes_resyncs_only_the_activity_log()
@@ -197,10 +204,10 @@ public sealed class PrimaryKillTests : LinkedHostsTest
 
         using var writer = Tools.Start("fio", "--name=load", "--ioengine=nbd", $"--uri={UnixUri(A)}", "--rw=randwrite", "--bs=4k", "--size=1G",
             "--iodepth=16", "--time_based", "--runtime=30", "--randrepeat=0", "--refill_buffers");
-        _ = writer.StandardOutput.ReadToEndAsync();
-        _ = writer.StandardError.ReadToEndAsync();
+        var fioOut = writer.StandardOutput.ReadToEndAsync();
+        var fioErr = writer.StandardError.ReadToEndAsync();
         await Task.Delay(3000);
-        Assert.False(writer.HasExited, "fio stopped before the kill");
+        Assert.False(writer.HasExited, $"fio stopped before the kill: {(writer.HasExited ? await fioErr + await fioOut : "")}\nalpha:\n{A.Output}");
         long wroteBeforeKill = (await ReplicaAsync(A)).GetProperty("bytesSent").GetInt64();
         Assert.True(wroteBeforeKill > 0, "no write reached beta before the kill");
         await KillAsync(A);
@@ -210,6 +217,7 @@ public sealed class PrimaryKillTests : LinkedHostsTest
         Assert.Contains("unclean shutdown", A.Output);
         var synced = await WaitForReplicaStateAsync(A, "InSync", TimeSpan.FromSeconds(60));
         long resynced = synced.GetProperty("bytesResynced").GetInt64();
+        Log.WriteLine($"{wroteBeforeKill / (double)MiB:0.0} MiB sent to beta before the kill; {resynced / (double)MiB:0.0} MiB resynced after the restart");
         Assert.True(resynced <= 64 * MiB, $"the restart resynced {resynced / MiB} MiB: more than the activity log can name ({synced})");
         AssertSameData();
         await WriteAsync(A, 0x51, "0", "1M");
@@ -218,7 +226,7 @@ public sealed class PrimaryKillTests : LinkedHostsTest
 }
 
 /// <summary>A link that is cut in the middle of the first copy, and a replica whose roamd is frozen (SIGSTOP).</summary>
-public sealed class LinkFaultTests : LinkedHostsTest
+public sealed class LinkFaultTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     [RequiresToolsTheory("qemu-io", "fio")]
     [InlineData("sync")]
@@ -266,6 +274,7 @@ public sealed class LinkFaultTests : LinkedHostsTest
             var clock = Stopwatch.StartNew();
             await WriteAsync(A, 0x61, "4M", "1M");
             var took = clock.Elapsed;
+            Log.WriteLine($"the write with beta frozen took {took.TotalSeconds:0.00} s");
             Assert.True(took < TimeSpan.FromSeconds(10), $"the write waited {took.TotalSeconds:0.0} s for a frozen replica (sync timeout 2 s)");
             var replica = await ReplicaAsync(A);
             Assert.NotEqual("InSync", replica.GetProperty("state").GetString());
@@ -287,7 +296,7 @@ public sealed class LinkFaultTests : LinkedHostsTest
 }
 
 /// <summary>A split brain made on purpose: both sides keep their data untouched until told which wins.</summary>
-public sealed class SplitBrainTests : LinkedHostsTest
+public sealed class SplitBrainTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     [RequiresToolsFact("qemu-io")]
     public async Task Split_brain_is_reported_touches_nothing_and_resolve_keeps_the_chosen_side()
@@ -320,6 +329,7 @@ public sealed class SplitBrainTests : LinkedHostsTest
         Assert.Contains("split brain", textA);
         Assert.Contains("roam volume resolve vol --keep", textA);
         Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        Log.WriteLine($"beta during the split brain: {await ReplicationOf(B)}\n{(await Roam(B, "volume", "show", Vol)).Stdout}");
         Assert.Contains("split brain", A.Output);
         Assert.Equal(hashA, Images.Sha256(FileA));
         Assert.Equal(hashB, Images.Sha256(FileB));
@@ -346,7 +356,7 @@ public sealed class SplitBrainTests : LinkedHostsTest
 }
 
 /// <summary>Real roamds and hostile peers: a host alpha does not trust, and bytes that are not TLS at all.</summary>
-public sealed class PeerSecurityTests : LinkedHostsTest
+public sealed class PeerSecurityTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     [RequiresToolsFact("qemu-io")]
     public async Task An_untrusted_host_and_garbage_on_the_peer_port_are_refused_and_alpha_keeps_serving_beta()

@@ -37,7 +37,8 @@ public static class RunState
 /// <summary>query-kvm.</summary>
 public sealed record KvmInfo(bool Enabled, bool Present);
 
-/// <summary>query-migrate. Every field is optional: before the first migrate the reply is <c>{}</c>.</summary>
+/// <summary>query-migrate. Every field is optional: before the first migrate the reply is <c>{}</c>, and QEMU 7.2
+/// reports "completed" (and sends the MIGRATION event) a moment before it fills in total-time (reported as 0 until then).</summary>
 public sealed record MigrationInfo(
     string? Status,
     MigrationStats? Ram,

@@ -37,6 +37,8 @@ public sealed partial class ReplicationService
                 throw new ReplicationException($"volume '{volume}' is being handed over to {running.Peer}");
             _primaries.TryGetValue(volume, out primary);
         }
+        if (primary?.PendingHandOver is { } doubt)
+            throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
         var link = primary?.Links.FirstOrDefault(l => l.Peer == peer);
         bool restorePaused;
         ReplicaMode restoreMode;
@@ -119,6 +121,7 @@ public sealed partial class ReplicationService
         try
         {
             var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was prepared");
+            ThrowIfInDoubt(volume, migration);
             if (migration.Phase is MigrationPhase.Aborted or MigrationPhase.Completed or MigrationPhase.HandingOver)
                 throw new ReplicationException($"migration of '{volume}' is {migration.Phase}");
             ReplicatedVolume primary;
@@ -158,32 +161,35 @@ public sealed partial class ReplicationService
             {
                 primary.Gate.Freeze();
                 frozenAt = Stopwatch.GetTimestamp();
-                Done(HandOverStep.StopWrites);
+                await DoneAsync(HandOverStep.StopWrites).ConfigureAwait(false);
 
                 step = HandOverStep.DrainInFlight;
                 await primary.Gate.DrainAsync().WaitAsync(timeout).ConfigureAwait(false);
-                Done(step);
+                await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.FlushPeer;
                 await CatchUpAndFlushAsync(link, frozenAt, timeout).ConfigureAwait(false);
-                Done(step);
+                await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.SendPromote;
+                // The intent is durable before the frame can leave: a crash from here on restarts this host
+                // read-only, asking the destination whether it took over (never as a writable primary).
+                primary.SetPendingHandOver(new PendingHandOver(peer, generations.Current, [.. generations.History], keepReplica));
                 confirm = link.Mirror(OutFrame.HandOver(generations, flags))
                     ?? throw new ReplicationException($"the link to {peer} went down before HandOver could be sent");
-                Done(step);
+                await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.AwaitConfirm;
                 if (!await confirm.WaitAsync(timeout).ConfigureAwait(false))
                     throw new ReplicationException($"{peer} did not confirm the hand-over (the link failed)");
-                Done(step);
+                await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.Demote;
                 volumeDeleted = await DemoteAsync(primary, peer, generations, keepReplica).ConfigureAwait(false);
                 demoted = true;
-                Done(step);
+                await DoneAsync(step).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
+            catch (Exception ex) when (ex is not OutOfMemoryException and not SimulatedCrashException)
             {
                 var outcome = confirm is null ? HandOverOutcome.NotPromoted
                     : demoted ? HandOverOutcome.Promoted
@@ -192,6 +198,7 @@ public sealed partial class ReplicationService
                 switch (outcome)
                 {
                     case HandOverOutcome.NotPromoted:
+                        if (primary.PendingHandOver is not null) primary.SetPendingHandOver(null);
                         primary.Gate.Thaw();
                         migration.Phase = MigrationPhase.Failed;
                         migration.Error = $"hand-over failed at {step}: {what}; {peer} was not promoted, this host stays primary";
@@ -204,6 +211,7 @@ public sealed partial class ReplicationService
                         throw new ReplicationException(migration.Error!);
                     default:
                         lock (_gate) _pendingGenerations[volume] = (generations, keepReplica);
+                        StartSettling(primary);
                         migration.Phase = MigrationPhase.Failed;
                         migration.Error = $"hand-over failed at {step}: {what}; whether {peer} was promoted is unknown ({peer} unreachable): "
                             + "writes stay stopped until it is reachable (retry the hand-over or abort)";
@@ -222,8 +230,13 @@ public sealed partial class ReplicationService
             settled.TrySetResult();
         }
 
-        void Done(HandOverStep s)
+        async Task DoneAsync(HandOverStep s)
         {
+            if (Hooks.CrashAfter == s)
+            {
+                if (Hooks.BeforeCrash is { } before) await before().ConfigureAwait(false);
+                throw new SimulatedCrashException(s);
+            }
             if (Hooks.FailAfter == s) throw new InjectedFaultException(s);
         }
     }
@@ -303,6 +316,7 @@ public sealed partial class ReplicationService
                 migration.End(MigrationPhase.Completed, $"{migration.Peer} had been promoted");
                 return true;
             case HandOverOutcome.NotPromoted:
+                if (primary.PendingHandOver is not null) primary.SetPendingHandOver(null);
                 primary.Gate.Thaw();
                 return false;
             default:
@@ -513,6 +527,11 @@ public sealed partial class ReplicationService
                     gate.Freeze();
                     try { await gate.DrainAsync().WaitAsync(Options.HandOverTimeout, cancellationToken).ConfigureAwait(false); }
                     catch (TimeoutException) { }
+                    catch (OperationCanceledException)
+                    {
+                        gate.Thaw();
+                        throw;
+                    }
                 }
                 var demoted = new ReplicationFile(1, VolumeRole.Replica, Guid.Empty, [], [], keepHost);
                 lock (_gate)
@@ -626,3 +645,117 @@ public sealed partial class ReplicationService
 
 /// <summary>A replica removed: the volume's status now, and whether the peer dropped its replica role (else why not).</summary>
 public sealed record ReplicaRemoval(ReplicationStatus Status, bool PeerDetached, string? PeerError);
+
+public sealed partial class ReplicationService
+{
+    private readonly List<Task> _settlers = [];
+
+    /// <summary>A hand-over whose outcome is unknown with no in-process migration to retry it: refused (the background settling decides).</summary>
+    private void ThrowIfInDoubt(string volume, Migration migration)
+    {
+        ReplicatedVolume? primary;
+        lock (_gate) _primaries.TryGetValue(volume, out primary);
+        if (primary?.PendingHandOver is { } doubt && !(migration.Phase == MigrationPhase.Failed && primary.Gate.IsFrozen))
+            throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
+    }
+
+    /// <summary>
+    /// A volume found at start with a hand-over intent: this host stopped between deciding to hand it over
+    /// and knowing whether the destination took over. It stays read-only (NBD writes refused) and its links
+    /// stay down until the destination answers.
+    /// </summary>
+    private void OpenInDoubt(ReplicatedVolume volume, PendingHandOver pending)
+    {
+        string reason = $"a hand-over of '{volume.Name}' to {pending.Peer} is in doubt (this host stopped in the middle of it): "
+            + $"read-only until {pending.Peer} says whether it took over";
+        volume.Gate.Close(reason);
+        volume.Doubt = reason;
+        volume.LinksDeferred = true;
+        Log.HandOverInDoubt(_logger, volume.Name, pending.Peer, reason);
+        StartSettling(volume);
+    }
+
+    private void StartSettling(ReplicatedVolume volume)
+    {
+        lock (_gate)
+        {
+            _settlers.RemoveAll(t => t.IsCompleted);
+            var token = _stopping.Token;
+            _settlers.Add(Task.Run(() => SettleLoopAsync(volume, token), CancellationToken.None));
+        }
+    }
+
+    /// <summary>Asks the destination of an in-doubt hand-over every HandOverRetryInterval until it answers.</summary>
+    private async Task SettleLoopAsync(ReplicatedVolume volume, CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            try { await _admin.WaitAsync(stopping).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+            bool settled;
+            try { settled = await TrySettleAsync(volume, stopping).ConfigureAwait(false); }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                if (stopping.IsCancellationRequested) return;
+                Log.HandOverInDoubt(_logger, volume.Name, volume.PendingHandOver?.Peer ?? "-", $"settling the hand-over failed: {ex.Message}");
+                settled = false;
+            }
+            finally { _admin.Release(); }
+            if (settled) return;
+            try { await Task.Delay(Options.HandOverRetryInterval, stopping).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    /// <summary>Under the admin lock: one question to the destination. True when the doubt is gone (either way).</summary>
+    private async Task<bool> TrySettleAsync(ReplicatedVolume volume, CancellationToken stopping)
+    {
+        lock (_gate)
+            if (!_primaries.TryGetValue(volume.Name, out var current) || !ReferenceEquals(current, volume)) return true;
+        if (volume.PendingHandOver is not { } pending) return true;
+        var migration = FindMigrationObject(volume.Name);
+        PeerAttachAck ack;
+        try
+        {
+            var attached = await AttachAsync(volume, pending.Peer, stopping).ConfigureAwait(false);
+            await attached.Connection.DisposeAsync().ConfigureAwait(false);
+            ack = attached.Ack;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException && !stopping.IsCancellationRequested)
+        {
+            volume.Doubt = $"a hand-over of '{volume.Name}' to {pending.Peer} is in doubt and {pending.Peer} cannot be asked ({ex.Message}): "
+                + $"read-only here; asking again every {Options.HandOverRetryInterval.TotalSeconds:0.#} s";
+            Log.HandOverInDoubt(_logger, volume.Name, pending.Peer, volume.Doubt);
+            return false;
+        }
+        var generations = pending.Generations;
+        bool promoted = (ack.Flags & PeerAttachFlags.Primary) != 0
+            && (ack.Generations.Current == generations.Current || ack.Generations.DescendsFrom(generations.Current));
+        lock (_gate) _pendingGenerations.Remove(volume.Name);
+        if (promoted)
+        {
+            await DemoteAsync(volume, pending.Peer, generations, pending.KeepReplica).ConfigureAwait(false);
+            if (migration is not null && migration.Phase != MigrationPhase.Completed) migration.End(MigrationPhase.Completed, $"{pending.Peer} had been promoted");
+            Log.HandOverInDoubt(_logger, volume.Name, pending.Peer, $"the hand-over in doubt had happened: {pending.Peer} is primary, this host is its replica");
+        }
+        else
+        {
+            volume.SetPendingHandOver(null);
+            volume.Doubt = null;
+            volume.Gate.Reopen();
+            volume.Gate.Thaw();
+            if (volume.LinksDeferred)
+            {
+                volume.LinksDeferred = false;
+                volume.StartLinks();
+            }
+            if (migration is not null && migration.Phase == MigrationPhase.Failed)
+                migration.Error = $"the hand-over in doubt had not happened: {pending.Peer} was not promoted, this host stays primary";
+            Log.HandOverInDoubt(_logger, volume.Name, pending.Peer, $"the hand-over in doubt had not happened: {pending.Peer} was not promoted, this host is primary again");
+        }
+        return true;
+    }
+}
+
+/// <summary>Tests: the hand-over stops dead at a step, as if the process had died there (nothing is cleaned up).</summary>
+internal sealed class SimulatedCrashException(HandOverStep step) : Exception($"simulated crash after {step}");

@@ -84,11 +84,12 @@ public sealed partial class ReplicationService : IAsyncDisposable
             }
             var file = ReplicationFile.Read(path);
             lock (_gate) _files[name] = file;
-            if (file.Role == VolumeRole.Primary && file.Peers.Count > 0)
+            if (file.Role == VolumeRole.Primary && (file.Peers.Count > 0 || file.HandOver is not null))
             {
                 var volume = ReplicatedVolume.Open(this, Store.Open(name), file, _logger);
                 lock (_gate) _primaries[name] = volume;
-                volume.StartLinks();
+                if (file.HandOver is { } pending) OpenInDoubt(volume, pending);
+                else volume.StartLinks();
             }
         }
         if (peerListen is not null)
@@ -118,6 +119,8 @@ public sealed partial class ReplicationService : IAsyncDisposable
                 _files.TryGetValue(volume, out file);
             }
             if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here; only a primary can add replicas");
+            if (replicated?.PendingHandOver is { } doubt)
+                throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
             if (replicated is not null && replicated.Links.Any(l => l.Peer == peerName))
                 throw new ReplicationException($"volume '{volume}' is already replicated to {peerName}");
             bool opened = false;
@@ -156,9 +159,23 @@ public sealed partial class ReplicationService : IAsyncDisposable
         Store.Get(volume);
         lock (_gate)
         {
-            if (_primaries.TryGetValue(volume, out var primary)) return primary.Status();
+            if (_primaries.TryGetValue(volume, out var primary))
+            {
+                var status = primary.Status();
+                if (primary.PendingHandOver is { } pending)
+                    status = status with
+                    {
+                        HandOverPeer = pending.Peer,
+                        WritesRefused = true,
+                        Notice = primary.Doubt ?? $"a hand-over to {pending.Peer} is in doubt: read-only until {pending.Peer} says whether it took over",
+                    };
+                return status;
+            }
             if (_files.TryGetValue(volume, out var file))
-                return new ReplicationStatus(volume, file.Role, file.Generations, [], file.PrimaryPeer, _sessions.ContainsKey(volume));
+                return new ReplicationStatus(volume, file.Role, file.Generations, [], file.PrimaryPeer, _sessions.ContainsKey(volume))
+                {
+                    WritesRefused = file.Role == VolumeRole.Replica,
+                };
         }
         return new ReplicationStatus(volume, VolumeRole.Primary, new DataGenerations(Guid.Empty, []), [], null, false);
     }
@@ -337,6 +354,10 @@ public sealed partial class ReplicationService : IAsyncDisposable
         foreach (var s in sessions) await s.StopAsync().ConfigureAwait(false);
         try { await _acceptLoop.ConfigureAwait(false); }
         catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { }
+        Task[] settlers;
+        lock (_gate) settlers = [.. _settlers];
+        try { await Task.WhenAll(settlers).ConfigureAwait(false); }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { }
         ReplicatedVolume[] primaries;
         lock (_gate) primaries = [.. _primaries.Values];
         foreach (var p in primaries)
@@ -358,6 +379,12 @@ internal sealed class TestHooks
 
     /// <summary>Source side: the hand-over fails right after this step has been done.</summary>
     public HandOverStep? FailAfter { get; set; }
+
+    /// <summary>Source side: the hand-over stops dead right after this step, as a process crash would (nothing cleaned up, nothing resolved).</summary>
+    public HandOverStep? CrashAfter { get; set; }
+
+    /// <summary>Source side: awaited just before that simulated crash (e.g. until the destination has acted on HandOver).</summary>
+    public Func<Task>? BeforeCrash { get; set; }
 
     /// <summary>Target side: answer a HandOver frame with an Error (the promotion never happens).</summary>
     public bool RefuseHandOver { get; set; }

@@ -76,11 +76,21 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         return volume;
     }
 
+    private int _linksStarted;
+
+    /// <summary>Starts the links' connection loops (once).</summary>
     public void StartLinks()
     {
+        if (Interlocked.Exchange(ref _linksStarted, 1) != 0) return;
         foreach (var link in Links)
             if (!link.Paused) link.Start(null);
     }
+
+    /// <summary>Why a hand-over in doubt keeps this volume read-only, as the last attempt to settle it found.</summary>
+    public volatile string? Doubt;
+
+    /// <summary>Opened with a hand-over in doubt: its links were not started (they start once it turns out it stays primary).</summary>
+    public bool LinksDeferred { get; set; }
 
     public ReplicationService Service => _service;
 

@@ -109,6 +109,13 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             while (!ct.IsCancellationRequested)
             {
                 await Task.Delay(tick, ct).ConfigureAwait(false);
+                if (!service.Hooks.TargetGate.IsCompleted)
+                {
+                    // A stalled target (tests) plays a hung process: nothing of it runs, this watchdog included.
+                    await service.Hooks.TargetGate.WaitAsync(ct).ConfigureAwait(false);
+                    Heard();
+                    continue;
+                }
                 var silent = System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref _lastHeard));
                 if (silent > timeout)
                 {

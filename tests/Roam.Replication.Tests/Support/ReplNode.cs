@@ -37,6 +37,7 @@ public sealed class ReplNode : IAsyncDisposable
         ReconnectMaxDelay = TimeSpan.FromMilliseconds(300),
         BitmapSaveInterval = TimeSpan.FromMilliseconds(200),
         AttachTimeout = TimeSpan.FromSeconds(5),
+        HandOverRetryInterval = TimeSpan.FromMilliseconds(300),
     };
 
     public static async Task<(ReplNode Primary, ReplNode Replica)> PairAsync(ReplicationOptions? options = null)
@@ -89,6 +90,10 @@ public sealed class ReplNode : IAsyncDisposable
         stream.ReadExactly(bytes);
         return bytes;
     }
+
+    public Task StartAgainAsync() => StartAsync();
+
+    public string DataDir => _dir.Path;
 
     public ReplicaStatus Replica(string volume) => Service.GetStatus(volume).Replicas.Single();
 
