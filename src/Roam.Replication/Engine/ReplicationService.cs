@@ -240,8 +240,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
             PeerConnection connection;
             try { connection = await _listener!.AcceptConnectionAsync(_stopping.Token).ConfigureAwait(false); }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { break; }
-            var session = new ReplicaSession(this, connection, _logger);
-            sessions.Add(Task.Run(() => session.RunAsync(_stopping.Token)));
+            sessions.Add(Task.Run(() => RunIncomingAsync(connection, _stopping.Token))); // a tunnel, or a ReplicaSession
             sessions.RemoveAll(t => t.IsCompleted);
         }
         await Task.WhenAll(sessions).ConfigureAwait(false);

@@ -20,6 +20,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
     private ulong _sequence;
     private bool _handedOver;
     private long _lastHeard = System.Diagnostics.Stopwatch.GetTimestamp();
+    private volatile bool _applying;
 
     public async Task RunAsync(CancellationToken stopping)
     {
@@ -117,7 +118,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     continue;
                 }
                 var silent = System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref _lastHeard));
-                if (silent > timeout)
+                if (silent > timeout && !_applying)   // a slow local write or flush is not the primary's silence
                 {
                     Log.ReplicaSessionFailed(logger, volume, connection.PeerName, $"nothing heard from the primary for {silent.TotalSeconds:0.#} s (heartbeat timeout)");
                     await _cancel.CancelAsync().ConfigureAwait(false);
@@ -146,8 +147,14 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                 while (TryRead(ref buffer, out var header, out var payload))
                 {
                     ct.ThrowIfCancellationRequested();
-                    var error = await ApplyAsync(attach, device, header, payload, ct).ConfigureAwait(false);
-                    Heard();
+                    _applying = true;
+                    (PeerErrorCode Code, string Message)? error;
+                    try { error = await ApplyAsync(attach, device, header, payload, ct).ConfigureAwait(false); }
+                    finally
+                    {
+                        Heard();
+                        _applying = false;
+                    }
                     if (error is { } e)
                     {
                         await SendErrorAsync(header.Sequence, e.Code, e.Message).ConfigureAwait(false);

@@ -19,6 +19,9 @@ public sealed class RegionBitmap
     private const uint Magic = 0x504d4252; // "RBMP" read as little-endian
     private const int HeaderSize = 4 + 4 + 4 + 8 + 4;
     private readonly Lock _gate = new();
+    // Saves come from a timer, from activity-log evictions and from state changes at once; they share
+    // one temporary file, so they take turns (the bits themselves are snapshot under _gate).
+    private readonly Lock _saveGate = new();
     private ulong[] _words;
 
     public RegionBitmap(long volumeSize, int regionSize = DefaultRegionSize)
@@ -134,6 +137,11 @@ public sealed class RegionBitmap
     }
 
     public void Save(string path)
+    {
+        lock (_saveGate) SaveUnlocked(path);
+    }
+
+    private void SaveUnlocked(string path)
     {
         byte[] file;
         lock (_gate)

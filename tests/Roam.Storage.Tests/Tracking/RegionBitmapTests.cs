@@ -68,6 +68,36 @@ public sealed class RegionBitmapTests : IDisposable
         Assert.Equal([7L, 199L], DirtyRegions(bitmap));
     }
 
+    [Fact]
+    public async Task Concurrent_saves_to_one_path_take_turns()
+    {
+        // A timer save and an activity-log eviction save used to collide on the shared temp file:
+        // one failed ("being used by another process") or published a file the other was rewriting.
+        var bitmap = new RegionBitmap(1L << 32, 4096); // 128 KiB of bits: saves take long enough to overlap
+        var path = Path.Combine(_dir, "bm");
+        bitmap.Save(path);
+        using var stop = new CancellationTokenSource();
+        var reader = Task.Run(() =>
+        {
+            int damaged = 0;
+            while (!stop.IsCancellationRequested)
+                if (RegionBitmap.LoadOrAllDirty(path, 1L << 32, 4096).DirtyRegions > 1600) damaged++;
+            return damaged;
+        });
+        var savers = Enumerable.Range(0, 8).Select(i => Task.Run(() =>
+        {
+            for (int n = 0; n < 200; n++)
+            {
+                bitmap.MarkDirty((i * 200 + n) * 4096L, 1);
+                bitmap.Save(path);
+            }
+        })).ToArray();
+        await Task.WhenAll(savers);
+        stop.Cancel();
+        Assert.Equal(0, await reader);
+        Assert.Equal(1600, RegionBitmap.LoadOrAllDirty(path, 1L << 32, 4096).DirtyRegions);
+    }
+
     private static List<long> DirtyRegions(RegionBitmap bitmap)
     {
         var list = new List<long>();

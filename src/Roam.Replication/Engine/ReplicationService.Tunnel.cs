@@ -1,0 +1,89 @@
+using Roam.Nbd.Server;
+using Roam.Replication.Transport;
+using Roam.Replication.Tunnel;
+using Roam.Storage.Volumes;
+
+namespace Roam.Replication.Engine;
+
+// Tunnels (see TunnelProtocol) and the exports of VMs arriving by live migration.
+public sealed partial class ReplicationService
+{
+    private readonly HashSet<string> _incomingVmVolumes = new(StringComparer.Ordinal);
+
+    /// <summary>Handles incoming tunnels (roamd's VM service). Without one, tunnels are closed at once.</summary>
+    public Func<TunnelRequest, Task>? TunnelHandler { get; set; }
+
+    /// <summary>Opens a tunnel to a trusted peer: connects (mutual TLS, pinned), sends <paramref name="requestJson"/>, reads the answer.</summary>
+    /// <exception cref="PeerConnectException">The peer is not trusted, unreachable, or refused this host.</exception>
+    public async Task<TunnelConnection> OpenTunnelAsync(string peer, string requestJson, TimeSpan replyTimeout, CancellationToken cancellationToken)
+    {
+        var connection = await _connector.ConnectAsync(peer, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(replyTimeout);
+            TunnelProtocol.WriteFrame(connection.Transport.Output, requestJson);
+            await connection.Transport.Output.FlushAsync(timeout.Token).ConfigureAwait(false);
+            var reply = await TunnelProtocol.ReadFrameAsync(connection.Transport.Input, timeout.Token).ConfigureAwait(false)
+                ?? throw new IOException($"{peer} closed the tunnel without answering (an older roamd?)");
+            return new TunnelConnection(connection, reply);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Routes an incoming peer connection on its first frame: a tunnel, or a replication session.</summary>
+    private async Task RunIncomingAsync(PeerConnection connection, CancellationToken stopping)
+    {
+        bool tunnel;
+        try { tunnel = await TunnelProtocol.IsTunnelAsync(connection.Transport.Input, stopping).ConfigureAwait(false); }
+        catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex))
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
+        if (!tunnel)
+        {
+            await new Target.ReplicaSession(this, connection, _logger).RunAsync(stopping).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var json = await TunnelProtocol.ReadFrameAsync(connection.Transport.Input, stopping).ConfigureAwait(false);
+            if (json is not null && TunnelHandler is { } handler)
+                await handler(new TunnelRequest(connection.PeerName, json, connection.Transport, stopping)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+        finally
+        {
+            try { await connection.DisposeAsync().ConfigureAwait(false); }
+            catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
+        }
+    }
+
+    /// <summary>
+    /// Lets a VM arriving by live migration open <paramref name="volume"/>'s export read-write while it is still a replica.
+    /// QEMU started with -incoming must have its disk attached (writable) before the migration stream arrives, but it
+    /// does not write to it until the VM runs, and the VM runs only after the hand-over has made this host the primary.
+    /// Until then its writes are refused with EPERM; after it they go wherever the primary's writes go (replicated to the
+    /// old primary, now a replica). Any other client keeps getting a replica read-only.
+    /// </summary>
+    public void AllowIncomingVmExport(string volume, bool allow)
+    {
+        lock (_gate)
+        {
+            if (allow) _incomingVmVolumes.Add(volume);
+            else _incomingVmVolumes.Remove(volume);
+        }
+    }
+
+    internal NbdExport? OpenIncomingVmExport(string name, VolumeLease lease)
+    {
+        lock (_gate)
+            if (!_incomingVmVolumes.Contains(name)) return null;
+        return new NbdExport(name, new PromotableDevice(this, name, lease.Device), readOnly: false, lease);
+    }
+}

@@ -1,0 +1,196 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Text;
+using Roam.Replication.Protocol;
+
+namespace Roam.Replication.Tunnel;
+
+/// <summary>
+/// A tunnel: an authenticated peer connection (mutual TLS 1.3, pinned fingerprints, Hello) whose first frame is a
+/// Tunnel frame instead of Attach/Detach. The frame has the peer protocol's header (magic, type, flags, sequence,
+/// length, CRC32C) with type <see cref="FrameType"/> and a UTF-8 JSON request as payload; the answer is one Tunnel
+/// frame (JSON) too. What follows depends on the request: nothing (a question, e.g. "vm-prepare"), or raw bytes both
+/// ways (a VM's memory stream, "vm-incoming"), still inside the TLS stream, so never plaintext and never to an
+/// untrusted host.
+/// The type is deliberately outside <see cref="PeerFrameType"/>: the incoming connection is routed on the first
+/// frame's type (peeked) before the replication session parses frames, so the replication protocol is unchanged.
+/// </summary>
+public static class TunnelProtocol
+{
+    public const ushort FrameType = 0x4001;
+
+    public const int MaxPayload = 256 * 1024;
+
+    public static void WriteFrame(PipeWriter output, string json)
+    {
+        var payload = Encoding.UTF8.GetBytes(json);
+        if (payload.Length > MaxPayload) throw new ArgumentException($"a tunnel frame carries at most {MaxPayload} bytes");
+        var span = output.GetSpan(PeerProtocol.HeaderSize + payload.Length);
+        BinaryPrimitives.WriteUInt32BigEndian(span[PeerProtocol.MagicOffset..], PeerProtocol.Magic);
+        BinaryPrimitives.WriteUInt16BigEndian(span[PeerProtocol.TypeOffset..], FrameType);
+        BinaryPrimitives.WriteUInt16BigEndian(span[PeerProtocol.FlagsOffset..], 0);
+        BinaryPrimitives.WriteUInt64BigEndian(span[PeerProtocol.SequenceOffset..], 1);
+        BinaryPrimitives.WriteUInt32BigEndian(span[PeerProtocol.LengthOffset..], (uint)payload.Length);
+        payload.CopyTo(span[PeerProtocol.HeaderSize..]);
+        uint crc = Crc32C.Finish(Crc32C.Append(Crc32C.Append(Crc32C.Seed, span[..PeerProtocol.ChecksumOffset]),
+            span.Slice(PeerProtocol.HeaderSize, payload.Length)));
+        BinaryPrimitives.WriteUInt32BigEndian(span[PeerProtocol.ChecksumOffset..], crc);
+        output.Advance(PeerProtocol.HeaderSize + payload.Length);
+    }
+
+    /// <summary>Reads one Tunnel frame's JSON; null at a clean end of stream. Anything else is a <see cref="PeerProtocolException"/>-free IOException.</summary>
+    public static async Task<string?> ReadFrameAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (buffer.Length >= PeerProtocol.HeaderSize)
+            {
+                var header = new byte[PeerProtocol.HeaderSize];
+                buffer.Slice(0, PeerProtocol.HeaderSize).CopyTo(header);
+                if (BinaryPrimitives.ReadUInt32BigEndian(header) != PeerProtocol.Magic
+                    || BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(PeerProtocol.TypeOffset)) != FrameType)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    throw new IOException("the peer did not answer with a tunnel frame");
+                }
+                uint length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(PeerProtocol.LengthOffset));
+                if (length > MaxPayload)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    throw new IOException($"tunnel frame of {length} bytes is too long");
+                }
+                if (buffer.Length >= PeerProtocol.HeaderSize + length)
+                {
+                    var body = buffer.Slice(PeerProtocol.HeaderSize, length);
+                    uint crc = Crc32C.Finish(Crc32C.Append(Crc32C.Append(Crc32C.Seed, header.AsSpan(0, PeerProtocol.ChecksumOffset)), body));
+                    string json = Encoding.UTF8.GetString(body);
+                    input.AdvanceTo(body.End);
+                    if (crc != BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(PeerProtocol.ChecksumOffset)))
+                        throw new IOException("tunnel frame checksum mismatch");
+                    return json;
+                }
+            }
+            if (result.IsCompleted)
+            {
+                bool empty = buffer.IsEmpty;
+                input.AdvanceTo(buffer.End);
+                if (empty) return null;
+                throw new IOException("the peer closed the connection inside a tunnel frame");
+            }
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    /// <summary>Peeks (without consuming) whether the connection's first frame is a Tunnel frame.</summary>
+    internal static async Task<bool> IsTunnelAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (buffer.Length >= PeerProtocol.TypeOffset + 2)
+            {
+                Span<byte> head = stackalloc byte[PeerProtocol.TypeOffset + 2];
+                buffer.Slice(0, head.Length).CopyTo(head);
+                input.AdvanceTo(buffer.Start); // nothing consumed or examined: the next read sees the same bytes at once
+                return BinaryPrimitives.ReadUInt16BigEndian(head[PeerProtocol.TypeOffset..]) == FrameType;
+            }
+            if (result.IsCompleted)
+            {
+                input.AdvanceTo(buffer.Start);
+                return false;
+            }
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+}
+
+/// <summary>An incoming tunnel, handed to <see cref="Engine.ReplicationService.TunnelHandler"/>: the peer (authenticated),
+/// its request, and the connection to answer on (and relay over).</summary>
+public sealed class TunnelRequest(string peer, string json, IDuplexPipe transport, CancellationToken stopping)
+{
+    public string Peer { get; } = peer;
+    public string Json { get; } = json;
+    public IDuplexPipe Transport { get; } = transport;
+
+    /// <summary>Cancelled when roamd stops.</summary>
+    public CancellationToken Stopping { get; } = stopping;
+
+    public async Task ReplyAsync(string json, CancellationToken cancellationToken)
+    {
+        TunnelProtocol.WriteFrame(Transport.Output, json);
+        await Transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary>An outgoing tunnel: the answer to its request and the open connection (for a relay). Dispose closes it.</summary>
+public sealed class TunnelConnection(Transport.PeerConnection connection, string reply) : IAsyncDisposable
+{
+    public string Reply { get; } = reply;
+    public IDuplexPipe Transport => connection.Transport;
+    public ValueTask DisposeAsync() => connection.DisposeAsync();
+}
+
+/// <summary>Relays raw bytes between a tunnel and a local stream (a QEMU migration socket), both ways.</summary>
+public static class TunnelRelay
+{
+    /// <summary>
+    /// Copies both ways until the tunnel's incoming side ends (or <paramref name="localEndsIt"/> and the local
+    /// side ends). An end on one side is passed on as a half-close. Returns the bytes sent to and received from the peer.
+    /// </summary>
+    public static async Task<(long Sent, long Received)> RunAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local, bool localEndsIt,
+        CancellationToken cancellationToken)
+    {
+        long sent = 0, received = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var toPeer = Task.Run(async () =>
+        {
+            var buffer = new byte[256 * 1024];
+            try
+            {
+                while (true)
+                {
+                    int n = await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    await tunnel.Output.WriteAsync(buffer.AsMemory(0, n), stop.Token).ConfigureAwait(false);
+                    Interlocked.Add(ref sent, n);
+                }
+                await tunnel.Output.FlushAsync(stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException) { }
+        }, CancellationToken.None);
+        var fromPeer = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var result = await tunnel.Input.ReadAsync(stop.Token).ConfigureAwait(false);
+                    foreach (var segment in result.Buffer)
+                    {
+                        int off = 0;
+                        while (off < segment.Length)
+                            off += await local.SendAsync(segment[off..], System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                        Interlocked.Add(ref received, segment.Length);
+                    }
+                    tunnel.Input.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted) break;
+                }
+                try { local.Shutdown(System.Net.Sockets.SocketShutdown.Send); }
+                catch (System.Net.Sockets.SocketException) { }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
+                or InvalidOperationException) { }
+        }, CancellationToken.None);
+        if (localEndsIt) await toPeer.ConfigureAwait(false);
+        else await fromPeer.ConfigureAwait(false);
+        // Let the other direction drain briefly, then stop it.
+        await Task.WhenAll(toPeer, fromPeer).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await stop.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(toPeer, fromPeer).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        return (Interlocked.Read(ref sent), Interlocked.Read(ref received));
+    }
+}
