@@ -191,7 +191,6 @@ public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTe
 }
 
 /// <summary>kill -9 of a sync-replicated primary under write load: the restart resyncs what the activity log names, not the volume.</summary>
-[Trait("Category", "Slow")]
 public sealed class PrimaryKillTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
     [RequiresToolsFact("qemu-io", "fio")]

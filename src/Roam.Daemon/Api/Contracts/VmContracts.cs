@@ -1,0 +1,53 @@
+using System.Text.Json.Serialization;
+
+// VMs' wire records (compiled into roamd and roam, like ControlContracts.cs).
+namespace Roam.Control;
+
+/// <summary>POST /v1/vms. Memory like "256M" (default 256 MiB), CPUs default 1; no kernel: boot from the disk.</summary>
+internal sealed record CreateVmRequest(string? Name, string? Volume, [property: JsonConverter(typeof(SizeTextConverter))] string? Memory, int? Cpus,
+    string? Kernel, string? Initrd, string? Append);
+
+/// <summary>POST /v1/vms/{name}/stop: system_powerdown, then SIGKILL after the timeout (default 10 s).</summary>
+internal sealed record StopVmRequest(double? TimeoutSeconds);
+
+/// <summary>POST /v1/vms/{name}/migrate: bandwidth in bytes/s ("100M"), null for QEMU's default; downtime limit in ms.</summary>
+internal sealed record MigrateVmRequest(string? To, [property: JsonConverter(typeof(SizeTextConverter))] string? Bandwidth, long? DowntimeLimitMs);
+
+/// <summary>A VM on this host. State is one of <see cref="VmStates"/>.</summary>
+internal sealed record VmView(string Name, string Volume, string State, int MemoryMiB, int Cpus, string? Kernel, string? Initrd, string? Append,
+    string SerialPath, int? Pid, string? Accelerator,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? ExitCode,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StderrTail,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration);
+
+/// <summary>A VM migration's progress (disk, then memory) and, once done, its figures.</summary>
+internal sealed record VmMigrationView(string Peer, string Phase, long DiskBytesTotal, long DiskBytesDone, long DiskBytesOnWire,
+    long RamTotal, long RamTransferred, long RamRemaining, long DirtyPagesRate, double Mbps, long? ExpectedDowntimeMs,
+    double? TotalSeconds, long? DowntimeMs, double? WritePauseMs, long TunnelBytes, string? Error);
+
+internal static class VmStates
+{
+    public const string Stopped = "stopped";
+    public const string Running = "running";
+    public const string Crashed = "crashed";
+    public const string Migrating = "migrating";
+    public const string Incoming = "incoming";
+}
+
+internal static class VmMigrationPhases
+{
+    public const string Disk = "disk";
+    public const string Memory = "memory";
+    public const string Switchover = "switchover";
+    public const string Completed = "completed";
+    public const string Failed = "failed";
+}
+
+[JsonSerializable(typeof(CreateVmRequest))]
+[JsonSerializable(typeof(StopVmRequest))]
+[JsonSerializable(typeof(MigrateVmRequest))]
+[JsonSerializable(typeof(VmView))]
+[JsonSerializable(typeof(IReadOnlyList<VmView>))]
+[JsonSerializable(typeof(VmMigrationView))]
+internal sealed partial class ControlJsonContext;

@@ -1,0 +1,80 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Roam.Daemon.Vms;
+
+/// <summary>A VM as kept in DATA_DIR/vms/NAME.json.</summary>
+internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, int Cpus, string? Kernel, string? Initrd, string? Append,
+    DateTimeOffset Created);
+
+/// <summary>Peer tunnel messages between roamds about VMs (see Roam.Replication.Tunnel).</summary>
+internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator);
+
+internal sealed record VmTunnelReply(bool Ok, string? Error);
+
+internal static class VmTunnelOps
+{
+    /// <summary>Can this host take the VM? (trust and reachability are proven by the tunnel itself; disk space, memory, files, name)</summary>
+    public const string Prepare = "vm-prepare";
+    /// <summary>Start the VM with -incoming and relay the memory stream that follows into it.</summary>
+    public const string Incoming = "vm-incoming";
+}
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(VmDefinition))]
+[JsonSerializable(typeof(VmTunnelRequest))]
+[JsonSerializable(typeof(VmTunnelReply))]
+internal sealed partial class VmJsonContext : JsonSerializerContext;
+
+/// <summary>VM definitions on disk, written crash-safely (temp file, fsync, rename, fsync of the directory).</summary>
+internal sealed class VmDefinitionStore(string dataDir)
+{
+    public string Directory { get; } = Path.Combine(dataDir, "vms");
+
+    public string PathOf(string name) => Path.Combine(Directory, name + ".json");
+
+    public string SerialPathOf(string name) => Path.Combine(Directory, name + ".serial");
+
+    public IEnumerable<VmDefinition> LoadAll()
+    {
+        System.IO.Directory.CreateDirectory(Directory);
+        foreach (var temp in System.IO.Directory.EnumerateFiles(Directory, "*.json.tmp")) File.Delete(temp);
+        foreach (var path in System.IO.Directory.EnumerateFiles(Directory, "*.json"))
+        {
+            VmDefinition? definition;
+            try { definition = JsonSerializer.Deserialize(File.ReadAllBytes(path), VmJsonContext.Default.VmDefinition); }
+            catch (JsonException) { definition = null; }
+            if (definition is not null) yield return definition;
+        }
+    }
+
+    public void Save(VmDefinition definition)
+    {
+        System.IO.Directory.CreateDirectory(Directory);
+        var path = PathOf(definition.Name);
+        var temp = path + ".tmp";
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            JsonSerializer.Serialize(file, definition, VmJsonContext.Default.VmDefinition);
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+        SyncDirectory();
+    }
+
+    public void Delete(string name)
+    {
+        File.Delete(PathOf(name));
+        SyncDirectory();
+    }
+
+    private void SyncDirectory()
+    {
+        try
+        {
+            using var handle = File.OpenHandle(Directory, FileMode.Open, FileAccess.Read);
+            RandomAccess.FlushToDisk(handle);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+    }
+}
