@@ -77,6 +77,13 @@ internal sealed class ControlClient : IDisposable
         using var response = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>A DELETE that roamd answers with a record.</summary>
+    public async Task<T> DeleteAsync<T>(string path, JsonTypeInfo<T> result, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Delete, path);
+        return await SendAsync(request, result, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>A path segment for a user-typed name (volume names never need escaping, but typos might).</summary>
     public static string Segment(string value) => Uri.EscapeDataString(value);
 

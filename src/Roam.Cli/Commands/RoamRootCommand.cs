@@ -3,6 +3,7 @@ using System.CommandLine.Help;
 using Roam.Cli.Commands.Export;
 using Roam.Cli.Commands.Host;
 using Roam.Cli.Commands.Job;
+using Roam.Cli.Commands.Vm;
 using Roam.Cli.Commands.Volume;
 
 namespace Roam.Cli.Commands;
@@ -18,6 +19,7 @@ internal sealed class RoamRootCommand : RootCommand
         Subcommands.Add(new ExportCommand(environment));
         Subcommands.Add(new JobCommand(environment));
         Subcommands.Add(new HostCommand(environment));
+        Subcommands.Add(new VmCommand(environment));
         var help = Options.OfType<HelpOption>().Single();
         help.Action = new EpilogHelpAction((HelpAction)help.Action!);
     }

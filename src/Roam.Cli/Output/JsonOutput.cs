@@ -43,4 +43,5 @@ internal sealed record ExportUris(string Name, IReadOnlyList<string> Uris);
 [JsonSerializable(typeof(ExportUris))]
 [JsonSerializable(typeof(MigrationView))]
 [JsonSerializable(typeof(HandOverView))]
+[JsonSerializable(typeof(RemoveReplicaView))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

@@ -40,6 +40,13 @@ internal static class VolumeOutput
                 ? $"replica of {Markup.Escape(r.PrimaryPeer ?? "?")} ({(r.PrimaryConnected ? "attached" : "not attached")}), read-only"
                 : "primary");
             if (r.Generation is { } generation) grid.AddRow("Generation", generation.ToString());
+            if (r.WritesRefused)
+                grid.AddRow("[red]Writes[/]", "[red]refused[/]: " + Markup.Escape(r.HandOverPeer is { } to
+                    ? $"a hand-over to {to} is in doubt; read-only until {to} says whether it took over"
+                    : r.Role == VolumeRoles.Replica
+                        ? $"a replica of {r.PrimaryPeer ?? "another host"}; make it writable here with: roam volume promote {v.Name}"
+                        : "this host does not accept writes to it now"));
+            if (r.Notice is { } notice) grid.AddRow("Notice", Markup.Escape(notice));
         }
         if (v.Replication is { } split && split.Replicas.Where(x => x.State == ReplicaStates.SplitBrain).Select(x => x.Peer).ToList() is { Count: > 0 } torn)
             grid.AddRow("[red]Split brain[/]", Markup.Escape(
@@ -63,6 +70,8 @@ internal static class VolumeOutput
                 table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State == ReplicaStates.SplitBrain ? "split brain" : replica.State),
                     Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds));
             console.Write(table);
+            foreach (var replica in replication.Replicas.Where(x => x.Detail is not null))
+                console.Profile.Out.Writer.WriteLine($"  {replica.Peer}: {replica.Detail}");
         }
     }
 }

@@ -45,6 +45,9 @@ internal static class ReplicationEndpoints
             return TypedResults.Created($"/v1/volumes/{name}", VolumeEndpoints.View(store, nbd, replication, name));
         });
 
+        volumes.MapDelete("/{name}/replicas/{peer}", (string name, string peer, ReplicationService replication,
+            VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) => RemoveReplicaAsync(name, peer, replication, store, nbd, ct));
+
         volumes.MapPost("/{name}/promote", async (string name, PromoteRequest request, ReplicationService replication,
             VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) =>
         {
@@ -55,6 +58,26 @@ internal static class ReplicationEndpoints
 
         volumes.MapPost("/{name}/resolve", (string name, ResolveRequest request, ReplicationService replication, TrustStore trust, HostIdentity identity,
             VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct) => ResolveAsync(name, request, replication, trust, identity, store, nbd, ct));
+    }
+
+    /// <summary>
+    /// Stops replicating to a peer and tells it to drop its replica role. What can be told here is refused here
+    /// (404: a missing volume, no replica on that peer; 409: a replica on this host); the engine refuses the rest (409).
+    /// </summary>
+    private static async Task<RemoveReplicaView> RemoveReplicaAsync(string name, string peer, ReplicationService replication,
+        VolumeStore store, Hosting.NbdEndpoints nbd, CancellationToken ct)
+    {
+        var status = replication.GetStatus(name); // 404 for a missing volume
+        if (status.Role == VolumeRole.Replica)
+            throw new ApiException(ApiException.Conflict,
+                $"volume '{name}' is a replica of {status.PrimaryPeer ?? "another host"} here: remove the replica on {status.PrimaryPeer ?? "its primary"} "
+                + $"(roam volume unreplicate {name} --from HOST), or make this copy writable with: roam volume promote {name}");
+        var replica = status.Replicas.FirstOrDefault(r => string.Equals(r.Peer, peer.Trim(), StringComparison.OrdinalIgnoreCase))
+            ?? throw new ApiException(ApiException.NotFound, status.Replicas.Count == 0
+                ? $"volume '{name}' is not replicated"
+                : $"volume '{name}' has no replica on {peer}; its replicas: {string.Join(", ", status.Replicas.Select(r => r.Peer))}");
+        var removal = await replication.RemoveReplicaAsync(name, replica.Peer, ct).ConfigureAwait(false);
+        return new RemoveReplicaView(replica.Peer, removal.PeerDetached, removal.PeerError, VolumeEndpoints.View(store, nbd, replication, name));
     }
 
     /// <summary>
@@ -93,7 +116,10 @@ internal static class ReplicationEndpoints
         status.PrimaryPeer,
         status.PrimaryConnected,
         [.. status.Replicas.Select(r => new ReplicaView(r.Peer, ModeName(r.Mode), r.State.ToString(), r.BytesOutOfSync, r.BytesSent, r.BytesResynced,
-            r.PendingBytes, r.Lag.TotalSeconds, r.SyncedGeneration))]);
+            r.PendingBytes, r.Lag.TotalSeconds, r.SyncedGeneration, r.Detail))],
+        status.WritesRefused,
+        status.HandOverPeer,
+        status.Notice);
 
     /// <summary>
     /// Whether a replication link with each peer is up, from every volume's status: a replica link

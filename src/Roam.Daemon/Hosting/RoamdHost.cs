@@ -103,6 +103,9 @@ internal static class RoamdHost
         services.AddSingleton<QemuImg>();
         services.AddSingleton<TransferService>();
         services.AddHostedService<DaemonService>();
+        // After DaemonService: VMs start once NBD serves, and stop (cleanly) before NBD does.
+        services.AddSingleton<Roam.Daemon.Vms.VmService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Roam.Daemon.Vms.VmService>());
         services.Configure<JsonOptions>(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ControlJsonContext.Default));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true); // bad bodies reach ErrorHandling as exceptions
 
@@ -114,6 +117,7 @@ internal static class RoamdHost
         app.MapJobEndpoints();
         app.MapReplicationEndpoints();
         app.MapMigrationEndpoints();
+        app.MapVmEndpoints();
         return app;
     }
 

@@ -18,6 +18,8 @@ internal static class VmTunnelOps
     public const string Prepare = "vm-prepare";
     /// <summary>Start the VM with -incoming and relay the memory stream that follows into it.</summary>
     public const string Incoming = "vm-incoming";
+    /// <summary>Does the VM run here? Ok once it does; Error "failed: ..." if its arrival failed, else "pending".</summary>
+    public const string Status = "vm-status";
 }
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]

@@ -11,6 +11,7 @@ using Roam.Cli.Commands.Volume.Replicate;
 using Roam.Cli.Commands.Volume.Resize;
 using Roam.Cli.Commands.Volume.Resolve;
 using Roam.Cli.Commands.Volume.Show;
+using Roam.Cli.Commands.Volume.Unreplicate;
 
 namespace Roam.Cli.Commands.Volume;
 
@@ -26,6 +27,7 @@ internal sealed class VolumeCommand : Command
         Subcommands.Add(new VolumeImportCommand(environment));
         Subcommands.Add(new VolumeExportCommand(environment));
         Subcommands.Add(new VolumeReplicateCommand(environment));
+        Subcommands.Add(new VolumeUnreplicateCommand(environment));
         Subcommands.Add(new VolumePromoteCommand(environment));
         Subcommands.Add(new VolumeResolveCommand(environment));
         Subcommands.Add(new VolumeMigrateCommand(environment));

@@ -50,13 +50,25 @@ internal sealed record MigrateRequest(string? Peer, bool? KeepReplica);
 
 /// <summary>
 /// A volume's replication: Role is "primary" or "replica"; Generation is the data generation (null
-/// for a volume never replicated); on a replica, PrimaryPeer is who replicates to it.
+/// for a volume never replicated); on a replica, PrimaryPeer is who replicates to it. WritesRefused: this host
+/// refuses writes to it (a replica, or HandOverPeer set: a hand-over to that host is in doubt). Notice: what the
+/// operator should know, in words, or null.
 /// </summary>
-internal sealed record ReplicationView(string Role, Guid? Generation, string? PrimaryPeer, bool PrimaryConnected, IReadOnlyList<ReplicaView> Replicas);
+internal sealed record ReplicationView(string Role, Guid? Generation, string? PrimaryPeer, bool PrimaryConnected, IReadOnlyList<ReplicaView> Replicas,
+    bool WritesRefused = false,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? HandOverPeer = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Notice = null);
 
-/// <summary>One replica of a primary. Mode is "sync" or "async"; State is one of <see cref="ReplicaStates"/>.</summary>
+/// <summary>One replica of a primary. Mode is "sync" or "async"; State is one of <see cref="ReplicaStates"/>; Detail says what the state means, or null.</summary>
 internal sealed record ReplicaView(string Peer, string Mode, string State, long BytesOutOfSync, long BytesSent, long BytesResynced, long PendingBytes,
-    double LagSeconds, Guid? SyncedGeneration);
+    double LagSeconds, Guid? SyncedGeneration,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Detail = null);
+
+/// <summary>
+/// DELETE /v1/volumes/{name}/replicas/{peer}: the replica link is gone. PeerDetached: the peer dropped its replica role
+/// (its copy is a writable volume of its own there); else PeerError says why it could not be told.
+/// </summary>
+internal sealed record RemoveReplicaView(string Peer, bool PeerDetached, string? PeerError, VolumeView Volume);
 
 internal static class ReplicaStates
 {
@@ -67,6 +79,7 @@ internal static class ReplicaStates
     public const string SplitBrain = "SplitBrain";
     public const string Disconnected = "Disconnected";
     public const string Outdated = "Outdated";
+    public const string Paused = "Paused";
 }
 
 internal static class VolumeRoles

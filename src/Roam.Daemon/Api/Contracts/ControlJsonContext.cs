@@ -18,6 +18,7 @@ namespace Roam.Control;
 [JsonSerializable(typeof(IReadOnlyList<PeerView>))]
 [JsonSerializable(typeof(AddPeerRequest))]
 [JsonSerializable(typeof(AddReplicaRequest))]
+[JsonSerializable(typeof(RemoveReplicaView))]
 [JsonSerializable(typeof(PromoteRequest))]
 [JsonSerializable(typeof(ResolveRequest))]
 [JsonSerializable(typeof(MigrationView))]
@@ -25,4 +26,10 @@ namespace Roam.Control;
 [JsonSerializable(typeof(HandOverRequest))]
 [JsonSerializable(typeof(HandOverView))]
 [JsonSerializable(typeof(MigrateRequest))]
+[JsonSerializable(typeof(CreateVmRequest))]
+[JsonSerializable(typeof(StopVmRequest))]
+[JsonSerializable(typeof(MigrateVmRequest))]
+[JsonSerializable(typeof(VmView))]
+[JsonSerializable(typeof(IReadOnlyList<VmView>))]
+[JsonSerializable(typeof(VmMigrationView))]
 internal sealed partial class ControlJsonContext : JsonSerializerContext;

@@ -43,11 +43,3 @@ internal static class VmMigrationPhases
     public const string Completed = "completed";
     public const string Failed = "failed";
 }
-
-[JsonSerializable(typeof(CreateVmRequest))]
-[JsonSerializable(typeof(StopVmRequest))]
-[JsonSerializable(typeof(MigrateVmRequest))]
-[JsonSerializable(typeof(VmView))]
-[JsonSerializable(typeof(IReadOnlyList<VmView>))]
-[JsonSerializable(typeof(VmMigrationView))]
-internal sealed partial class ControlJsonContext;

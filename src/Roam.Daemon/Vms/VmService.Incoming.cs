@@ -1,0 +1,185 @@
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Roam.Control;
+using Roam.Daemon.Jobs;
+using Roam.Hypervisor.Qemu;
+using Roam.Hypervisor.Qmp;
+using Roam.Replication.Engine;
+using Roam.Replication.Tunnel;
+using QmpMigrationStatus = Roam.Hypervisor.Qmp.MigrationStatus;
+
+namespace Roam.Daemon.Vms;
+
+// Destination side: answers vm-prepare / vm-status, and for vm-incoming defines the VM, starts QEMU with -incoming
+// on the replica's export and relays the memory stream from the tunnel into QEMU's migrate-incoming socket.
+internal sealed partial class VmService
+{
+    private const long MemoryOverheadBytes = 64L << 20;
+    private readonly Dictionary<string, string> _arrivals = new(StringComparer.Ordinal);
+
+    private async Task HandleTunnelAsync(TunnelRequest tunnel)
+    {
+        VmTunnelRequest? request;
+        try { request = JsonSerializer.Deserialize(tunnel.Json, VmJsonContext.Default.VmTunnelRequest); }
+        catch (JsonException) { request = null; }
+        if (request?.Vm is null)
+        {
+            await ReplyAsync(tunnel, false, "not a VM request").ConfigureAwait(false);
+            return;
+        }
+        switch (request.Op)
+        {
+            case VmTunnelOps.Prepare:
+                var refusal = CheckArrival(request, tunnel.Peer);
+                await ReplyAsync(tunnel, refusal is null, refusal).ConfigureAwait(false);
+                break;
+            case VmTunnelOps.Status:
+                string? state;
+                lock (_lock) _arrivals.TryGetValue(request.Vm.Name, out state);
+                await ReplyAsync(tunnel, state == "running", state ?? "pending").ConfigureAwait(false);
+                break;
+            case VmTunnelOps.Incoming:
+                await IncomingAsync(request, tunnel).ConfigureAwait(false);
+                break;
+            default:
+                await ReplyAsync(tunnel, false, $"unknown request {request.Op}").ConfigureAwait(false);
+                break;
+        }
+    }
+
+    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error), VmJsonContext.Default.VmTunnelReply), timeout.Token)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>Why this host cannot take the VM, or null.</summary>
+    private string? CheckArrival(VmTunnelRequest request, string peer)
+    {
+        var d = request.Vm;
+        if (!Roam.Storage.Volumes.VolumeName.IsValid(d.Name) || !Roam.Storage.Volumes.VolumeName.IsValid(d.Volume)) return "invalid VM or volume name";
+        lock (_lock)
+        {
+            if (_vms.ContainsKey(d.Name)) return $"a VM named '{d.Name}' already exists on this host";
+            if (_vms.Values.FirstOrDefault(v => v.Definition.Volume == d.Volume) is { } other) return $"volume '{d.Volume}' is the disk of VM '{other.Definition.Name}' here";
+        }
+        if (store.TryGet(d.Volume, out _))
+        {
+            var status = replication.GetStatus(d.Volume);
+            if (status.Role == VolumeRole.Primary) return $"volume '{d.Volume}' exists here and is not a replica of {peer}";
+            if (status.PrimaryPeer is { } primary && primary != peer) return $"volume '{d.Volume}' here is a replica of {primary}, not of {peer}";
+        }
+        else
+        {
+            long free = new DriveInfo(Path.GetFullPath(options.DataDir)).AvailableFreeSpace;
+            if (free < request.VolumeSize) return $"not enough disk space: volume '{d.Volume}' needs {request.VolumeSize} bytes, {free} are free";
+        }
+        long available = MemAvailable();
+        long needed = ((long)d.MemoryMiB << 20) + MemoryOverheadBytes;
+        if (available >= 0 && available < needed) return $"not enough memory: the VM needs {d.MemoryMiB} MiB (+64 MiB for QEMU), {available >> 20} MiB are available";
+        foreach (var file in new[] { d.Kernel, d.Initrd })
+            if (file is not null && !File.Exists(file)) return $"{file} does not exist on this host";
+        return null;
+    }
+
+    private static long MemAvailable()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or UnauthorizedAccessException) { }
+        return -1;
+    }
+
+    private async Task IncomingAsync(VmTunnelRequest request, TunnelRequest tunnel)
+    {
+        var d = request.Vm;
+        var peer = tunnel.Peer;
+        if (CheckArrival(request, peer) is { } refusal)
+        {
+            await ReplyAsync(tunnel, false, refusal).ConfigureAwait(false);
+            return;
+        }
+        if (!store.TryGet(d.Volume, out _))
+        {
+            await ReplyAsync(tunnel, false, $"volume '{d.Volume}' is not replicated here yet").ConfigureAwait(false);
+            return;
+        }
+        var vm = new VmRuntime(d);
+        lock (_lock)
+        {
+            _vms[d.Name] = vm;
+            _arrivals[d.Name] = "incoming";
+        }
+        bool replied = false;
+        string socketPath = Path.Combine("/tmp", $"roam-in-{Guid.NewGuid():N}.sock");
+        await vm.Gate.WaitAsync(tunnel.Stopping).ConfigureAwait(false);
+        // See ReplicationService.AllowIncomingVmExport: writable open now, writes refused until the hand-over.
+        replication.AllowIncomingVmExport(d.Volume, true);
+        try
+        {
+            _definitions.Save(d);
+            var accelerator = request.Accelerator == "kvm" ? Accelerator.Kvm : Accelerator.Tcg;
+            var qemu = await LaunchAsync(vm, accelerator, incoming: true, tunnel.Stopping).ConfigureAwait(false);
+            await qemu.Qmp.MigrateSetCapabilitiesAsync([new(MigrationCapability.Events, true)], tunnel.Stopping).ConfigureAwait(false);
+            await qemu.Qmp.MigrateIncomingAsync("unix:" + socketPath, tunnel.Stopping).ConfigureAwait(false);
+            using var local = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await local.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), tunnel.Stopping).ConfigureAwait(false);
+            await ReplyAsync(tunnel, true, null).ConfigureAwait(false);
+            replied = true;
+
+            await TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping).ConfigureAwait(false);
+
+            // The stream ended: the VM arrived if QEMU loaded it and runs (QEMU starts it itself; cont if it did not).
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (true)
+            {
+                if (qemu.HasExited) throw new IOException($"QEMU exited: {JobManager.OneLine(qemu.StderrTail)}");
+                var status = await qemu.Qmp.QueryStatusAsync(tunnel.Stopping).ConfigureAwait(false);
+                if (status.Running) break;
+                var migrate = await qemu.Qmp.QueryMigrateAsync(tunnel.Stopping).ConfigureAwait(false);
+                if (migrate.Status == QmpMigrationStatus.Completed && status.Status != RunState.InMigrate)
+                {
+                    await qemu.Qmp.ContAsync(tunnel.Stopping).ConfigureAwait(false);
+                    continue;
+                }
+                if (migrate.Status is QmpMigrationStatus.Failed or QmpMigrationStatus.Cancelled)
+                    throw new IOException($"incoming migration {migrate.Status}: {migrate.ErrorDesc}");
+                if (DateTime.UtcNow > deadline) throw new IOException($"the VM did not start within 60 s after the stream ended ({status.Status}, migration {migrate.Status})");
+                await Task.Delay(20, tunnel.Stopping).ConfigureAwait(false);
+            }
+            lock (_lock)
+            {
+                vm.State = VmStates.Running;
+                _arrivals[d.Name] = "running";
+            }
+            Log.VmArrived(logger, d.Name, peer);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            var error = JobManager.OneLine(ex.Message);
+            Log.VmIncomingFailed(logger, d.Name, peer, error);
+            vm.ExitExpected = true;
+            if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
+            Forget(vm);
+            lock (_lock) _arrivals[d.Name] = "failed: " + error;
+            if (!replied)
+            {
+                try { await ReplyAsync(tunnel, false, error).ConfigureAwait(false); }
+                catch (Exception e) when (e is IOException or OperationCanceledException or InvalidOperationException) { }
+            }
+        }
+        finally
+        {
+            replication.AllowIncomingVmExport(d.Volume, false);
+            try { File.Delete(socketPath); } catch (IOException) { }
+            vm.Gate.Release();
+        }
+    }
+}

@@ -1,0 +1,300 @@
+using Microsoft.Extensions.Logging;
+using Roam.Control;
+using Roam.Daemon.Api;
+using Roam.Daemon.Hosting;
+using Roam.Daemon.Jobs;
+using Roam.Hypervisor.Qemu;
+using Roam.Replication.Engine;
+using Roam.Replication.Trust;
+using Roam.Storage.Volumes;
+
+namespace Roam.Daemon.Vms;
+
+/// <summary>One VM here: its definition and, while it runs, its supervised QEMU.</summary>
+internal sealed class VmRuntime(VmDefinition definition)
+{
+    public VmDefinition Definition { get; set; } = definition;
+    public SemaphoreSlim Gate { get; } = new(1, 1);
+    public QemuProcess? Qemu { get; set; }
+    public string State { get; set; } = VmStates.Stopped;
+    public string? Accelerator { get; set; }
+    public QemuExit? LastExit { get; set; }
+    public string? Error { get; set; }
+
+    /// <summary>Set before roamd ends QEMU on purpose (stop, kill, migrated away): its exit is then no crash.</summary>
+    public bool ExitExpected { get; set; }
+
+    public VmMigrationView? Migration { get; set; }
+}
+
+/// <summary>
+/// roamd's VMs: definitions in DATA_DIR/vms, one supervised QEMU per running VM with its disk on this roamd's own NBD
+/// socket and its serial console in DATA_DIR/vms/NAME.serial. A QEMU that dies unasked makes the VM "crashed" (exit
+/// code and stderr tail kept). QEMU is roamd's child, so it cannot outlive roamd: on shutdown every running VM is
+/// stopped cleanly (ACPI power-down, SIGKILL after <see cref="ShutdownPowerdownTimeout"/>) before NBD stops.
+/// </summary>
+internal sealed partial class VmService(
+    RoamdOptions options,
+    VolumeStore store,
+    ReplicationService replication,
+    TrustStore trust,
+    JobManager jobs,
+    ILogger<VmService> logger) : IHostedService
+{
+    public static readonly TimeSpan ShutdownPowerdownTimeout = TimeSpan.FromSeconds(5);
+    public const string AcceleratorEnvironmentVariable = "ROAM_VM_ACCELERATOR";
+
+    private readonly Dictionary<string, VmRuntime> _vms = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private readonly VmDefinitionStore _definitions = new(options.DataDir);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var definition in _definitions.LoadAll())
+            lock (_lock) _vms[definition.Name] = new VmRuntime(definition);
+        replication.TunnelHandler = HandleTunnelAsync;
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        replication.TunnelHandler = null;
+        foreach (var job in jobs.List().Where(j => j.Kind == VmJobKinds.Migrate && !j.IsFinished)) job.Cancellation.Cancel();
+        await Task.WhenAll(jobs.List().Where(j => j.Kind == VmJobKinds.Migrate).Select(j => j.Completion))
+            .WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        VmRuntime[] all;
+        lock (_lock) all = [.. _vms.Values];
+        await Task.WhenAll(all.Where(v => v.Qemu is not null).Select(v => StopAsync(v, ShutdownPowerdownTimeout))).ConfigureAwait(false);
+    }
+
+    public IReadOnlyList<VmView> List()
+    {
+        VmRuntime[] all;
+        lock (_lock) all = [.. _vms.Values.OrderBy(v => v.Definition.Name, StringComparer.Ordinal)];
+        return [.. all.Select(View)];
+    }
+
+    public VmRuntime Get(string name)
+    {
+        lock (_lock)
+            return _vms.TryGetValue(name, out var vm) ? vm : throw new ApiException(ApiException.NotFound, $"no VM is named '{name}' here (see: roam vm list)");
+    }
+
+    public VmView View(VmRuntime vm)
+    {
+        var d = vm.Definition;
+        var qemu = vm.Qemu;
+        return new VmView(d.Name, d.Volume, vm.State, d.MemoryMiB, d.Cpus, d.Kernel, d.Initrd, d.Append, _definitions.SerialPathOf(d.Name),
+            qemu is { HasExited: false } ? qemu.Pid : null, vm.Accelerator,
+            vm.State == VmStates.Running ? null : vm.LastExit?.ExitCode,
+            vm.State == VmStates.Crashed ? vm.LastExit?.StderrTail : null,
+            vm.Error, vm.Migration);
+    }
+
+    public VmView Create(CreateVmRequest request)
+    {
+        var name = request.Name ?? "";
+        if (!VolumeName.IsValid(name)) throw new ApiException(ApiException.BadRequest, $"'{name}' is not a valid VM name (letters, digits, '.', '_', '-'; at most 64)");
+        var volume = request.Volume;
+        if (string.IsNullOrEmpty(volume)) throw new ApiException(ApiException.BadRequest, "a volume is required: the VM's disk (see: roam volume list)");
+        store.Get(volume); // 404 for a missing volume
+        long memory = request.Memory is null ? 256L << 20 : ByteSize.TryParse(request.Memory, out var m) ? m
+            : throw new ApiException(ApiException.BadRequest, $"'{request.Memory}' is not a memory size (like 256M or 1G)");
+        if (memory < 16L << 20 || memory % (1 << 20) != 0) throw new ApiException(ApiException.BadRequest, "memory must be a whole number of MiB, at least 16M");
+        int cpus = request.Cpus ?? 1;
+        if (cpus is < 1 or > 64) throw new ApiException(ApiException.BadRequest, $"cpus must be between 1 and 64, not {cpus}");
+        string? kernel = request.Kernel is null ? null : Path.GetFullPath(request.Kernel);
+        string? initrd = request.Initrd is null ? null : Path.GetFullPath(request.Initrd);
+        if (kernel is null && (initrd is not null || request.Append is not null))
+            throw new ApiException(ApiException.BadRequest, "--initrd and --append need --kernel");
+        foreach (var file in new[] { kernel, initrd })
+            if (file is not null && !File.Exists(file)) throw new ApiException(ApiException.BadRequest, $"{file} does not exist");
+        var definition = new VmDefinition(name, volume, (int)(memory >> 20), cpus, kernel, initrd, request.Append, DateTimeOffset.UtcNow);
+        VmRuntime vm;
+        lock (_lock)
+        {
+            if (_vms.ContainsKey(name)) throw new ApiException(ApiException.Conflict, $"a VM named '{name}' already exists");
+            if (_vms.Values.FirstOrDefault(v => v.Definition.Volume == volume) is { } other)
+                throw new ApiException(ApiException.Conflict, $"volume '{volume}' is already the disk of VM '{other.Definition.Name}'");
+            _definitions.Save(definition);
+            _vms[name] = vm = new VmRuntime(definition);
+        }
+        Log.VmCreated(logger, name, volume, definition.MemoryMiB, cpus);
+        return View(vm);
+    }
+
+    public async Task DeleteAsync(string name)
+    {
+        var vm = Get(name);
+        await vm.Gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (vm.Qemu is not null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is {vm.State}; stop it first (roam vm stop {name})");
+            Forget(vm);
+        }
+        finally { vm.Gate.Release(); }
+    }
+
+    private void Forget(VmRuntime vm)
+    {
+        lock (_lock)
+        {
+            if (_vms.TryGetValue(vm.Definition.Name, out var current) && ReferenceEquals(current, vm)) _vms.Remove(vm.Definition.Name);
+            try { _definitions.Delete(vm.Definition.Name); }
+            catch (IOException) { }
+        }
+    }
+
+    public async Task<VmView> StartAsync(string name, CancellationToken cancellationToken)
+    {
+        var vm = Get(name);
+        await vm.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (vm.Qemu is not null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is already {vm.State}");
+            var role = replication.GetStatus(vm.Definition.Volume);
+            if (role.Role == VolumeRole.Replica)
+                throw new ApiException(ApiException.Conflict,
+                    $"volume '{vm.Definition.Volume}' is a replica here (its primary is {role.PrimaryPeer ?? "elsewhere"}); the VM runs where the primary is");
+            var accelerator = await ChooseAcceleratorAsync(vm.Definition, cancellationToken).ConfigureAwait(false);
+            await LaunchAsync(vm, accelerator, incoming: false, cancellationToken).ConfigureAwait(false);
+            return View(vm);
+        }
+        finally { vm.Gate.Release(); }
+    }
+
+    private QemuCommandLine CommandLine(VmDefinition d, Accelerator accelerator, bool incoming)
+    {
+        var line = new QemuCommandLine { Machine = "q35", Accelerator = accelerator, MemoryMiB = d.MemoryMiB, Cpus = d.Cpus, Name = d.Name }
+            .WithSerialFile(_definitions.SerialPathOf(d.Name))
+            .WithNbdDisk(options.NbdSocket, d.Volume)
+            .WithArguments("-no-reboot"); // a guest that reboots or panics ends its QEMU: roamd reports it
+        if (d.Kernel is not null) line.WithKernel(d.Kernel, d.Initrd, d.Append);
+        if (incoming) line.WithIncomingDefer();
+        return line;
+    }
+
+    /// <summary>Starts QEMU for <paramref name="vm"/> (its gate held) and supervises it.</summary>
+    private async Task<QemuProcess> LaunchAsync(VmRuntime vm, Accelerator accelerator, bool incoming, CancellationToken cancellationToken)
+    {
+        var line = CommandLine(vm.Definition, accelerator, incoming);
+        QemuProcess qemu;
+        try
+        {
+            qemu = await QemuProcess.StartAsync(line, new QemuProcessOptions { Logger = logger }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QemuExitedException ex)
+        {
+            vm.LastExit = ex.Exit;
+            vm.State = VmStates.Crashed;
+            vm.Error = JobManager.OneLine(ex.Message);
+            Log.VmCrashed(logger, vm.Definition.Name, ex.Exit.ExitCode, JobManager.OneLine(ex.Exit.StderrTail));
+            throw new ApiException(ApiException.Internal, $"QEMU for VM '{vm.Definition.Name}' failed to start: {vm.Error}");
+        }
+        vm.Qemu = qemu;
+        vm.Accelerator = accelerator.ToString().ToLowerInvariant();
+        vm.State = incoming ? VmStates.Incoming : VmStates.Running;
+        vm.ExitExpected = false;
+        vm.Error = null;
+        vm.LastExit = null;
+        Log.VmStarted(logger, vm.Definition.Name, qemu.Pid, vm.Accelerator, incoming ? " (incoming migration)" : "");
+        _ = SuperviseAsync(vm, qemu);
+        return qemu;
+    }
+
+    private async Task SuperviseAsync(VmRuntime vm, QemuProcess qemu)
+    {
+        var exit = await qemu.Exited.ConfigureAwait(false);
+        lock (_lock)
+        {
+            if (!ReferenceEquals(vm.Qemu, qemu)) return;
+            vm.Qemu = null;
+            vm.LastExit = exit;
+            if (vm.ExitExpected || vm.State == VmStates.Migrating && vm.Migration?.Phase == VmMigrationPhases.Completed) vm.State = VmStates.Stopped;
+            else
+            {
+                vm.State = VmStates.Crashed;
+                vm.Error = $"QEMU exited unexpectedly with code {exit.ExitCode}";
+                Log.VmCrashed(logger, vm.Definition.Name, exit.ExitCode, JobManager.OneLine(exit.StderrTail));
+            }
+        }
+        await qemu.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async Task<VmView> StopAsync(string name, TimeSpan timeout, bool kill)
+    {
+        var vm = Get(name);
+        await vm.Gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (vm.Qemu is null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is not running ({vm.State})");
+            if (kill) await KillAsync(vm).ConfigureAwait(false);
+            else await StopAsync(vm, timeout).ConfigureAwait(false);
+            return View(vm);
+        }
+        finally { vm.Gate.Release(); }
+    }
+
+    private async Task KillAsync(VmRuntime vm)
+    {
+        if (vm.Qemu is not { } qemu) return;
+        vm.ExitExpected = true;
+        var exit = await qemu.KillAsync().ConfigureAwait(false);
+        await WaitSupervisedAsync(vm, qemu).ConfigureAwait(false);
+        Log.VmStopped(logger, vm.Definition.Name, "killed", exit.ExitCode);
+    }
+
+    /// <summary>ACPI power-down; SIGKILL if the guest has not powered off within <paramref name="timeout"/>.</summary>
+    private async Task StopAsync(VmRuntime vm, TimeSpan timeout)
+    {
+        if (vm.Qemu is not { } qemu) return;
+        vm.ExitExpected = true;
+        string how = "powered off";
+        try
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            await qemu.Qmp.SystemPowerdownAsync(cts.Token).ConfigureAwait(false);
+            await qemu.Exited.WaitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or IOException or Roam.Hypervisor.Qmp.QmpException)
+        {
+            how = $"killed (no power-off within {timeout.TotalSeconds:0.#} s)";
+            await qemu.KillAsync().ConfigureAwait(false);
+        }
+        var exit = await qemu.Exited.ConfigureAwait(false);
+        await WaitSupervisedAsync(vm, qemu).ConfigureAwait(false);
+        Log.VmStopped(logger, vm.Definition.Name, how, exit.ExitCode);
+    }
+
+    private static async Task WaitSupervisedAsync(VmRuntime vm, QemuProcess qemu)
+    {
+        for (int i = 0; i < 200 && ReferenceEquals(vm.Qemu, qemu); i++) await Task.Delay(10).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// KVM only where it is proven to boot this VM's kernel (AcceleratorProbe: a bounded test boot, cached per kernel);
+    /// else TCG. ROAM_VM_ACCELERATOR=kvm|tcg in roamd's environment skips the probe.
+    /// </summary>
+    private async Task<Accelerator> ChooseAcceleratorAsync(VmDefinition d, CancellationToken cancellationToken)
+    {
+        switch (Environment.GetEnvironmentVariable(AcceleratorEnvironmentVariable)?.ToLowerInvariant())
+        {
+            case "tcg": return Accelerator.Tcg;
+            case "kvm": return Accelerator.Kvm;
+        }
+        var result = await AcceleratorProbe.ProbeAsync(new AcceleratorProbeOptions
+        {
+            KernelPath = d.Kernel,
+            InitrdPath = d.Initrd,
+            // The kernel's last boot line before userspace: the guest got that far under KVM.
+            Marker = d.Kernel is null ? null : "Run /init",
+            Logger = logger,
+        }, cancellationToken).ConfigureAwait(false);
+        return result.Accelerator;
+    }
+}
+
+internal static class VmJobKinds
+{
+    public const string Migrate = "vm-migrate";
+}

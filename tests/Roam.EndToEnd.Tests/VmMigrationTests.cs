@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Roam.EndToEnd.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Roam.EndToEnd.Tests;
+
+/// <summary>
+/// A real guest (scripts/build-guest.sh: a workload writing checksummed records to its disk, with a heartbeat every
+/// 10 ms on the serial console) run by roamd on alpha, live-migrated to beta with `roam vm migrate`, and still
+/// writing on beta after alpha's roamd is gone; its disk verifies record by record at the end.
+/// </summary>
+public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHostsTest
+{
+    protected override bool FixedPorts => false;
+
+    private static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Roam.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    private static async Task<string> BuildGuestAsync()
+    {
+        var root = RepoRoot();
+        var build = await Tools.RunAsync("bash", Path.Combine(root, "scripts", "build-guest.sh"));
+        build.ShouldSucceed("scripts/build-guest.sh");
+        return Path.Combine(root, ".cache", "guest");
+    }
+
+    [GeneratedRegex(@"^HB (\d+) (\d+) (\d+) (\d+)\s*$", RegexOptions.Multiline)]
+    private static partial Regex Heartbeat();
+
+    private static string ReadShared(string path)
+    {
+        if (!File.Exists(path)) return "";
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    /// <summary>The last heartbeat in the file: (sequence, records written), or null.</summary>
+    private static (long Seq, long Records)? LastHeartbeat(string path)
+    {
+        var matches = Heartbeat().Matches(ReadShared(path));
+        if (matches.Count == 0) return null;
+        var last = matches[^1];
+        return (long.Parse(last.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            long.Parse(last.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = ReadShared(path);
+            Assert.DoesNotContain("WORKLOAD ERROR", text);
+            Assert.DoesNotContain("ROAM-GUEST FAILED", text);
+            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
+            Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
+            await Task.Delay(100);
+        }
+    }
+
+    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [Trait("Category", "Slow")]
+    public async Task Vm_migrates_live_to_a_trusted_peer_and_keeps_writing_there_after_the_source_is_gone()
+    {
+        var total = Stopwatch.StartNew();
+        var guest = await BuildGuestAsync();
+        await TrustEachOtherAsync();
+        (await Roam(A, "volume", "create", Vol, "--size", "64M")).ShouldSucceed();
+        (await Roam(A, "vm", "create", "vm", "--volume", Vol, "--memory", "256M", "--kernel", Path.Combine(guest, "vmlinuz"),
+            "--initrd", Path.Combine(guest, "initrd.img"), "--append", "console=ttyS0 quiet panic=-1")).ShouldSucceed();
+        var started = Stopwatch.StartNew();
+        (await Roam(A, "vm", "start", "vm")).ShouldSucceed();
+        var serialA = Path.Combine(DataA, "vms", "vm.serial");
+        var serialB = Path.Combine(DataB, "vms", "vm.serial");
+        var show = (await Roam(A, "vm", "show", "vm", "--json")).ShouldSucceed().Json;
+        Assert.Equal("running", show.GetProperty("state").GetString());
+        output.WriteLine($"accelerator on alpha: {show.GetProperty("accelerator").GetString()}");
+
+        var beforeReady = await WaitHeartbeatsAsync(serialA, hb => hb.Seq >= 50, TimeSpan.FromSeconds(120), "heartbeats on alpha");
+        Assert.Contains("ROAM-GUEST READY", ReadShared(serialA));
+        output.WriteLine($"guest up on alpha after {started.Elapsed.TotalSeconds:0.0} s (hb {beforeReady.Seq}, {beforeReady.Records} records)");
+
+        var migrating = Stopwatch.StartNew();
+        var migrate = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        output.WriteLine($"roam vm migrate took {migrating.Elapsed.TotalSeconds:0.0} s: {migrate.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(serialA)!.Value;
+
+        // beta runs it, continuing the heartbeat sequence.
+        var onB = (await Roam(B, "vm", "show", "vm", "--json")).ShouldSucceed().Json;
+        Assert.Equal("running", onB.GetProperty("state").GetString());
+        var firstOnB = await WaitHeartbeatsAsync(serialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(60), "heartbeats on beta");
+        Assert.True(firstOnB.Records >= lastOnA.Records);
+        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM"); // alpha forgot it (it keeps a warm replica of the volume)
+
+        // alpha's roamd goes away entirely; the VM on beta keeps writing.
+        Assert.Equal(0, await A.StopAsync(TimeSpan.FromSeconds(30)));
+        var afterStop = LastHeartbeat(serialB)!.Value;
+        await WaitHeartbeatsAsync(serialB, hb => hb.Records > afterStop.Records + 20 && hb.Seq > afterStop.Seq + 200, TimeSpan.FromSeconds(60),
+            "writes on beta without alpha");
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var end = LastHeartbeat(serialB)!.Value;
+        Assert.True(end.Records > afterStop.Records);
+
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        var log = Path.Combine(Dir.Path, "serial-all.log");
+        await File.WriteAllTextAsync(log, ReadShared(serialA) + ReadShared(serialB));
+        var stats = await Tools.RunAsync("python3", Path.Combine(RepoRoot(), "guest", "hb-stats.py"), log);
+        output.WriteLine($"hb-stats (alpha then beta): {stats.Stdout.Trim()} {stats.Stderr.Trim()}");
+        stats.ShouldSucceed("hb-stats");
+        var verify = await Tools.RunAsync(Path.Combine(guest, "workload"), "--verify", Path.Combine(DataB, "volumes", Vol + ".raw"));
+        output.WriteLine($"workload --verify on beta's volume: {verify.Stdout.Trim()} {verify.Stderr.Trim()}");
+        verify.ShouldSucceed("workload --verify");
+        output.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
+}
