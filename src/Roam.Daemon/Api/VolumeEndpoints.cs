@@ -34,9 +34,11 @@ internal static class VolumeEndpoints
             return View(store, nbd, replication, name);
         });
 
-        volumes.MapDelete("/{name}", (string name, VolumeStore store, ReplicationService replication) =>
+        volumes.MapDelete("/{name}", async (string name, VolumeStore store, ReplicationService replication, CancellationToken ct) =>
         {
             RefuseIfReplicated(replication, name, "delete");
+            store.Get(name);
+            await replication.ForgetVolumeAsync(name, ct).ConfigureAwait(false);
             store.Delete(name);
             return TypedResults.NoContent();
         });
