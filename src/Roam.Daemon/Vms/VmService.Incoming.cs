@@ -120,8 +120,6 @@ internal sealed partial class VmService
         bool replied = false;
         string socketPath = Path.Combine("/tmp", $"roam-in-{Guid.NewGuid():N}.sock");
         await vm.Gate.WaitAsync(tunnel.Stopping).ConfigureAwait(false);
-        // See ReplicationService.AllowIncomingVmExport: writable open now, writes refused until the hand-over.
-        replication.AllowIncomingVmExport(d.Volume, true);
         try
         {
             _definitions.Save(d);
@@ -177,7 +175,6 @@ internal sealed partial class VmService
         }
         finally
         {
-            replication.AllowIncomingVmExport(d.Volume, false);
             try { File.Delete(socketPath); } catch (IOException) { }
             vm.Gate.Release();
         }

@@ -193,6 +193,8 @@ internal sealed partial class VmService
             }
             if (end != QmpMigrationStatus.Completed) throw new IOException($"QEMU's migration {end} after the hand-over: {done.ErrorDesc ?? "no reason given"}");
             var (sent, _) = await relay.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
+            // Closing the tunnel ends the stream at the destination, which then checks that its QEMU loaded the VM and runs.
+            await tunnel.DisposeAsync().ConfigureAwait(false);
 
             // The destination says whether the VM runs there (its QEMU resumed).
             var arrived = await WaitArrivedAsync(peer, vm.Definition, diskTotal).ConfigureAwait(false);

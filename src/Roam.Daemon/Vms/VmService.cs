@@ -179,12 +179,21 @@ internal sealed partial class VmService(
     {
         var line = CommandLine(vm.Definition, accelerator, incoming);
         QemuProcess qemu;
+        // See ReplicationService.SetVmDisk: the VM's one NBD connection follows the volume's role (replicated for a
+        // migration, promoted on arrival).
+        replication.SetVmDisk(vm.Definition.Volume, true);
         try
         {
             qemu = await QemuProcess.StartAsync(line, new QemuProcessOptions { Logger = logger }, cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception ex) when (ex is not QemuExitedException)
+        {
+            replication.SetVmDisk(vm.Definition.Volume, false);
+            throw;
+        }
         catch (QemuExitedException ex)
         {
+            replication.SetVmDisk(vm.Definition.Volume, false);
             vm.LastExit = ex.Exit;
             vm.State = VmStates.Crashed;
             vm.Error = JobManager.OneLine(ex.Message);
@@ -209,6 +218,7 @@ internal sealed partial class VmService(
         {
             if (!ReferenceEquals(vm.Qemu, qemu)) return;
             vm.Qemu = null;
+            replication.SetVmDisk(vm.Definition.Volume, false);
             vm.LastExit = exit;
             if (vm.ExitExpected || vm.State == VmStates.Migrating && vm.Migration?.Phase == VmMigrationPhases.Completed) vm.State = VmStates.Stopped;
             else

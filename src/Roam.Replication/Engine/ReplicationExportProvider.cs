@@ -17,9 +17,10 @@ internal sealed class ReplicationExportProvider(ReplicationService service) : IN
         try
         {
             var lease = service.Store.Open(name);
+            if (service.OpenVmDiskExport(name, lease) is { } vmDisk) return vmDisk; // a VM's disk: the write path follows the volume's role
             var (role, primary) = service.Lookup(name);
             if (primary is not null) return new NbdExport(name, primary.Device, readOnly: primary.PendingHandOver is not null, lease);
-            if (role == VolumeRole.Replica) return service.OpenIncomingVmExport(name, lease) ?? new NbdExport(name, lease.Device, readOnly: true, lease);
+            if (role == VolumeRole.Replica) return new NbdExport(name, lease.Device, readOnly: true, lease);
             return new NbdExport(name, new Source.GatedDevice(lease.Device, service.FenceOf(name)), readOnly: false, lease);
         }
         catch (VolumeException ex) when (ex.Error == VolumeError.NotFound)

@@ -65,22 +65,25 @@ public sealed partial class ReplicationService
     }
 
     /// <summary>
-    /// Lets a VM arriving by live migration open <paramref name="volume"/>'s export read-write while it is still a replica.
-    /// QEMU started with -incoming must have its disk attached (writable) before the migration stream arrives, but it
-    /// does not write to it until the VM runs, and the VM runs only after the hand-over has made this host the primary.
-    /// Until then its writes are refused with EPERM; after it they go wherever the primary's writes go (replicated to the
-    /// old primary, now a replica). Any other client keeps getting a replica read-only.
+    /// Marks <paramref name="volume"/> as a VM's disk here (while its QEMU runs). Its export is then opened writable
+    /// with a device that picks the write path at each request (<see cref="PromotableDevice"/>), because a VM keeps
+    /// one NBD connection for its whole life while the volume changes role under it:
+    /// on the source, a plain primary becomes a replicated one when a migration starts, and its writes must then be
+    /// mirrored (a connection opened on the plain device would bypass the mirroring); on the destination, QEMU started
+    /// with -incoming must have its disk attached before the migration stream arrives, while the volume is still a
+    /// replica. QEMU does not write during an incoming migration, and the VM runs there only after the hand-over made
+    /// this host the primary; a write before that is refused with EPERM. Other clients keep the usual exports.
     /// </summary>
-    public void AllowIncomingVmExport(string volume, bool allow)
+    public void SetVmDisk(string volume, bool isVmDisk)
     {
         lock (_gate)
         {
-            if (allow) _incomingVmVolumes.Add(volume);
+            if (isVmDisk) _incomingVmVolumes.Add(volume);
             else _incomingVmVolumes.Remove(volume);
         }
     }
 
-    internal NbdExport? OpenIncomingVmExport(string name, VolumeLease lease)
+    internal NbdExport? OpenVmDiskExport(string name, VolumeLease lease)
     {
         lock (_gate)
             if (!_incomingVmVolumes.Contains(name)) return null;

@@ -4,8 +4,8 @@ using Roam.Storage.Devices;
 namespace Roam.Replication.Tunnel;
 
 /// <summary>
-/// A replica's export opened writable by a VM arriving by live migration (see
-/// <see cref="ReplicationService.AllowIncomingVmExport"/>): reads come from the local copy; changes are refused
+/// A VM disk export (see
+/// <see cref="ReplicationService.SetVmDisk"/>): reads come from the local copy; changes are refused
 /// (EPERM) while the volume is a replica here, and once promoted they take the path a primary's export would
 /// (the replicating device, or the fenced plain device), looked up at each request.
 /// </summary>
