@@ -80,6 +80,34 @@ public sealed class SyncReplicationTests : ReplicationTestBase
     }
 
     [Fact]
+    public async Task A_connection_opened_before_the_replica_was_added_has_its_writes_mirrored()
+    {
+        // The export was opened while the volume was plain, and keeps writing while the replica is added
+        // and the initial copy runs: every change must take the mirrored path once the volume is replicated.
+        Primary.Store.Create(Vol, 16 * MiB);
+        var device = Primary.Open(Vol, out _);
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(async () =>
+        {
+            int i = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                await device.WriteAsync(i % 256 * 64 * 1024, Random(64 * 1024, i), fua: false, default);
+                i++;
+            }
+            return i;
+        });
+        await Task.Delay(50);
+        await Primary.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync);
+        await Primary.WaitInSyncAsync(Vol);
+        await Task.Delay(100);
+        stop.Cancel();
+        Assert.True(await writer > 0);
+        await device.FlushAsync(default);
+        AssertSame();
+    }
+
+    [Fact]
     public async Task Existing_data_is_copied_by_a_full_initial_sync()
     {
         Primary.Store.Create(Vol, 8 * MiB);

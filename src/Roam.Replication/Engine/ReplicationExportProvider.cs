@@ -19,9 +19,11 @@ internal sealed class ReplicationExportProvider(ReplicationService service) : IN
             var lease = service.Store.Open(name);
             if (service.OpenVmDiskExport(name, lease) is { } vmDisk) return vmDisk; // a VM's disk: the write path follows the volume's role
             var (role, primary) = service.Lookup(name);
-            if (primary is not null) return new NbdExport(name, primary.Device, readOnly: primary.PendingHandOver is not null, lease);
             if (role == VolumeRole.Replica) return new NbdExport(name, lease.Device, readOnly: true, lease);
-            return new NbdExport(name, new Source.GatedDevice(lease.Device, service.FenceOf(name)), readOnly: false, lease);
+            // A primary's connection may outlive its role's path (a plain volume gains a replica, a hand-over
+            // moves it away), so each change looks the path up (Tunnel.PromotableDevice).
+            return new NbdExport(name, new Tunnel.PromotableDevice(service, name, lease.Device),
+                readOnly: primary?.PendingHandOver is not null, lease);
         }
         catch (VolumeException ex) when (ex.Error == VolumeError.NotFound)
         {

@@ -123,24 +123,25 @@ public sealed partial class ReplicationService : IAsyncDisposable
                 throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
             if (replicated is not null && replicated.Links.Any(l => l.Peer == peerName))
                 throw new ReplicationException($"volume '{volume}' is already replicated to {peerName}");
-            bool opened = false;
             if (replicated is null)
             {
                 file ??= new ReplicationFile(1, VolumeRole.Primary, Guid.NewGuid(), [], [], null);
                 file.Write(StatePath(volume));
                 replicated = ReplicatedVolume.Open(this, Store.Open(info.Name), file, _logger);
-                opened = true;
+                // From plain to replicated: changes in flight on the plain path finish first, and every later
+                // one takes the replicating device, so none lands unmirrored after the copy read its region.
+                var fence = FenceOf(volume);
+                fence.Freeze();
+                try
+                {
+                    await fence.DrainAsync().ConfigureAwait(false);
+                    lock (_gate) _primaries[volume] = replicated;
+                }
+                finally { fence.Thaw(); }
             }
-            AttachedConnection attached;
-            try
-            {
-                attached = await AttachAsync(replicated, peerName, cancellationToken).ConfigureAwait(false);
-            }
-            catch
-            {
-                if (opened) await replicated.DisposeAsync().ConfigureAwait(false);
-                throw;
-            }
+            // A failed attach leaves a new replicated primary without replicas: open connections already write
+            // through it and it behaves as a plain volume (deleting the volume lets go of it, see ForgetVolumeAsync).
+            var attached = await AttachAsync(replicated, peerName, cancellationToken).ConfigureAwait(false);
             var link = replicated.AddLink(peerName, mode);
             lock (_gate)
             {
@@ -314,6 +315,12 @@ public sealed partial class ReplicationService : IAsyncDisposable
             file.Write(StatePath(volume));
             _files[volume] = file;
         }
+    }
+
+    /// <summary>Why the volume's fence was closed (it lost its primary role here), if it was.</summary>
+    internal string? FenceClosedReason(string volume)
+    {
+        lock (_gate) return _fences.TryGetValue(volume, out var fence) ? fence.ClosedReason : null;
     }
 
     /// <summary>The write fence of a primary exported without replication; a closed one (it lost its role) is replaced for new exports.</summary>
