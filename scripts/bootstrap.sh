@@ -22,3 +22,5 @@ if ! command -v dotnet >/dev/null; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build Roam.sln -c Release -v quiet -nologo -clp:ErrorsOnly
+# The demo's and the VM tests' guest (a Debian kernel and a busybox initramfs), cached in .cache/guest.
+scripts/build-guest.sh >/dev/null

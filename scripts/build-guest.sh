@@ -17,10 +17,10 @@ log() { echo "build-guest: $*" >&2; }
 
 # --- host tools -------------------------------------------------------------------------------------------------
 need=()
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in busybox-static gcc libc6-dev cpio kmod gzip; do have_pkg "$p" || need+=("$p"); done
 if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "installing ${need[*]}"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
     { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }
@@ -34,6 +34,11 @@ if [ -z "$kpkg" ]; then
   kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 fi
 if [ -z "$kpkg" ] && [ -f "$out/.kernel-pkg" ]; then kpkg=$(cat "$out/.kernel-pkg"); fi
+if [ -z "$kpkg" ]; then
+  # A fresh machine may have no package lists yet.
+  $sudo apt-get update -qq || true
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+fi
 [ -n "$kpkg" ] || { log "cannot resolve linux-image-amd64's kernel package (run apt-get update?)"; exit 1; }
 
 stamp=$( {
