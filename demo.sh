@@ -1,47 +1,201 @@
 #!/usr/bin/env bash
-# Roam's main job, on an embedded default with no configuration: start a roamd, make a volume,
-# write and read it back through real NBD clients, and show how to connect to it.
-# (The live migration of a running VM between hosts replaces this demo once it exists.)
-set -euo pipefail
+# Roam's main job, end to end, on a fresh Debian machine with no configuration: a person's VM follows them
+# between two hosts, "office" and "car", by live migration, its disk on each host's local storage.
+#
+#   1. scripts/bootstrap.sh: apt packages, the Release build, the guest (a Debian kernel + a busybox initrd
+#      whose workload writes checksummed records to its disk and prints a heartbeat every 10 ms)
+#   2. two hosts: as root, two network namespaces (roam-office 10.78.0.1, roam-car 10.78.0.2) joined by a
+#      veth pair limited to 100 Mbit/s each way; otherwise two roamds on loopback. They trust each other.
+#   3. a volume and a VM on office; the workload starts writing
+#   4. roam vm migrate vm --to car while it writes: total time, QEMU's downtime, the guest's heartbeat gap,
+#      disk and memory bytes on the wire
+#   5. office goes away entirely; the VM keeps writing on car
+#   6. office comes back and the VM returns: only the delta of the disk moves
+#   7. the VM stops; every record on the final volume is checked (workload --verify)
+#
+# Env: ROAM_VM_ACCELERATOR (default tcg; kvm, or empty for roamd's probe), ROAM_DEMO_VOLUME_SIZE (256M),
+# ROAM_DEMO_RATE (100mbit), ROAM_DEMO_NETNS=0 (loopback even as root), ROAM_DEMO_KEEP=1 (keep the work dir).
+# Exits non-zero, saying why, when any step fails.
+set -Eeuo pipefail
 cd "$(dirname "$0")"
-scripts/bootstrap.sh
-roamd="dotnet $PWD/src/Roam.Daemon/bin/Release/net10.0/roamd.dll"
-roam="dotnet $PWD/src/Roam.Cli/bin/Release/net10.0/roam.dll"
-dir=${ROAM_DEMO_DIR:-$(mktemp -d /tmp/roam-demo.XXXXXX)}
-export ROAM_CONTROL=$dir/control.sock
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+source scripts/demo-lib.sh
 
-step "Starting roamd on data dir $dir"
-$roamd --data-dir "$dir" >"$dir/roamd.log" 2>&1 &
-pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; }
+VOLUME_SIZE=${ROAM_DEMO_VOLUME_SIZE:-256M}
+RATE=${ROAM_DEMO_RATE:-100mbit}
+export ROAM_VM_ACCELERATOR=${ROAM_VM_ACCELERATOR-tcg}
+work=""
+done_ok=""
+
+cleanup() {
+  local rc=$?
+  set +eE
+  trap - ERR
+  [ -n "$done_ok" ] && step "Cleanup"
+  stop_poller
+  for h in car office; do [ -n "${PID[$h]:-}" ] && stop_roamd "$h" >/dev/null 2>&1; done
+  if [ -n "$NETNS" ]; then
+    for h in office car; do kill_ns_pids "roam-$h"; ip netns del "roam-$h" 2>/dev/null; done
+  fi
+  if [ "$rc" != 0 ] && [ -n "$work" ] && [ -d "$work" ]; then
+    for f in "$work/office.log" "$work/car.log"; do
+      [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -n 15 "$f" >&2; }
+    done
+    for h in office car; do
+      f="$work/$h/vms/vm.serial"
+      [ -f "$f" ] && { echo "--- last lines of $h's serial console" >&2; tail -n 5 "$f" | tr -d '\r' >&2; }
+    done
+  fi
+  if [ -n "$work" ]; then
+    if [ "${ROAM_DEMO_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+  fi
+  [ -n "$done_ok" ] && say "roamds and QEMUs stopped, namespaces and temporary files removed"
+  exit "$rc"
+}
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$ROAM_CONTROL" ] && break; sleep 0.1; done
-[ -S "$ROAM_CONTROL" ] || { cat "$dir/roamd.log"; echo "roamd did not start" >&2; exit 1; }
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'if [ "$BASHPID" = "$$" ]; then die "line $LINENO: $BASH_COMMAND"; fi' ERR
 
-step "roam volume create demo --size 1G"
-$roam volume create demo --size 1G
-uri="nbd+unix:///demo?socket=$dir/nbd.sock"
+# ------------------------------------------------------------------------------------------------------------
+step "1. Bootstrap: apt packages, Release build, the guest (kernel, initrd, workload)"
+scripts/bootstrap.sh 2>&1 | sed 's/^/   /' || die "scripts/bootstrap.sh failed"
+for f in "$ROAMD_DLL" "$ROAM_DLL" "$GUEST/vmlinuz" "$GUEST/initrd.img" "$GUEST/workload"; do
+  [ -e "$f" ] || die "$f is missing after scripts/bootstrap.sh"
+done
+ok "built; guest kernel $(cat "$GUEST/kernel-version" 2>/dev/null || echo '?'), VMs run under ${ROAM_VM_ACCELERATOR:-the accelerator probe}"
 
-step "Writing patterns through NBD with qemu-io"
-qemu-io -f raw "$uri" -c 'write -P 0xa5 0 4M' -c 'write -P 0x5a 512M 1M' -c 'write -z 100M 8M' -c flush | grep -v '^[0-9]'
-step "Reading them back and verifying"
-qemu-io -f raw "$uri" -c 'read -P 0xa5 0 4M' -c 'read -P 0x5a 512M 1M' -c 'read -P 0 100M 8M' | grep -v '^[0-9]'
+work=${ROAM_DEMO_DIR:-$(mktemp -d /tmp/roam-demo.XXXXXX)}
+mkdir -p "$work"
+write_helper
 
-step "The export as nbdinfo sees it (allocation map: only what was written takes space)"
-nbdinfo "$uri" | grep -E 'export-size|can_multi_conn|can_fua|block_size_max'
-nbdinfo --map "$uri"
+# ------------------------------------------------------------------------------------------------------------
+step "2. Two hosts, office and car"
+setup_hosts "$RATE"
+for h in "${HOSTS[@]}"; do
+  start_roamd "$h"
+  say "roamd $h: pid ${PID[$h]}, data dir ${DIR[$h]}, peers on ${ADDR[$h]}:${PORT[$h]}"
+done
+trust office car
+trust car office
 
-step "roam volume list"
-$roam volume list
+# ------------------------------------------------------------------------------------------------------------
+step "3. A VM on office, its disk a $VOLUME_SIZE volume on office's local storage"
+show office volume create vol --size "$VOLUME_SIZE"
+show office vm create vm --volume vol --memory 256M --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initrd.img" \
+  --append 'console=ttyS0 quiet panic=-1'
+t_start=$(date +%s.%N)
+show office vm start vm
+wait_hb office 100 120 "booting the guest"
+say "guest up after $(python3 -c "import time; print(f'{time.time()-$t_start:.1f}')") s: $(grep -a -m1 'ROAM-GUEST READY' "$(serial office)" | tr -d '\r')"
+say "its workload writes checksummed 4 KiB records to /dev/vda and prints a heartbeat every 10 ms:"
+say "  console: $(grep -a '^HB ' "$(serial office)" | tail -n 2 | head -n 1 | tr -d '\r')   (HB <#> <guest clock ns> <records> <errors>)"
+hb_line office
+sleep 1
+hb_line office
 
-step "How to connect"
-$roam export demo
-echo "  qemu-system-x86_64 ... -drive file=$uri,format=raw,if=virtio"
-echo "  roam --control $ROAM_CONTROL volume show demo"
+# ------------------------------------------------------------------------------------------------------------
+declare -A FIG
+# figures SRC DST LOG LINK_SRC LINK_DST KEY: prints one migration's figures, keeps them in FIG[KEY.*].
+figures() {
+  local src=$1 dst=$2 log=$3 key=$6 m="$work/migration-$1-$2.json" stats
+  stats=$(hb_stats "$log")
+  # (the second trip's logs start on car, after the guest's READY and START lines: those two are not missing)
+  local problems; problems=$(py json - "'; '.join(p for p in j['problems'] if not p.startswith(\"no '\"))" <<<"$stats")
+  [ -z "$problems" ] || die "heartbeats across the migration $src -> $dst: $problems"
+  FIG[$key.total]=$(py json "$m" "f\"{j['totalSeconds']:.2f} s\"")
+  FIG[$key.downtime]=$(py json "$m" "f\"{j['downtimeMs']} ms\"")
+  FIG[$key.pause]=$(py json "$m" "f\"{j['writePauseMs']:.1f} ms\"")
+  FIG[$key.gap]=$(py json - "f\"{j['gap_ms_max']:.0f} ms\"" <<<"$stats")
+  FIG[$key.gapat]=$(py json - "j['gap_max_at_hb']" <<<"$stats")
+  FIG[$key.median]=$(py json - "f\"{j['gap_ms_median']:.1f} ms\"" <<<"$stats")
+  FIG[$key.diskb]=$(py json "$m" "j['diskBytesOnWire']")
+  FIG[$key.disk]=$(py mib "${FIG[$key.diskb]}")
+  FIG[$key.ram]=$(py json "$m" "f\"{j['ramTransferred']/2**20:.1f} MiB\"")
+  FIG[$key.tunnel]=$(py json "$m" "f\"{j['tunnelBytes']/2**20:.1f} MiB\"")
+  FIG[$key.link]=""
+  [ -z "$NETNS" ] || FIG[$key.link]="$(py mib "$4") $src->$dst, $(py mib "$5") back"
+  say "total time             ${FIG[$key.total]}"
+  say "QEMU's downtime        ${FIG[$key.downtime]}   (disk hand-over inside it: ${FIG[$key.pause]})"
+  say "heartbeat gap          ${FIG[$key.gap]} at heartbeat #${FIG[$key.gapat]}, as the guest saw it (median ${FIG[$key.median]}; hb-stats over both serial logs)"
+  say "disk on the wire       ${FIG[$key.disk]}   (volume $VOLUME_SIZE; only written blocks, and only what $dst lacked)"
+  say "memory on the wire     ${FIG[$key.ram]}   (QEMU's count; ${FIG[$key.tunnel]} through roamd's TLS tunnel)"
+  [ -z "$NETNS" ] || say "link counters          ${FIG[$key.link]}   (veth, all headers included)"
+}
 
-if [ -t 0 ] && [ -z "${CI:-}" ]; then
-  echo; echo "roamd keeps serving; press Enter to stop it (its log: $dir/roamd.log)."
-  read -r _
-fi
-step "Stopping roamd (SIGTERM: clients are disconnected cleanly, data flushed)"
+step "4. Live migration office -> car while the workload writes"
+read_hb office
+say "roamd mirrors the disk to car, then QEMU's memory goes through the roamds' mutual-TLS peer link"
+tx0_office=$(link_tx office) tx0_car=$(link_tx car)
+migrate office car
+tx1_office=$(link_tx office) tx1_car=$(link_tx car)
+cp "$(serial office)" "$work/office-1.serial"   # office's QEMU is gone; its console log is final
+[ "$(api car v1/vms/vm "j['state']")" = running ] || die "the VM is not running on car after the migration"
+read_hb office; last_office=$HB_SEQ
+wait_hb car $((last_office + 100)) 60 "the guest after the migration"
+cat "$work/office-1.serial" "$(serial car)" >"$work/m1.log"
+figures office car "$work/m1.log" $((tx1_office - tx0_office)) $((tx1_car - tx0_car)) m1
+hb_line car
+say "office: no VM any more; it keeps vol as a warm $(api office v1/volumes/vol "j['replication']['role']") of car's"
+
+# ------------------------------------------------------------------------------------------------------------
+step "5. office goes away entirely; the VM keeps writing on car"
+office_pid=${PID[office]}
+rc=0; stop_roamd office || rc=$?
+say "SIGTERM to roamd office (pid $office_pid): exited with $rc${NETNS:+; no process left in roam-office}"
+[ "$rc" = 0 ] || die "roamd office exited with $rc on SIGTERM"
+read_hb car; rec0=$HB_REC seq0=$HB_SEQ
+for _ in 1 2 3 4; do sleep 1; hb_line car; done
+[ "$HB_REC" -gt "$rec0" ] && [ "$HB_SEQ" -gt $((seq0 + 300)) ] || die "the workload on car stalled without office (records $rec0 -> $HB_REC)"
+ok "$((HB_REC - rec0)) more records written on car without office, 0 errors"
+say "car tracks what office misses: replica $(api car v1/volumes/vol \
+  "f\"{j['replication']['replicas'][0]['state']}, {j['replication']['replicas'][0]['bytesOutOfSync']/2**20:.1f} MiB out of sync\"")"
+
+# ------------------------------------------------------------------------------------------------------------
+step "6. office comes back; the VM returns car -> office"
+start_roamd office
+say "roamd office is back: pid ${PID[office]}, same data dir and identity"
+tx0_office=$(link_tx office) tx0_car=$(link_tx car)
+migrate car office
+tx1_office=$(link_tx office) tx1_car=$(link_tx car)
+[ "$(api office v1/vms/vm "j['state']")" = running ] || die "the VM is not running on office after the migration back"
+read_hb car; last_car=$HB_SEQ
+wait_hb office $((last_car + 100)) 60 "the guest after the migration back"
+cat "$(serial car)" "$(serial office)" >"$work/m2.log"
+figures car office "$work/m2.log" $((tx1_car - tx0_car)) $((tx1_office - tx0_office)) m2
+vol_bytes=$(api office v1/volumes/vol "j['size']")
+[ "${FIG[m2.diskb]}" -lt $((vol_bytes / 4)) ] || die "the migration back sent ${FIG[m2.disk]} of disk: not just the delta"
+ok "only the delta moved: ${FIG[m2.disk]} of disk, $(py ratio "${FIG[m2.diskb]}" "$vol_bytes") of the $VOLUME_SIZE volume (first trip: ${FIG[m1.disk]})"
+hb_line office
+
+# ------------------------------------------------------------------------------------------------------------
+step "7. Stopping the VM and checking every record on office's volume"
+sleep 1
+hb_line office
+written=$HB_REC
+show office vm stop vm --timeout 2
+cat "$work/office-1.serial" "$(serial car)" "$(serial office)" >"$work/all.log"
+stats=$(hb_stats "$work/all.log")
+problems=$(py json - "'; '.join(j['problems'])" <<<"$stats")
+[ -z "$problems" ] || die "heartbeats over the whole run: $problems"
+ok "$(py json - "f\"{j['heartbeats']} heartbeats over {j['span_s']:.1f} s, consecutive across both migrations, {j['records_written']} records, errors {j['errors']}\"" <<<"$stats")"
+verify=$("$GUEST/workload" --verify "${DIR[office]}/volumes/vol.raw" 2>&1) || die "workload --verify on office's volume: $verify"
+max_seq=$(sed -n 's/.*max_seq=\([0-9]*\).*/\1/p' <<<"$verify")
+[ -n "$max_seq" ] && [ $((max_seq + 1)) -ge "$written" ] || die "the guest reported $written records written but the volume ends at record $max_seq"
+ok "workload --verify office/volumes/vol.raw: ${verify#verify: }"
+
+# ------------------------------------------------------------------------------------------------------------
+step "Summary"
+row() { printf '   %-24s %-32s %-32s\n' "$@"; }
+row "" "office -> car" "car -> office"
+row "total time" "${FIG[m1.total]}" "${FIG[m2.total]}"
+row "QEMU's downtime" "${FIG[m1.downtime]}" "${FIG[m2.downtime]}"
+row "heartbeat gap (guest)" "${FIG[m1.gap]}" "${FIG[m2.gap]}"
+row "disk on the wire" "${FIG[m1.disk]}" "${FIG[m2.disk]} (the delta)"
+row "memory on the wire" "${FIG[m1.ram]}" "${FIG[m2.ram]}"
+[ -z "$NETNS" ] || row "link (veth, both ways)" "${FIG[m1.link]}" "${FIG[m2.link]}"
+say ""
+link="loopback"; [ -z "$NETNS" ] || link="a $RATE link"
+say "volume $VOLUME_SIZE, VM 256 MiB (${ROAM_VM_ACCELERATOR:-accelerator by probe}), $link; office was down in between"
+say "workload: $(py json - "f\"{j['records_written']} records, {j['errors']} errors, heartbeats consecutive, max gap {j['gap_ms_max']:.0f} ms\"" <<<"$stats"); verify OK"
+say "whole demo: $(elapsed) s"
+done_ok=1
