@@ -27,6 +27,8 @@ public sealed class ActivityLog : IDisposable
     private readonly Func<ValueTask>? _beforeEvict;
     private long _sequence;
     private long _clock;
+    private TaskCompletionSource? _pending;   // the next transaction's completion, shared by the writers it admits
+    private bool _evictionPending;
 
     private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<ValueTask>? beforeEvict, long sequence)
     {
@@ -62,51 +64,109 @@ public sealed class ActivityLog : IDisposable
 
     /// <summary>
     /// Makes the extents of [offset, offset+length) active before a write to them, and pins them until
-    /// the returned scope is disposed (when the write has completed everywhere it goes).
+    /// the returned scope is disposed (when the write has completed everywhere it goes). Writes that
+    /// open extents at the same time share one log transaction (group commit): with random writes
+    /// nearly every write opens an extent, and one fdatasync each would bound the volume's write rate.
     /// </summary>
     public async ValueTask<Scope> EnterAsync(long offset, long length)
     {
         long first = offset / ExtentSize, last = (offset + Math.Max(length, 1) - 1) / ExtentSize;
         if (last - first + 1 > Capacity) throw new ArgumentOutOfRangeException(nameof(length), "a single write spans more extents than the log holds");
-        if (TryPin(first, last)) return new Scope(this, first, last);
+        while (true)
+        {
+            Task? durable = null;
+            lock (_gate)
+            {
+                int missing = 0;
+                for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) missing++;
+                int overflow = _active.Count + missing - Capacity;
+                List<long> victims = [];
+                if (overflow > 0)
+                {
+                    // Least recently used extents with no write in flight make room. An extent admitted
+                    // but not yet durable is pinned by its writer, so it is never a victim.
+                    victims = _active.Where(kv => kv.Value.Pins == 0 && (kv.Key < first || kv.Key > last))
+                        .OrderBy(kv => kv.Value.LastUse).Take(overflow).Select(kv => kv.Key).ToList();
+                }
+                if (overflow <= 0 || victims.Count == overflow)
+                {
+                    foreach (var v in victims) _active.Remove(v);
+                    if (victims.Count > 0) _evictionPending = true;
+                    for (long e = first; e <= last; e++)
+                    {
+                        if (!_active.TryGetValue(e, out var entry))
+                        {
+                            _pending ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                            _active[e] = entry = new Entry { Durable = _pending.Task };
+                        }
+                        entry.Pins++;
+                        entry.LastUse = ++_clock;
+                        if (!entry.Durable.IsCompletedSuccessfully) durable = durable is null ? entry.Durable : Task.WhenAll(durable, entry.Durable);
+                    }
+                    if (durable is null) return new Scope(this, first, last);
+                }
+            }
+            if (durable is null)
+            {
+                // Every extent is pinned by a write in flight: wait for one to finish.
+                await Task.Delay(1).ConfigureAwait(false);
+                continue;
+            }
+            try
+            {
+                await CommitAsync().ConfigureAwait(false);
+                await durable.ConfigureAwait(false);
+            }
+            catch
+            {
+                Unpin(first, last);
+                throw;
+            }
+            return new Scope(this, first, last);
+        }
+    }
 
+    /// <summary>
+    /// Writes one transaction for every extent admitted since the last one. One committer at a time;
+    /// a writer whose extents a previous committer already covered finds nothing pending and goes on.
+    /// </summary>
+    private async Task CommitAsync()
+    {
         await _update.WaitAsync().ConfigureAwait(false);
         try
         {
-            while (true)
+            TaskCompletionSource? batch;
+            bool evicted;
+            long[] extents;
+            lock (_gate)
             {
-                if (TryPin(first, last)) return new Scope(this, first, last);
-                List<long> victims = [];
-                bool admitted = false;
-                lock (_gate)
-                {
-                    int missing = 0;
-                    for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) missing++;
-                    int overflow = _active.Count + missing - Capacity;
-                    if (overflow > 0)
-                    {
-                        // Least recently used extents with no write in flight make room.
-                        victims = _active.Where(kv => kv.Value.Pins == 0 && (kv.Key < first || kv.Key > last))
-                            .OrderBy(kv => kv.Value.LastUse).Take(overflow).Select(kv => kv.Key).ToList();
-                    }
-                    if (overflow <= 0 || victims.Count == overflow)
-                    {
-                        foreach (var v in victims) _active.Remove(v);
-                        for (long e = first; e <= last; e++)
-                            if (!_active.ContainsKey(e)) _active[e] = new Entry { LastUse = ++_clock };
-                        admitted = true;
-                    }
-                }
-                if (!admitted)
-                {
-                    // Every extent is pinned by a write in flight: wait for one to finish.
-                    await Task.Delay(1).ConfigureAwait(false);
-                    continue;
-                }
+                // Batch, evictions and the extents written are taken together: an extent evicted after
+                // this point stays in this transaction and leaves the log only with the next one, after
+                // the next committer has saved the bitmaps for it.
+                batch = _pending;
+                _pending = null;
+                evicted = _evictionPending;
+                _evictionPending = false;
+                extents = [.. _active.Keys.Order()];
+            }
+            if (batch is null) return;
+            try
+            {
                 // The victims are still in the durable log until the transaction below, so saving the
                 // bitmaps first means no write to them is ever forgotten by both.
-                if (victims.Count > 0 && _beforeEvict is not null) await _beforeEvict().ConfigureAwait(false);
-                WriteTransaction();
+                if (evicted && _beforeEvict is not null) await _beforeEvict().ConfigureAwait(false);
+                WriteTransaction(extents);
+                batch.SetResult();
+            }
+            catch (Exception ex)
+            {
+                lock (_gate)
+                {
+                    // Not durable: forget these extents so the next write to them tries again.
+                    foreach (var e in _active.Where(kv => kv.Value.Durable == batch.Task).Select(kv => kv.Key).ToList()) _active.Remove(e);
+                    if (evicted) _evictionPending = true;
+                }
+                batch.SetException(ex);
             }
         }
         finally { _update.Release(); }
@@ -119,27 +179,12 @@ public sealed class ActivityLog : IDisposable
         try
         {
             lock (_gate) _active.Clear();
-            WriteTransaction();
+            WriteTransaction([]);
         }
         finally { _update.Release(); }
     }
 
     public void Dispose() => _file.Dispose();
-
-    private bool TryPin(long first, long last)
-    {
-        lock (_gate)
-        {
-            for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) return false;
-            for (long e = first; e <= last; e++)
-            {
-                var entry = _active[e];
-                entry.Pins++;
-                entry.LastUse = ++_clock;
-            }
-            return true;
-        }
-    }
 
     private void Unpin(long first, long last)
     {
@@ -150,10 +195,8 @@ public sealed class ActivityLog : IDisposable
         }
     }
 
-    private void WriteTransaction()
+    private void WriteTransaction(long[] extents)
     {
-        long[] extents;
-        lock (_gate) extents = [.. _active.Keys.Order()];
         long sequence = ++_sequence;
         var slot = new byte[SlotSize];
         BinaryPrimitives.WriteUInt32LittleEndian(slot, Magic);
@@ -193,6 +236,9 @@ public sealed class ActivityLog : IDisposable
     {
         public int Pins;
         public long LastUse;
+
+        /// <summary>Completes when a transaction naming this extent is on stable storage.</summary>
+        public Task Durable = Task.CompletedTask;
     }
 
     /// <summary>Pins extents while a write is in flight.</summary>

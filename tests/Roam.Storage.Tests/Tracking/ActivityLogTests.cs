@@ -80,5 +80,34 @@ public sealed class ActivityLogTests : IDisposable
         Assert.Equal([0L], hot.Select(h => h.Offset));
     }
 
+    [Fact]
+    public async Task Writes_opening_extents_while_a_transaction_is_written_share_the_next_one()
+    {
+        var firstEviction = new TaskCompletionSource();
+        int evictions = 0;
+        async ValueTask BeforeEvict()
+        {
+            if (Interlocked.Increment(ref evictions) == 1) await firstEviction.Task; // hold the first committer
+        }
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 4, beforeEvict: BeforeEvict))
+        {
+            for (long e = 0; e < 4; e++)
+                using (await log.EnterAsync(e * Extent, 1)) { }
+            Assert.Equal(4, log.Transactions);
+
+            var a = log.EnterAsync(10L * Extent, 1).AsTask();            // commits, held in its eviction hook
+            while (Volatile.Read(ref evictions) == 0) await Task.Delay(1);
+            var others = new[] { 11L, 12L, 13L }.Select(e => log.EnterAsync(e * Extent, 1).AsTask()).ToArray();
+            await Task.Delay(50);
+            Assert.False(others.Any(t => t.IsCompleted), "a write went on before its extent was durable");
+            firstEviction.SetResult();
+            foreach (var scope in await Task.WhenAll([a, .. others])) scope.Dispose();
+
+            Assert.Equal(6, log.Transactions); // a's own, then one for the three that waited (not three)
+        }
+        using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 4);
+        Assert.Equal([10L * Extent, 11L * Extent, 12L * Extent, 13L * Extent], hot.Select(h => h.Offset).Order());
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
