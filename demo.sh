@@ -48,7 +48,7 @@ cleanup() {
   if [ -n "$work" ]; then
     if [ "${ROAM_DEMO_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
   fi
-  [ -n "$done_ok" ] && say "roamds and QEMUs stopped, namespaces and temporary files removed"
+  [ -n "$done_ok" ] && say "roamds and QEMUs stopped${NETNS:+, namespaces removed}$([ "${ROAM_DEMO_KEEP:-0}" = 1 ] || echo ', temporary files removed')"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -58,7 +58,7 @@ trap 'if [ "$BASHPID" = "$$" ]; then die "line $LINENO: $BASH_COMMAND"; fi' ERR
 
 # ------------------------------------------------------------------------------------------------------------
 step "1. Bootstrap: apt packages, Release build, the guest (kernel, initrd, workload)"
-scripts/bootstrap.sh 2>&1 | sed 's/^/   /' || die "scripts/bootstrap.sh failed"
+scripts/bootstrap.sh 2>&1 | sed -e '/^[[:space:]]*$/d' -e 's/^/   /' || die "scripts/bootstrap.sh failed"
 for f in "$ROAMD_DLL" "$ROAM_DLL" "$GUEST/vmlinuz" "$GUEST/initrd.img" "$GUEST/workload"; do
   [ -e "$f" ] || die "$f is missing after scripts/bootstrap.sh"
 done
@@ -113,13 +113,14 @@ figures() {
   FIG[$key.ram]=$(py json "$m" "f\"{j['ramTransferred']/2**20:.1f} MiB\"")
   FIG[$key.tunnel]=$(py json "$m" "f\"{j['tunnelBytes']/2**20:.1f} MiB\"")
   FIG[$key.link]=""
-  [ -z "$NETNS" ] || FIG[$key.link]="$(py mib "$4") $src->$dst, $(py mib "$5") back"
+  [ -z "$NETNS" ] || FIG[$key.link]="$(py mib "$4") ($(py mib "$5") back)"
   say "total time             ${FIG[$key.total]}"
   say "QEMU's downtime        ${FIG[$key.downtime]}   (disk hand-over inside it: ${FIG[$key.pause]})"
-  say "heartbeat gap          ${FIG[$key.gap]} at heartbeat #${FIG[$key.gapat]}, as the guest saw it (median ${FIG[$key.median]}; hb-stats over both serial logs)"
+  say "heartbeat gap          ${FIG[$key.gap]} before heartbeat #${FIG[$key.gapat]} (median ${FIG[$key.median]}): hb-stats over both serial logs, in guest time"
+  say "                       (the guest's clock stands still while QEMU has it paused)"
   say "disk on the wire       ${FIG[$key.disk]}   (volume $VOLUME_SIZE; only written blocks, and only what $dst lacked)"
   say "memory on the wire     ${FIG[$key.ram]}   (QEMU's count; ${FIG[$key.tunnel]} through roamd's TLS tunnel)"
-  [ -z "$NETNS" ] || say "link counters          ${FIG[$key.link]}   (veth, all headers included)"
+  [ -z "$NETNS" ] || say "on the link            ${FIG[$key.link]}   (veth counters: disk, memory, TLS and TCP/IP headers)"
 }
 
 step "4. Live migration office -> car while the workload writes"
@@ -185,14 +186,14 @@ ok "workload --verify office/volumes/vol.raw: ${verify#verify: }"
 
 # ------------------------------------------------------------------------------------------------------------
 step "Summary"
-row() { printf '   %-24s %-32s %-32s\n' "$@"; }
+row() { printf '   %-24s %-26s %s\n' "$@"; }
 row "" "office -> car" "car -> office"
 row "total time" "${FIG[m1.total]}" "${FIG[m2.total]}"
 row "QEMU's downtime" "${FIG[m1.downtime]}" "${FIG[m2.downtime]}"
 row "heartbeat gap (guest)" "${FIG[m1.gap]}" "${FIG[m2.gap]}"
 row "disk on the wire" "${FIG[m1.disk]}" "${FIG[m2.disk]} (the delta)"
 row "memory on the wire" "${FIG[m1.ram]}" "${FIG[m2.ram]}"
-[ -z "$NETNS" ] || row "link (veth, both ways)" "${FIG[m1.link]}" "${FIG[m2.link]}"
+[ -z "$NETNS" ] || row "on the link (veth)" "${FIG[m1.link]}" "${FIG[m2.link]}"
 say ""
 link="loopback"; [ -z "$NETNS" ] || link="a $RATE link"
 say "volume $VOLUME_SIZE, VM 256 MiB (${ROAM_VM_ACCELERATOR:-accelerator by probe}), $link; office was down in between"

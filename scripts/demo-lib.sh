@@ -17,7 +17,9 @@ ok() { printf '   %s✔%s %s\n' "$GREEN" "$R" "$*"; }
 # show HOST ARGS...: prints "HOST$ roam ARGS" and runs the CLI against HOST, its output indented.
 show() {
   local host=$1; shift
-  printf '   %s%s$ roam %s%s\n' "$DIM" "$host" "$*" "$R"
+  local a shown=""
+  for a in "$@"; do [[ $a == *" "* ]] && a="'$a'"; shown+=" $a"; done
+  printf '   %s%s$ roam%s%s\n' "$DIM" "$host" "$shown" "$R"
   if ! roam_on "$host" "$@" 2>&1 | sed 's/^/     /'; then die "roam $* on $host failed"; fi
 }
 die() {
@@ -120,9 +122,11 @@ elif cmd == "wait-hb":  # wait-hb FILE MIN_SEQ TIMEOUT: until a heartbeat >= MIN
             print(" ".join(map(str, hb)) if hb else "no heartbeat")
             sys.exit(4)
         time.sleep(0.1)
-elif cmd == "progress":  # progress SOCK VM: one line a second (and at each phase) of the VM's migration
-    sock, name = args
-    t0, last_phase, last_print = time.time(), None, 0.0
+elif cmd == "progress":  # progress SOCK VM SRC_SERIAL DST_SERIAL DST: the VM's migration, a line a second
+    sock, name, src_serial, dst_serial, dst = args
+    t0, last_phase, last_print, src_last, resumed = time.time(), None, 0.0, None, False
+    def say(line):
+        print(f"     [{time.time() - t0:5.1f} s] {line}", flush=True)
     while True:
         try:
             st, m = get(sock, f"v1/vms/{name}/migration")
@@ -133,17 +137,29 @@ elif cmd == "progress":  # progress SOCK VM: one line a second (and at each phas
             ph = m["phase"]
             if ph in ("completed", "failed"):
                 break
-            if ph != last_phase or now - last_print >= 1:
+            if ph == "switchover":
+                if ph != last_phase:
+                    say("switch-over: the VM is paused, its disk handed over, the last memory pages go")
+                    src_last = (scan(src_serial)[0] or (0,))[0]
+                elif not resumed:
+                    hb = scan(dst_serial)[0]
+                    if hb and hb[0] > src_last:
+                        say(f"the guest runs on {dst}: heartbeat #{hb[0]} there (roamd is still finishing the job)")
+                        resumed = True
+                last_phase = ph
+            elif ph != last_phase or now - last_print >= 1:
                 if ph == "disk":
                     line = f"disk: {mib(m['diskBytesDone'])} of {mib(m['diskBytesTotal'])} copied, {mib(m['diskBytesOnWire'])} sent"
-                elif ph == "memory":
-                    line = (f"memory: {mib(m['ramTransferred'])} sent, {mib(m['ramRemaining'])} left, "
-                            f"{m['dirtyPagesRate']} dirty pages/s, expected downtime {m.get('expectedDowntimeMs')} ms")
+                elif m["ramTransferred"] == 0 and m["ramRemaining"] == 0:
+                    line = None
                 else:
-                    line = f"{ph}: VM paused, disk handed over, last memory pages going"
-                print(f"     [{now - t0:5.1f} s] {line}", flush=True)
-                last_phase, last_print = ph, now
-        time.sleep(0.2)
+                    line = f"memory: {mib(m['ramTransferred'])} sent, {mib(m['ramRemaining'])} left, {m['dirtyPagesRate']} dirty pages/s"
+                    if m.get("expectedDowntimeMs") is not None:
+                        line += f", expected downtime {m['expectedDowntimeMs']} ms"
+                if line:
+                    say(line)
+                    last_phase, last_print = ph, now
+        time.sleep(0.1)
 elif cmd == "json":  # json FILE EXPR
     j = json.load(sys.stdin if args[0] == "-" else open(args[0]))
     print(eval(args[1]))
@@ -307,7 +323,7 @@ migrate() {
   if [ -t 1 ]; then
     roam_on "$src" vm migrate vm --to "$dst" || rc=1   # a person at a terminal: the CLI's own progress bar
   else
-    py progress "${DIR[$src]}/control.sock" vm & POLLER=$!
+    py progress "${DIR[$src]}/control.sock" vm "$(serial "$src")" "$(serial "$dst")" "$dst" & POLLER=$!
     roam_on "$src" vm migrate vm --to "$dst" 2>&1 | sed 's/^/     /' || rc=1
   fi
   stop_poller
