@@ -95,11 +95,14 @@ hb_line office
 
 # ------------------------------------------------------------------------------------------------------------
 declare -A FIG
-# figures SRC DST LOG LINK_SRC LINK_DST KEY: prints one migration's figures, keeps them in FIG[KEY.*].
+# figures SRC DST LOG LINK_SRC LINK_DST KEY START_SEQ SRC_LAST: prints one migration's figures, keeps them in
+# FIG[KEY.*]. LOG: both serial logs; START_SEQ: the heartbeat when it began; SRC_LAST: the source's last one.
 figures() {
-  local src=$1 dst=$2 log=$3 key=$6 m="$work/migration-$1-$2.json" stats
-  stats=$(hb_stats "$log")
-  # (the second trip's logs start on car, after the guest's READY and START lines: those two are not missing)
+  local src=$1 dst=$2 log=$3 key=$6 start=$7 src_last=$8 m="$work/migration-$1-$2.json" stats switch_ms
+  read -r switch_ms _ <<<"$(py gaps "$log" "$start" "$src_last" "$log.window")"
+  FIG[$key.switch]="$switch_ms ms"
+  # hb-stats over both serial logs from the migration's start: they do not hold the guest's READY and START lines.
+  stats=$(hb_stats "$log.window")
   local problems; problems=$(py json - "'; '.join(p for p in j['problems'] if not p.startswith(\"no '\"))" <<<"$stats")
   [ -z "$problems" ] || die "heartbeats across the migration $src -> $dst: $problems"
   FIG[$key.total]=$(py json "$m" "f\"{j['totalSeconds']:.2f} s\"")
@@ -116,16 +119,17 @@ figures() {
   [ -z "$NETNS" ] || FIG[$key.link]="$(py mib "$4") ($(py mib "$5") back)"
   say "total time             ${FIG[$key.total]}"
   say "QEMU's downtime        ${FIG[$key.downtime]}   (disk hand-over inside it: ${FIG[$key.pause]})"
-  say "heartbeat gap          ${FIG[$key.gap]} before heartbeat #${FIG[$key.gapat]} (median ${FIG[$key.median]}): hb-stats over both serial logs, in guest time"
-  say "                       (the guest's clock stands still while QEMU has it paused)"
-  say "disk on the wire       ${FIG[$key.disk]}   (volume $VOLUME_SIZE; only written blocks, and only what $dst lacked)"
+  say "heartbeat gap          longest ${FIG[$key.gap]}, before heartbeat #${FIG[$key.gapat]} (median ${FIG[$key.median]}; hb-stats over both serial logs"
+  say "                       from heartbeat #$start, the migration's start); at the switch-over (#$src_last on $src -> #$((src_last + 1)) on $dst): ${FIG[$key.switch]}"
+  say "                       (guest time: the guest's clock stands still while QEMU has it paused)"
+  say "disk on the wire       ${FIG[$key.disk]}   (volume $VOLUME_SIZE: only written blocks that $dst lacked when the migration began)"
   say "memory on the wire     ${FIG[$key.ram]}   (QEMU's count; ${FIG[$key.tunnel]} through roamd's TLS tunnel)"
   [ -z "$NETNS" ] || say "on the link            ${FIG[$key.link]}   (veth counters: disk, memory, TLS and TCP/IP headers)"
 }
 
 step "4. Live migration office -> car while the workload writes"
-read_hb office
 say "roamd mirrors the disk to car, then QEMU's memory goes through the roamds' mutual-TLS peer link"
+read_hb office; start=$HB_SEQ
 tx0_office=$(link_tx office) tx0_car=$(link_tx car)
 migrate office car
 tx1_office=$(link_tx office) tx1_car=$(link_tx car)
@@ -134,7 +138,7 @@ cp "$(serial office)" "$work/office-1.serial"   # office's QEMU is gone; its con
 read_hb office; last_office=$HB_SEQ
 wait_hb car $((last_office + 100)) 60 "the guest after the migration"
 cat "$work/office-1.serial" "$(serial car)" >"$work/m1.log"
-figures office car "$work/m1.log" $((tx1_office - tx0_office)) $((tx1_car - tx0_car)) m1
+figures office car "$work/m1.log" $((tx1_office - tx0_office)) $((tx1_car - tx0_car)) m1 "$start" "$last_office"
 hb_line car
 say "office: no VM any more; it keeps vol as a warm $(api office v1/volumes/vol "j['replication']['role']") of car's"
 
@@ -153,19 +157,30 @@ say "car tracks what office misses: replica $(api car v1/volumes/vol \
 
 # ------------------------------------------------------------------------------------------------------------
 step "6. office comes back; the VM returns car -> office"
+replica() { api car v1/volumes/vol "next(r['$1'] for r in j['replication']['replicas'] if r['peer'] == 'office')"; }
+resynced0=$(replica bytesResynced)
+tx0_office=$(link_tx office) tx0_car=$(link_tx car)
 start_roamd office
 say "roamd office is back: pid ${PID[office]}, same data dir and identity"
-tx0_office=$(link_tx office) tx0_car=$(link_tx car)
+t_back=$(date +%s.%N)
+for _ in $(seq 300); do [ "$(replica state)" = InSync ] && break; sleep 0.1; done
+[ "$(replica state)" = InSync ] || die "car did not get its replica link to office back in sync within 30 s ($(replica state))"
+resync=$(( $(replica bytesResynced) - resynced0 ))
+say "car reconnected to office after $(python3 -c "import time; print(f'{time.time()-$t_back:.1f}')") s (with backoff) and resynced the delta it had tracked: $(py mib "$resync")"
+read_hb car; start=$HB_SEQ
 migrate car office
 tx1_office=$(link_tx office) tx1_car=$(link_tx car)
 [ "$(api office v1/vms/vm "j['state']")" = running ] || die "the VM is not running on office after the migration back"
 read_hb car; last_car=$HB_SEQ
 wait_hb office $((last_car + 100)) 60 "the guest after the migration back"
 cat "$(serial car)" "$(serial office)" >"$work/m2.log"
-figures car office "$work/m2.log" $((tx1_car - tx0_car)) $((tx1_office - tx0_office)) m2
+figures car office "$work/m2.log" $((tx1_car - tx0_car)) $((tx1_office - tx0_office)) m2 "$start" "$last_car"
 vol_bytes=$(api office v1/volumes/vol "j['size']")
-[ "${FIG[m2.diskb]}" -lt $((vol_bytes / 4)) ] || die "the migration back sent ${FIG[m2.disk]} of disk: not just the delta"
-ok "only the delta moved: ${FIG[m2.disk]} of disk, $(py ratio "${FIG[m2.diskb]}" "$vol_bytes") of the $VOLUME_SIZE volume (first trip: ${FIG[m1.disk]})"
+delta=$((resync + ${FIG[m2.diskb]}))
+[ "$delta" -lt $((vol_bytes / 4)) ] || die "$(py mib "$delta") of disk went back to office: not just the delta"
+ok "only the delta moved back: $(py mib "$delta") of disk ($(py mib "$resync") resynced on reconnect + ${FIG[m2.disk]} during the migration),"
+say "  $(py ratio "$delta" "$vol_bytes") of the $VOLUME_SIZE volume (the first trip, to an empty car: ${FIG[m1.disk]}, the blocks ever written)"
+FIG[m2.disk]="$(py mib "$delta") (the delta)"
 hb_line office
 
 # ------------------------------------------------------------------------------------------------------------
@@ -190,8 +205,9 @@ row() { printf '   %-24s %-26s %s\n' "$@"; }
 row "" "office -> car" "car -> office"
 row "total time" "${FIG[m1.total]}" "${FIG[m2.total]}"
 row "QEMU's downtime" "${FIG[m1.downtime]}" "${FIG[m2.downtime]}"
-row "heartbeat gap (guest)" "${FIG[m1.gap]}" "${FIG[m2.gap]}"
-row "disk on the wire" "${FIG[m1.disk]}" "${FIG[m2.disk]} (the delta)"
+row "heartbeat gap, longest" "${FIG[m1.gap]} (#${FIG[m1.gapat]})" "${FIG[m2.gap]} (#${FIG[m2.gapat]})"
+row "  at the switch-over" "${FIG[m1.switch]}" "${FIG[m2.switch]}"
+row "disk on the wire" "${FIG[m1.disk]}" "${FIG[m2.disk]}"
 row "memory on the wire" "${FIG[m1.ram]}" "${FIG[m2.ram]}"
 [ -z "$NETNS" ] || row "on the link (veth)" "${FIG[m1.link]}" "${FIG[m2.link]}"
 say ""

@@ -122,9 +122,10 @@ elif cmd == "wait-hb":  # wait-hb FILE MIN_SEQ TIMEOUT: until a heartbeat >= MIN
             print(" ".join(map(str, hb)) if hb else "no heartbeat")
             sys.exit(4)
         time.sleep(0.1)
-elif cmd == "progress":  # progress SOCK VM SRC_SERIAL DST_SERIAL DST: the VM's migration, a line a second
-    sock, name, src_serial, dst_serial, dst = args
+elif cmd == "progress":  # progress SOCK VM VOLUME SRC_SERIAL DST_SERIAL DST: the VM's migration, a line a second
+    sock, name, volume, src_serial, dst_serial, dst = args
     t0, last_phase, last_print, src_last, resumed = time.time(), None, 0.0, None, False
+    parent = os.getppid()
     def say(line):
         print(f"     [{time.time() - t0:5.1f} s] {line}", flush=True)
     while True:
@@ -150,6 +151,13 @@ elif cmd == "progress":  # progress SOCK VM SRC_SERIAL DST_SERIAL DST: the VM's 
             elif ph != last_phase or now - last_print >= 1:
                 if ph == "disk":
                     line = f"disk: {mib(m['diskBytesDone'])} of {mib(m['diskBytesTotal'])} copied, {mib(m['diskBytesOnWire'])} sent"
+                    try:
+                        reps = get(sock, f"v1/volumes/{volume}")[1]["replication"]["replicas"]
+                        state = next(r["state"] for r in reps if r["peer"] == dst)
+                        if state in ("Connecting", "Disconnected"):
+                            line += f" (the replica link to {dst} is {state.lower()}; it reconnects with backoff)"
+                    except Exception:
+                        pass
                 elif m["ramTransferred"] == 0 and m["ramRemaining"] == 0:
                     line = None
                 else:
@@ -159,7 +167,31 @@ elif cmd == "progress":  # progress SOCK VM SRC_SERIAL DST_SERIAL DST: the VM's 
                 if line:
                     say(line)
                     last_phase, last_print = ph, now
+        if os.getppid() != parent:  # the demo is gone
+            break
         time.sleep(0.1)
+elif cmd == "gaps":  # gaps LOG START_SEQ SRC_LAST WINDOW: "switch_ms max_ms max_at max_into_s" in guest time
+    # switch_ms: from the source's last heartbeat (SRC_LAST) to the next one, the destination's;
+    # max_*: the longest gap from heartbeat START_SEQ (the migration's start) on, and how far into it.
+    # WINDOW: LOG from heartbeat START_SEQ on (complete lines), for hb-stats.
+    text = open(args[0], "rb").read().decode("utf-8", "replace").replace("\r", "")
+    text = text[: text.rfind("\n") + 1]
+    i = text.find(f"\nHB {args[1]} ")
+    with open(args[3], "w") as f:
+        f.write(text[i + 1:] if i >= 0 else text)
+    hbs = [tuple(int(x) for x in m.groups()) for m in map(HB.match, text.split("\n")) if m]
+    start, src_last = int(args[1]), int(args[2])
+    switch, best, start_ns = None, (0.0, None), None
+    for a, b in zip(hbs, hbs[1:]):
+        if a[0] == start:
+            start_ns = a[1]
+        gap = (b[1] - a[1]) / 1e6
+        if a[0] == src_last:
+            switch = gap
+        if a[0] >= start and gap > best[0]:
+            best = (gap, b)
+    into = (best[1][1] - start_ns) / 1e9 if best[1] and start_ns else 0
+    print(f"{switch if switch is not None else float('nan'):.0f} {best[0]:.0f} {best[1][0] if best[1] else 0} {into:.1f}")
 elif cmd == "json":  # json FILE EXPR
     j = json.load(sys.stdin if args[0] == "-" else open(args[0]))
     print(eval(args[1]))
@@ -323,7 +355,8 @@ migrate() {
   if [ -t 1 ]; then
     roam_on "$src" vm migrate vm --to "$dst" || rc=1   # a person at a terminal: the CLI's own progress bar
   else
-    py progress "${DIR[$src]}/control.sock" vm "$(serial "$src")" "$(serial "$dst")" "$dst" & POLLER=$!
+    # (python3 directly, not through py: the poller's parent is then this shell, and it stops when the demo is gone)
+    python3 "$work/demo.py" progress "${DIR[$src]}/control.sock" vm vol "$(serial "$src")" "$(serial "$dst")" "$dst" & POLLER=$!
     roam_on "$src" vm migrate vm --to "$dst" 2>&1 | sed 's/^/     /' || rc=1
   fi
   stop_poller
