@@ -150,7 +150,7 @@ internal sealed partial class VmService
             var relay = Task.Run(async () =>
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
-                return await TunnelRelay.RunAsync(open.Transport, local, localEndsIt: true, CancellationToken.None).ConfigureAwait(false);
+                return await TunnelRelay.RunAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync).ConfigureAwait(false);
             }, CancellationToken.None);
 
             // (d) Pre-copy, paused before switch-over.

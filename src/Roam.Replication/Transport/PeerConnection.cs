@@ -54,6 +54,16 @@ public sealed class PeerConnection : IAsyncDisposable
         PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true)));
 
     /// <summary>
+    /// Half-closes the sending side: flushes what was written and sends TLS close_notify, so the peer's
+    /// reader sees the end of the stream while this side can still read (a relayed stream's EOF).
+    /// </summary>
+    public async Task ShutdownSendAsync(CancellationToken cancellationToken)
+    {
+        await Transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (_stream is not null) await _stream.ShutdownAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Flushes what was written, sends TLS close_notify and closes the socket, waiting at most 5 s
     /// for a peer that stopped reading. End the read loop first (cancel its token): the pipe must
     /// not be completed while a read is pending.

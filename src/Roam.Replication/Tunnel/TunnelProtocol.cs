@@ -131,6 +131,10 @@ public sealed class TunnelConnection(Transport.PeerConnection connection, string
 {
     public string Reply { get; } = reply;
     public IDuplexPipe Transport => connection.Transport;
+
+    /// <summary>Ends the stream towards the peer (it reads EOF) while replies can still arrive.</summary>
+    public Task ShutdownSendAsync(CancellationToken cancellationToken) => connection.ShutdownSendAsync(cancellationToken);
+
     public ValueTask DisposeAsync() => connection.DisposeAsync();
 }
 
@@ -141,8 +145,10 @@ public static class TunnelRelay
     /// Copies both ways until the tunnel's incoming side ends (or <paramref name="localEndsIt"/> and the local
     /// side ends). An end on one side is passed on as a half-close. Returns the bytes sent to and received from the peer.
     /// </summary>
+    /// <param name="shutdownSend">Passes the local side's end on to the peer (TLS close_notify); without it the peer
+    /// would learn of the end only when the drain timeout below closes the connection.</param>
     public static async Task<(long Sent, long Received)> RunAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local, bool localEndsIt,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null)
     {
         long sent = 0, received = 0;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -159,6 +165,7 @@ public static class TunnelRelay
                     Interlocked.Add(ref sent, n);
                 }
                 await tunnel.Output.FlushAsync(stop.Token).ConfigureAwait(false);
+                if (shutdownSend is not null) await shutdownSend(stop.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException) { }
         }, CancellationToken.None);
