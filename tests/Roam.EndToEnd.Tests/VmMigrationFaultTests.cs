@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Roam.EndToEnd.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Roam.EndToEnd.Tests;
+
+/// <summary>
+/// `roam vm migrate` that goes wrong: an untrusted destination, kill -9 of the destination roamd in the disk copy,
+/// kill -9 of the destination QEMU in the memory phase. Each time the guest (scripts/build-guest.sh, checksummed
+/// records + a 10 ms heartbeat on the serial console) keeps running on the source with its disk primary and writable;
+/// a later migration succeeds. Peer links go through <see cref="LinkCutter"/>s (throttled to stretch the disk copy).
+/// </summary>
+public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : LinkedHostsTest(output)
+{
+    private string SerialA => Path.Combine(DataA, "vms", "vm.serial");
+
+    private string SerialB => Path.Combine(DataB, "vms", "vm.serial");
+
+    private static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Roam.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
+    private static async Task<string> BuildGuestAsync()
+    {
+        var root = RepoRoot();
+        var build = await Tools.RunAsync("bash", Path.Combine(root, "scripts", "build-guest.sh"));
+        build.ShouldSucceed("scripts/build-guest.sh");
+        return Path.Combine(root, ".cache", "guest");
+    }
+
+    [GeneratedRegex(@"^HB (\d+) (\d+) (\d+) (\d+)\s*$", RegexOptions.Multiline)]
+    private static partial Regex Heartbeat();
+
+    private static string ReadShared(string path)
+    {
+        if (!File.Exists(path)) return "";
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(stream).ReadToEnd();
+    }
+
+    private static (long Seq, long Records)? LastHeartbeat(string path)
+    {
+        var matches = Heartbeat().Matches(ReadShared(path));
+        if (matches.Count == 0) return null;
+        var last = matches[^1];
+        return (long.Parse(last.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(last.Groups[3].Value, CultureInfo.InvariantCulture));
+    }
+
+    private static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = ReadShared(path);
+            Assert.False(text.Contains("WORKLOAD ERROR", StringComparison.Ordinal), $"{what}: {text[Math.Max(0, text.IndexOf("WORKLOAD ERROR", StringComparison.Ordinal) - 1500)..]}");
+            Assert.DoesNotContain("ROAM-GUEST FAILED", text);
+            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
+            Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Creates the VM "vm" on alpha's volume and starts it; with <paramref name="waitForGuest"/>, until the workload writes.</summary>
+    private async Task StartVmOnAAsync(string size, bool waitForGuest, Func<Task>? beforeStart = null)
+    {
+        var guest = await BuildGuestAsync();
+        await TrustThroughCuttersAsync();
+        (await Roam(A, "volume", "create", Vol, "--size", size)).ShouldSucceed();
+        if (beforeStart is not null) await beforeStart();
+        (await Roam(A, "vm", "create", "vm", "--volume", Vol, "--memory", "256M", "--kernel", Path.Combine(guest, "vmlinuz"),
+            "--initrd", Path.Combine(guest, "initrd.img"), "--append", "console=ttyS0 quiet panic=-1")).ShouldSucceed();
+        var started = Stopwatch.StartNew();
+        (await Roam(A, "vm", "start", "vm")).ShouldSucceed();
+        if (!waitForGuest) return;
+        var hb = await WaitHeartbeatsAsync(SerialA, hb => hb.Seq >= 50 && hb.Records > 0, TimeSpan.FromSeconds(180), "heartbeats on alpha");
+        Log.WriteLine($"guest up on alpha after {started.Elapsed.TotalSeconds:0.0} s (hb {hb.Seq}, {hb.Records} records)");
+    }
+
+    private static async Task<JsonElement> VmAsync(RoamdProcess host) => (await Roam(host, "vm", "show", "vm", "--json")).ShouldSucceed().Json;
+
+    /// <summary>The VM runs on alpha, not migrating, its volume primary there, and the guest keeps writing and verifying.</summary>
+    private async Task AssertStillRunningOnAAsync(string what)
+    {
+        var vm = await VmAsync(A);
+        Assert.Equal("running", vm.GetProperty("state").GetString());
+        Assert.Equal("primary", (await ReplicationOf(A)).GetProperty("role").GetString());
+        await AssertGuestWritesOnAAsync(what);
+    }
+
+    private async Task AssertGuestWritesOnAAsync(string what)
+    {
+        var now = LastHeartbeat(SerialA)!.Value;
+        var later = await WaitHeartbeatsAsync(SerialA, hb => hb.Seq > now.Seq + 100 && hb.Records > now.Records + 10, TimeSpan.FromSeconds(90),
+            $"heartbeats and writes on alpha {what}");
+        Log.WriteLine($"{what}: alpha still runs the VM (hb {now.Seq} -> {later.Seq}, records {now.Records} -> {later.Records})");
+    }
+
+    private async Task<string> RunningVmMigrateJobAsync()
+    {
+        foreach (var j in (await Roam(A, "job", "list", "--json")).ShouldSucceed().Json.EnumerateArray())
+            if (j.GetProperty("kind").GetString() == "vm-migrate" && j.GetProperty("state").GetString() == "running") return j.GetProperty("id").GetString()!;
+        throw new Xunit.Sdk.XunitException("no running vm-migrate job");
+    }
+
+    private async Task VerifyVolumeAsync(string file, string who)
+    {
+        var verify = await Tools.RunAsync(Path.Combine(RepoRoot(), ".cache", "guest", "workload"), "--verify", file);
+        Log.WriteLine($"workload --verify on {who}'s volume: {verify.Stdout.Trim()} {verify.Stderr.Trim()}");
+        verify.ShouldSucceed("workload --verify");
+    }
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out after {timeout.TotalSeconds} s waiting for {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task Vm_migrate_to_an_untrusted_host_is_refused_and_leaves_the_vm_alone()
+    {
+        await StartVmOnAAsync("64M", waitForGuest: false);
+        var before = await VmAsync(A);
+        Assert.Equal("running", before.GetProperty("state").GetString());
+
+        var clock = Stopwatch.StartNew();
+        var refused = await Roam(A, "vm", "migrate", "vm", "--to", "gamma");
+        Log.WriteLine($"refused in {clock.Elapsed.TotalMilliseconds:0} ms: {refused.Stderr.Trim()}");
+        refused.ShouldFail(1, "no trusted peer is named gamma");
+        Assert.Contains("roam host add gamma", refused.Stderr);
+
+        var after = await VmAsync(A);
+        Assert.Equal("running", after.GetProperty("state").GetString());
+        Assert.Equal(before.GetProperty("pid").GetInt32(), after.GetProperty("pid").GetInt32());
+        Assert.False(after.TryGetProperty("migration", out var m) && m.ValueKind != JsonValueKind.Null, $"a migration is recorded: {after}");
+        Assert.Equal("primary", (await ReplicationOf(A)).GetProperty("role").GetString());
+        Assert.Equal(0, (await ShowAsync(A)).GetProperty("replication").GetProperty("replicas").GetArrayLength());
+        (await Roam(B, "vm", "show", "vm")).ShouldFail(1, "no VM");
+    }
+
+    [RequiresToolsFact("qemu-system-x86_64", "qemu-io")]
+    public async Task Kill9_of_the_destination_roamd_mid_disk_copy_leaves_the_vm_running_on_the_source_and_a_retry_succeeds()
+    {
+        var total = Stopwatch.StartNew();
+        // 64 MiB beyond the workload's 32 MiB region, so the disk copy has something to carry (and it is checked on beta at the end).
+        await StartVmOnAAsync("128M", waitForGuest: true, beforeStart: () => WriteAsync(A, 0x5a, "40M", "64M"));
+
+        long start = ToB.BytesForwarded;
+        ToB.BytesPerSecond = 4 * MiB;
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta");
+        await WaitUntilAsync(() => ToB.BytesForwarded - start >= 12 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(60), "12 MiB of the disk copy");
+        Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
+        var mid = (await VmAsync(A)).GetProperty("migration");
+        Assert.Equal("disk", mid.GetProperty("phase").GetString());
+        Log.WriteLine($"killing beta's roamd at {(ToB.BytesForwarded - start) / (double)MiB:0.0} MiB: {mid}");
+        await KillAsync(B);
+        ToB.BytesPerSecond = 0;
+
+        // Without its destination the disk copy cannot finish: the job either fails with the reason or waits for beta
+        // (the volume migration resumes when the peer is back); a waiting job is cancelled. Either way the guest keeps
+        // writing on alpha the whole time.
+        var first = await Task.WhenAny(migrating, Task.Delay(TimeSpan.FromSeconds(15)));
+        if (first != migrating)
+        {
+            Assert.Equal("primary", (await ReplicationOf(A)).GetProperty("role").GetString());
+            await AssertGuestWritesOnAAsync("while the migration waits for beta");
+            var id = await RunningVmMigrateJobAsync();
+            Log.WriteLine($"the migration waits for beta; cancelling job {id}");
+            (await Roam(A, "job", "cancel", id)).ShouldSucceed();
+        }
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        Assert.Equal("failed", (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString());
+        await AssertStillRunningOnAAsync("with beta's roamd killed");
+
+        await RestartBAsync();
+        var again = Stopwatch.StartNew();
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        Log.WriteLine($"the retry took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
+
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        Assert.Equal("running", (await VmAsync(B)).GetProperty("state").GetString());
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+        await AssertReadsAsync(B, 0x5a, "40M", "64M");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task Kill9_of_the_destination_qemu_in_the_memory_phase_leaves_the_vm_running_on_the_source()
+    {
+        var total = Stopwatch.StartNew();
+        await StartVmOnAAsync("64M", waitForGuest: true);
+
+        // QEMU's own bandwidth limit stretches the memory phase.
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
+        await WaitForAsync(async () =>
+        {
+            if (migrating.IsCompleted) return true;
+            var vm = await VmAsync(A);
+            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
+        }, TimeSpan.FromSeconds(90), "the memory phase");
+        Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
+        var onB = await VmAsync(B);
+        int pid = onB.GetProperty("pid").GetInt32();
+        Assert.Contains("qemu", File.ReadAllText($"/proc/{pid}/cmdline"));
+        Log.WriteLine($"killing beta's QEMU (pid {pid}) at {(await VmAsync(A)).GetProperty("migration")}");
+        RoamdProcess.Signal(pid, RoamdProcess.SigKill);
+
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        var migration = (await VmAsync(A)).GetProperty("migration");
+        Assert.Equal("failed", migration.GetProperty("phase").GetString());
+        Log.WriteLine($"alpha's view: {migration}");
+
+        await AssertStillRunningOnAAsync("after beta's QEMU was killed");
+        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+
+        (await Roam(A, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileA, "alpha");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
+}
