@@ -109,9 +109,13 @@ internal sealed partial class VmService
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
             await replication.PrepareMigrationAsync(volume, peer, ct).ConfigureAwait(false);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            using (var lost = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
+                // A VM migration does not wait for a destination that went away (a volume migration may): after
+                // DestinationLossTimeout without a link, it fails and the VM goes on here.
                 var poll = Task.Run(async () =>
                 {
+                    var away = System.Diagnostics.Stopwatch.StartNew();
                     while (!polling.IsCancellationRequested)
                     {
                         if (replication.FindMigration(volume) is { } s)
@@ -119,10 +123,18 @@ internal sealed partial class VmService
                             job.ReportMigration(MigrationEndpoints.View(s));
                             Set(view with { DiskBytesTotal = s.BytesTotal, DiskBytesDone = s.BytesDone, DiskBytesOnWire = s.BytesOnWire });
                         }
+                        var link = replication.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
+                        if (link?.State is ReplicaState.Syncing or ReplicaState.InSync) away.Restart();
+                        else if (away.Elapsed > DestinationLossTimeout) { await lost.CancelAsync().ConfigureAwait(false); return; }
                         await Task.Delay(200, polling.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                     }
                 }, CancellationToken.None);
-                try { await replication.WaitInSyncAsync(volume, ct).ConfigureAwait(false); }
+                try { await replication.WaitInSyncAsync(volume, lost.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) when (lost.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    throw new InvalidOperationException(
+                        $"lost the destination {peer} during the disk copy (no link for {DestinationLossTimeout.TotalSeconds:0} s); the VM keeps running here");
+                }
                 finally
                 {
                     await polling.CancelAsync().ConfigureAwait(false);

@@ -42,6 +42,9 @@ internal sealed partial class VmService(
     ILogger<VmService> logger) : IHostedService
 {
     public static readonly TimeSpan ShutdownPowerdownTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a VM migration's disk phase waits for a destination whose link is down before it fails.</summary>
+    public static readonly TimeSpan DestinationLossTimeout = TimeSpan.FromSeconds(15);
     public const string AcceleratorEnvironmentVariable = "ROAM_VM_ACCELERATOR";
 
     private readonly Dictionary<string, VmRuntime> _vms = new(StringComparer.Ordinal);
