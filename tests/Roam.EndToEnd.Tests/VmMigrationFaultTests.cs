@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Roam.EndToEnd.Tests.Infrastructure;
+using static Roam.EndToEnd.Tests.Infrastructure.Guest;
 using Xunit.Abstractions;
 
 namespace Roam.EndToEnd.Tests;
@@ -18,39 +18,6 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
     private string SerialA => Path.Combine(DataA, "vms", "vm.serial");
 
     private string SerialB => Path.Combine(DataB, "vms", "vm.serial");
-
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Roam.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
-
-    private static async Task<string> BuildGuestAsync()
-    {
-        var root = RepoRoot();
-        var build = await Tools.RunAsync("bash", Path.Combine(root, "scripts", "build-guest.sh"));
-        build.ShouldSucceed("scripts/build-guest.sh");
-        return Path.Combine(root, ".cache", "guest");
-    }
-
-    [GeneratedRegex(@"^HB (\d+) (\d+) (\d+) (\d+)\s*$", RegexOptions.Multiline)]
-    private static partial Regex Heartbeat();
-
-    private static string ReadShared(string path)
-    {
-        if (!File.Exists(path)) return "";
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        return new StreamReader(stream).ReadToEnd();
-    }
-
-    private static (long Seq, long Records)? LastHeartbeat(string path)
-    {
-        var matches = Heartbeat().Matches(ReadShared(path));
-        if (matches.Count == 0) return null;
-        var last = matches[^1];
-        return (long.Parse(last.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(last.Groups[3].Value, CultureInfo.InvariantCulture));
-    }
 
     private static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
     {
