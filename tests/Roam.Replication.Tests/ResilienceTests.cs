@@ -288,3 +288,48 @@ public sealed class HeartbeatTests : ResilienceTestBase
         AssertSame();
     }
 }
+
+/// <summary>What an activity-log eviction must save, and what it may skip.</summary>
+public sealed class ActivityLogEvictionTests : ResilienceTestBase
+{
+    // Small extents, a small log, and no periodic bitmap save: only evictions (and link changes) save.
+    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with
+    {
+        ActivityLogExtentSize = (int)MiB,
+        ActivityLogCapacity = 4,
+        BitmapSaveInterval = TimeSpan.FromHours(1),
+    };
+
+    private string BitmapFile => Directory.EnumerateFiles(Primary.DataDir, $"{Vol}.beta.bitmap", SearchOption.AllDirectories).Single();
+
+    [Fact]
+    public async Task Writes_while_the_replica_is_away_survive_a_primary_crash_after_their_extents_left_the_log()
+    {
+        var device = await ReplicatedAsync(32 * MiB, ReplicaMode.Sync);
+        await Secondary.StopAsync();
+        await WaitForAsync(() => Primary.Replica(Vol).State != ReplicaState.InSync, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
+        var writes = Enumerable.Range(0, 12).Select(i => (Offset: i * MiB + 4096, Data: Random(8192, 100 + i))).ToList();
+        foreach (var (offset, data) in writes) await device.WriteAsync(offset, data, false, default);
+        // Extents 0-7 left the log (4 slots): only the saved bitmap remembers those writes now.
+        await Primary.StopAsync(crash: true);
+        await Primary.StartAgainAsync();
+        await Secondary.StartAgainAsync();
+        await Primary.WaitInSyncAsync(Vol, TimeSpan.FromSeconds(30));
+        var replica = Secondary.ReadRaw(Vol);
+        foreach (var (offset, data) in writes) Assert.True(Holds(replica, offset, data), $"the write at {offset} never reached the replica");
+        AssertSame();
+    }
+
+    [Fact]
+    public async Task Evicting_extents_of_an_in_sync_replica_does_not_rewrite_its_bitmap()
+    {
+        var device = await ReplicatedAsync(32 * MiB, ReplicaMode.Sync);
+        await Task.Delay(100);
+        var before = File.GetLastWriteTimeUtc(BitmapFile);
+        long transactions = A.ActivityLogTransactions(Vol);
+        for (int i = 0; i < 24; i++) await device.WriteAsync(i * MiB, Random(4096, i), false, default);
+        Assert.True(A.ActivityLogTransactions(Vol) - transactions >= 20, "the writes did not cycle the activity log");
+        Assert.Equal(before, File.GetLastWriteTimeUtc(BitmapFile));
+        Assert.Equal(ReplicaState.InSync, Primary.Replica(Vol).State);
+    }
+}

@@ -67,6 +67,12 @@ public sealed partial class ReplicationService : IAsyncDisposable
     public IPEndPoint? ListenEndPoint => _listener?.LocalEndPoint;
 
     internal string StatePath(string volume) => Path.Combine(_dir, volume + ".json");
+    /// <summary>Activity-log transactions written for a primary volume since it opened (tests).</summary>
+    internal long ActivityLogTransactions(string volume)
+    {
+        lock (_gate) return _primaries[volume].ActivityLog.Transactions;
+    }
+
     internal string BitmapPath(string volume, string peer) => Path.Combine(_dir, $"{volume}.{peer}.bitmap");
     internal string ActivityLogPath(string volume) => Path.Combine(_dir, volume + ".al");
 

@@ -31,7 +31,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         Locks = new RegionLocks(Options.RegionSize);
         Device = new ReplicatingDevice(this);
         ActivityLog = ActivityLog.Open(service.ActivityLogPath(Name), out var hot, Options.ActivityLogExtentSize, Options.ActivityLogCapacity,
-            beforeEvict: () => { SaveBitmaps(); return ValueTask.CompletedTask; });
+            beforeEvict: evicted => { SaveBitmapsCovering(evicted); return ValueTask.CompletedTask; });
         HotAtCrash = hot;
         _saver = new Timer(_ => SaveBitmapsIfChanged(), null, Options.BitmapSaveInterval, Options.BitmapSaveInterval);
     }
@@ -184,6 +184,18 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     public void SaveBitmaps()
     {
         foreach (var link in Links) link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+    }
+
+    /// <summary>
+    /// Before the activity log forgets some extents: saves the bitmaps that hold a dirty bit there the
+    /// file does not have yet. A replica in sync has no such bit (its writes were acknowledged), and a
+    /// resync's regions were saved when it started, so most evictions write nothing.
+    /// </summary>
+    private void SaveBitmapsCovering(IReadOnlyList<(long Offset, long Length)> evicted)
+    {
+        foreach (var link in Links)
+            if (evicted.Any(e => link.Bitmap.HasUnsavedDirty(e.Offset, e.Length)))
+                link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
     }
 
     private void SaveBitmapsIfChanged()

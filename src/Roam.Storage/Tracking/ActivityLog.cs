@@ -24,13 +24,13 @@ public sealed class ActivityLog : IDisposable
     private readonly SemaphoreSlim _update = new(1, 1);
     private readonly Lock _gate = new();
     private readonly Dictionary<long, Entry> _active = [];
-    private readonly Func<ValueTask>? _beforeEvict;
+    private readonly Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? _beforeEvict;
     private long _sequence;
     private long _clock;
     private TaskCompletionSource? _pending;   // the next transaction's completion, shared by the writers it admits
-    private bool _evictionPending;
+    private List<long> _evicted = [];   // extents removed from the table, still in the durable log until the next transaction
 
-    private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<ValueTask>? beforeEvict, long sequence)
+    private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? beforeEvict, long sequence)
     {
         _file = file;
         ExtentSize = extentSize;
@@ -49,11 +49,12 @@ public sealed class ActivityLog : IDisposable
     /// <summary>
     /// Opens the log. <paramref name="hotAtCrash"/> lists the byte ranges that were hot when the log was
     /// last written: empty after a clean close, the regions to resync after a crash.
-    /// <paramref name="beforeEvict"/> runs before an extent leaves the log, so the bitmaps that
-    /// remember writes to it are saved first (DRBD's rule).
+    /// <paramref name="beforeEvict"/> runs with the byte ranges of the extents about to leave the log,
+    /// so the bitmaps that remember writes to them are saved first (DRBD's rule).
     /// </summary>
     public static ActivityLog Open(string path, out IReadOnlyList<(long Offset, long Length)> hotAtCrash,
-        int extentSize = DefaultExtentSize, int capacity = DefaultCapacity, Func<ValueTask>? beforeEvict = null)
+        int extentSize = DefaultExtentSize, int capacity = DefaultCapacity,
+        Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? beforeEvict = null)
     {
         if (capacity < 1 || capacity > (SlotSize - 20) / 8) throw new ArgumentOutOfRangeException(nameof(capacity));
         var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
@@ -91,7 +92,7 @@ public sealed class ActivityLog : IDisposable
                 if (overflow <= 0 || victims.Count == overflow)
                 {
                     foreach (var v in victims) _active.Remove(v);
-                    if (victims.Count > 0) _evictionPending = true;
+                    _evicted.AddRange(victims);
                     for (long e = first; e <= last; e++)
                     {
                         if (!_active.TryGetValue(e, out var entry))
@@ -136,7 +137,7 @@ public sealed class ActivityLog : IDisposable
         try
         {
             TaskCompletionSource? batch;
-            bool evicted;
+            List<long> evicted;
             long[] extents;
             lock (_gate)
             {
@@ -145,8 +146,8 @@ public sealed class ActivityLog : IDisposable
                 // the next committer has saved the bitmaps for it.
                 batch = _pending;
                 _pending = null;
-                evicted = _evictionPending;
-                _evictionPending = false;
+                evicted = _evicted;
+                _evicted = [];
                 extents = [.. _active.Keys.Order()];
             }
             if (batch is null) return;
@@ -154,7 +155,8 @@ public sealed class ActivityLog : IDisposable
             {
                 // The victims are still in the durable log until the transaction below, so saving the
                 // bitmaps first means no write to them is ever forgotten by both.
-                if (evicted && _beforeEvict is not null) await _beforeEvict().ConfigureAwait(false);
+                if (evicted.Count > 0 && _beforeEvict is not null)
+                    await _beforeEvict([.. evicted.Where(e => !extents.Contains(e)).Select(e => (e * ExtentSize, (long)ExtentSize))]).ConfigureAwait(false);
                 WriteTransaction(extents);
                 batch.SetResult();
             }
@@ -164,7 +166,7 @@ public sealed class ActivityLog : IDisposable
                 {
                     // Not durable: forget these extents so the next write to them tries again.
                     foreach (var e in _active.Where(kv => kv.Value.Durable == batch.Task).Select(kv => kv.Key).ToList()) _active.Remove(e);
-                    if (evicted) _evictionPending = true;
+                    _evicted.AddRange(evicted);
                 }
                 batch.SetException(ex);
             }

@@ -23,6 +23,9 @@ public sealed class RegionBitmap
     // one temporary file, so they take turns (the bits themselves are snapshot under _gate).
     private readonly Lock _saveGate = new();
     private ulong[] _words;
+    // What the file on disk holds (as far as this instance knows): lets an activity-log eviction skip the
+    // save when every bit it depends on is already durable, which is the common case.
+    private ulong[] _saved;
 
     public RegionBitmap(long volumeSize, int regionSize = DefaultRegionSize)
     {
@@ -30,6 +33,7 @@ public sealed class RegionBitmap
         RegionSize = regionSize;
         VolumeSize = volumeSize;
         _words = new ulong[(RegionCount + 63) / 64];
+        _saved = new ulong[_words.Length];
     }
 
     public int RegionSize { get; }
@@ -132,7 +136,27 @@ public sealed class RegionBitmap
             if (newSize <= VolumeSize) return;
             VolumeSize = newSize;
             Array.Resize(ref _words, (int)((RegionCount + 63) / 64));
+            Array.Resize(ref _saved, _words.Length);
             Version++;
+        }
+    }
+
+    /// <summary>
+    /// Whether a region of [offset, offset+length) is dirty in memory but not in the last saved file: only
+    /// then must the bitmap be saved before the activity log forgets that range.
+    /// </summary>
+    public bool HasUnsavedDirty(long offset, long length)
+    {
+        if (length <= 0) return false;
+        long first = offset / RegionSize, last = Math.Min((offset + length - 1) / RegionSize, RegionCount - 1);
+        lock (_gate)
+        {
+            for (long r = first; r <= last; r++)
+            {
+                ulong bit = 1UL << (int)(r & 63);
+                if ((_words[r >> 6] & bit) != 0 && (_saved[r >> 6] & bit) == 0) return true;
+            }
+            return false;
         }
     }
 
@@ -144,8 +168,10 @@ public sealed class RegionBitmap
     private void SaveUnlocked(string path)
     {
         byte[] file;
+        ulong[] snapshot;
         lock (_gate)
         {
+            snapshot = (ulong[])_words.Clone();
             file = new byte[HeaderSize + _words.Length * 8];
             var bits = file.AsSpan(HeaderSize);
             for (int i = 0; i < _words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(bits[(i * 8)..], _words[i]);
@@ -156,6 +182,7 @@ public sealed class RegionBitmap
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(20), Checksum(bits));
         }
         DurableFile.Write(path, file);
+        lock (_gate) if (snapshot.Length == _saved.Length) _saved = snapshot;
     }
 
     /// <summary>
@@ -184,7 +211,7 @@ public sealed class RegionBitmap
         if (savedSize > bitmap.VolumeSize || bits.Length != ((savedSize + bitmap.RegionSize - 1) / bitmap.RegionSize + 63) / 64 * 8
             || BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(20)) != Checksum(bits))
             return false;
-        for (int i = 0; i < bits.Length / 8; i++) bitmap._words[i] = BinaryPrimitives.ReadUInt64LittleEndian(bits[(i * 8)..]);
+        for (int i = 0; i < bits.Length / 8; i++) bitmap._words[i] = bitmap._saved[i] = BinaryPrimitives.ReadUInt64LittleEndian(bits[(i * 8)..]);
         return true;
     }
 

@@ -38,14 +38,21 @@ public sealed class ActivityLogTests : IDisposable
     [Fact]
     public async Task Hot_set_stays_within_capacity_and_evicts_least_recently_used_after_saving_bitmaps()
     {
-        int saves = 0;
-        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 3, beforeEvict: () => { saves++; return ValueTask.CompletedTask; }))
+        List<long> evicted = [];
+        ValueTask BeforeEvict(IReadOnlyList<(long Offset, long Length)> ranges)
+        {
+            Assert.All(ranges, r => Assert.Equal(Extent, r.Length));
+            evicted.AddRange(ranges.Select(r => r.Offset / Extent));
+            return ValueTask.CompletedTask;
+        }
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 3, beforeEvict: BeforeEvict))
         {
             for (long e = 0; e < 10; e++)
                 using (await log.EnterAsync(e * Extent, 4096)) { }
             using (await log.EnterAsync(9 * Extent, 4096)) { } // already hot: no transaction
             Assert.Equal(10, log.Transactions);
-            Assert.Equal(7, saves); // every admission past the third evicted one extent
+            // Every admission past the third evicted the least recently used extent, named to the hook.
+            Assert.Equal([0L, 1, 2, 3, 4, 5, 6], evicted);
         }
         using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 3);
         Assert.Equal([7L * Extent, 8L * Extent, 9L * Extent], hot.Select(h => h.Offset).Order());
@@ -85,7 +92,7 @@ public sealed class ActivityLogTests : IDisposable
     {
         var firstEviction = new TaskCompletionSource();
         int evictions = 0;
-        async ValueTask BeforeEvict()
+        async ValueTask BeforeEvict(IReadOnlyList<(long Offset, long Length)> ranges)
         {
             if (Interlocked.Increment(ref evictions) == 1) await firstEviction.Task; // hold the first committer
         }

@@ -43,6 +43,30 @@ public sealed class RegionBitmapTests : IDisposable
     }
 
     [Fact]
+    public void Unsaved_dirty_bits_are_told_apart_from_ones_already_in_the_file()
+    {
+        var path = Path.Combine(_dir, "unsaved");
+        var bitmap = new RegionBitmap(64 * 4096, regionSize: 4096);
+        Assert.False(bitmap.HasUnsavedDirty(0, 64 * 4096));
+        bitmap.MarkDirty(5 * 4096, 1);
+        Assert.True(bitmap.HasUnsavedDirty(4 * 4096, 2 * 4096));
+        Assert.False(bitmap.HasUnsavedDirty(6 * 4096, 10 * 4096));   // a range without region 5
+        bitmap.Save(path);
+        Assert.False(bitmap.HasUnsavedDirty(0, 64 * 4096));          // now in the file
+        bitmap.MarkClean(5);
+        Assert.False(bitmap.HasUnsavedDirty(0, 64 * 4096));          // clean in memory: nothing the file must learn
+        bitmap.MarkDirty(5 * 4096, 1);
+        Assert.False(bitmap.HasUnsavedDirty(0, 64 * 4096));          // the file still has it set
+        bitmap.MarkDirty(40 * 4096, 1);
+        Assert.True(bitmap.HasUnsavedDirty(40 * 4096, 4096));
+
+        var loaded = RegionBitmap.LoadOrAllDirty(path, 64 * 4096, 4096);
+        Assert.False(loaded.HasUnsavedDirty(0, 64 * 4096));          // loaded bits are the file's
+        var missing = RegionBitmap.LoadOrAllDirty(Path.Combine(_dir, "none"), 64 * 4096, 4096);
+        Assert.True(missing.HasUnsavedDirty(0, 4096));               // all dirty, none of it saved
+    }
+
+    [Fact]
     public void Damaged_or_missing_file_means_everything_may_differ()
     {
         var path = Path.Combine(_dir, "bm");
