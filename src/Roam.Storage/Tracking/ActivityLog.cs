@@ -28,6 +28,7 @@ public sealed class ActivityLog : IDisposable
     private long _sequence;
     private long _clock;
     private TaskCompletionSource? _pending;   // the next transaction's completion, shared by the writers it admits
+    private TaskCompletionSource? _unpinned;  // writers waiting for any extent to become evictable
     private List<long> _evicted = [];   // extents removed from the table, still in the durable log until the next transaction
 
     private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? beforeEvict, long sequence)
@@ -76,6 +77,7 @@ public sealed class ActivityLog : IDisposable
         while (true)
         {
             Task? durable = null;
+            Task? full = null;
             lock (_gate)
             {
                 int missing = 0;
@@ -106,17 +108,22 @@ public sealed class ActivityLog : IDisposable
                     }
                     if (durable is null) return new Scope(this, first, last);
                 }
+                else
+                {
+                    // Every extent is pinned by a write in flight: wait until one finishes.
+                    _unpinned ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    full = _unpinned.Task;
+                }
             }
-            if (durable is null)
+            if (full is not null)
             {
-                // Every extent is pinned by a write in flight: wait for one to finish.
-                await Task.Delay(1).ConfigureAwait(false);
+                await full.ConfigureAwait(false);
                 continue;
             }
             try
             {
                 await CommitAsync().ConfigureAwait(false);
-                await durable.ConfigureAwait(false);
+                await durable!.ConfigureAwait(false);
             }
             catch
             {
@@ -167,6 +174,8 @@ public sealed class ActivityLog : IDisposable
                     // Not durable: forget these extents so the next write to them tries again.
                     foreach (var e in _active.Where(kv => kv.Value.Durable == batch.Task).Select(kv => kv.Key).ToList()) _active.Remove(e);
                     _evicted.AddRange(evicted);
+                    // Slots were freed: writers waiting for one may go on (and try again).
+                    if (_unpinned is { } waiting) { _unpinned = null; waiting.SetResult(); }
                 }
                 batch.SetException(ex);
             }
@@ -192,8 +201,14 @@ public sealed class ActivityLog : IDisposable
     {
         lock (_gate)
         {
+            bool freed = false;
             for (long e = first; e <= last; e++)
-                if (_active.TryGetValue(e, out var entry)) entry.Pins--;
+                if (_active.TryGetValue(e, out var entry) && --entry.Pins == 0) freed = true;
+            if (freed && _unpinned is { } waiting)
+            {
+                _unpinned = null;
+                waiting.SetResult();
+            }
         }
     }
 
