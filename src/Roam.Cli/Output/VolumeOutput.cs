@@ -65,13 +65,21 @@ internal static class VolumeOutput
                 .AddColumn("MODE")
                 .AddColumn("STATE")
                 .AddColumn(new TableColumn("OUT OF SYNC").RightAligned())
-                .AddColumn(new TableColumn("LAG").RightAligned());
+                .AddColumn(new TableColumn("LAG").RightAligned())
+                .AddColumn(new TableColumn("SENT").RightAligned())
+                .AddColumn(new TableColumn("LIMIT").RightAligned());
             foreach (var replica in replication.Replicas)
                 table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State == ReplicaStates.SplitBrain ? "split brain" : replica.State),
-                    Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds));
+                    Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds), Markup.Escape(Sent(replica)),
+                    replica.Bandwidth > 0 ? Sizes.Format(replica.Bandwidth) + "/s" : "-");
             console.Write(table);
             foreach (var replica in replication.Replicas.Where(x => x.Detail is not null))
                 console.Profile.Out.Writer.WriteLine($"  {replica.Peer}: {replica.Detail}");
         }
     }
+
+    /// <summary>"1.2 GiB" or, when LZ4 kept bytes off the wire, "300 MiB (LZ4 saved 900 MiB)".</summary>
+    private static string Sent(ReplicaView replica) => replica.BytesSavedByCompression > 0
+        ? $"{Sizes.Format(replica.BytesSent)} (LZ4 saved {Sizes.Format(replica.BytesSavedByCompression)})"
+        : Sizes.Format(replica.BytesSent);
 }

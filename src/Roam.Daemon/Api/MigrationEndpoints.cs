@@ -25,7 +25,7 @@ internal static class MigrationEndpoints
         {
             var peer = CheckPeer(name, request.Peer, replication, trust, store);
             RefuseIfMigrateJobRuns(jobs, name);
-            return View(await replication.PrepareMigrationAsync(name, peer, ct).ConfigureAwait(false));
+            return View(await replication.PrepareMigrationAsync(name, peer, ParseBandwidth(request.Bandwidth), ct).ConfigureAwait(false));
         });
 
         volumes.MapGet("/{name}/migration", (string name, ReplicationService replication, VolumeStore store) =>
@@ -78,14 +78,20 @@ internal static class MigrationEndpoints
         {
             var peer = CheckPeer(name, request.Peer, replication, trust, store);
             RefuseIfMigrateJobRuns(jobs, name);
-            var job = StartMigrateJob(jobs, replication, name, peer, request.KeepReplica ?? true, store.Status(name).Size);
+            var job = StartMigrateJob(jobs, replication, name, peer, request.KeepReplica ?? true, ParseBandwidth(request.Bandwidth), store.Status(name).Size);
             return TypedResults.Accepted($"/v1/jobs/{job.Id}", job.ToView());
         });
     }
 
     private const int RequestTimeout = 408;
 
-    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, long size)
+    /// <summary>A bandwidth in bytes per second ("20M"), "0" for no limit, null when not given.</summary>
+    internal static long? ParseBandwidth(string? text) =>
+        text is null ? null
+        : ByteSize.TryParse(text, out var bytes) && bytes >= 0 ? bytes
+        : throw new ApiException(ApiException.BadRequest, $"'{text}' is not a bandwidth in bytes per second (like 20M, or 0 for no limit)");
+
+    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, long? bandwidth, long size)
     {
         bool prepared = false; // once true, the engine holds a migration of this run (not an earlier one)
         return jobs.Start(JobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer), async (job, ct) =>
@@ -97,7 +103,7 @@ internal static class MigrationEndpoints
             });
             try
             {
-                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct).ConfigureAwait(false);
+                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct, bandwidth).ConfigureAwait(false);
                 job.ReportMigration(View(result.Status));
                 job.ReportHandOver(View(result.HandOver));
                 return null;

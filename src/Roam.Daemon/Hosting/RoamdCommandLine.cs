@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace Roam.Daemon.Hosting;
 
-/// <summary>roamd's options: --data-dir, --config, --nbd-listen, --host-name, --peer-listen, --sync-timeout. The command line wins over the config file.</summary>
+/// <summary>roamd's options: --data-dir, --config, --nbd-listen, --host-name, --peer-listen, --sync-timeout, --compression. The command line wins over the config file.</summary>
 internal sealed class RoamdCommandLine
 {
     public const int UsageError = 2;
@@ -43,6 +43,12 @@ internal sealed class RoamdCommandLine
         HelpName = "SECONDS",
     };
 
+    private readonly Option<string?> _compression = new("--compression")
+    {
+        Description = "auto: LZ4 on replication writes that compress (incompressible data is detected and sent as it is); off: never (default auto)",
+        HelpName = "auto|off",
+    };
+
     public RootCommand Root { get; }
 
     public RoamdCommandLine(Func<RoamdOptions, CancellationToken, Task<int>> run)
@@ -50,6 +56,7 @@ internal sealed class RoamdCommandLine
         Root = new RootCommand("roamd: keeps this host's volumes in sparse files and serves them over NBD; `roam` drives it through DATA_DIR/control.sock.")
         {
             _dataDir, _config, _nbdListen, _hostName, _peerListen, _syncTimeout,
+            _compression,
         };
         Root.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -113,6 +120,19 @@ internal sealed class RoamdCommandLine
             if (!double.IsFinite(seconds) || seconds <= 0 || seconds > 3600)
                 throw new RoamdUsageException($"invalid sync timeout {seconds}: use a number of seconds above 0 and at most 3600");
             options = options with { SyncTimeout = TimeSpan.FromSeconds(seconds) };
+        }
+        var compression = parseResult.GetValue(_compression) ?? config.Compression;
+        if (compression is not null)
+        {
+            options = options with
+            {
+                Compression = compression.Trim().ToLowerInvariant() switch
+                {
+                    "auto" => Roam.Replication.Engine.WireCompression.Auto,
+                    "off" => Roam.Replication.Engine.WireCompression.Off,
+                    _ => throw new RoamdUsageException($"invalid compression '{compression}': use auto or off"),
+                },
+            };
         }
         return options;
     }

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace Roam.Daemon.Hosting;
 
 /// <summary>--config FILE: a JSON object whose keys mirror the command-line options. Unknown keys are errors (typos would hide).</summary>
-internal sealed record RoamdConfigFile(string? DataDir, string? NbdListen, string? HostName = null, string? PeerListen = null, double? SyncTimeout = null)
+internal sealed record RoamdConfigFile(string? DataDir, string? NbdListen, string? HostName = null, string? PeerListen = null, double? SyncTimeout = null, string? Compression = null)
 {
     public static RoamdConfigFile Load(string path)
     {

@@ -94,7 +94,7 @@ internal static class RoamdHost
         services.AddSingleton(_ => TrustStore.Open(options.DataDir));
         services.AddSingleton(sp => new ReplicationService(sp.GetRequiredService<HostIdentity>(), sp.GetRequiredService<TrustStore>(),
             sp.GetRequiredService<VolumeStore>(), options.DataDir, sp.GetRequiredService<ILoggerFactory>(),
-            new ReplicationOptions { SyncTimeout = options.SyncTimeout }));
+            new ReplicationOptions { SyncTimeout = options.SyncTimeout, Compression = options.Compression }));
         // Every volume is served through replication: a replicated primary's writes reach its replicas, a replica is read-only.
         services.AddSingleton(sp => new NbdServer(sp.GetRequiredService<ReplicationService>().Exports, new NbdServerOptions(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Nbd")));

@@ -19,6 +19,9 @@ internal sealed record RoamdOptions(string DataDir, IPEndPoint? NbdListen)
     /// <summary>How long a write waits for a sync replica before the replica is marked out of sync.</summary>
     public TimeSpan SyncTimeout { get; init; } = TimeSpan.FromSeconds(DefaultSyncTimeoutSeconds);
 
+    /// <summary>LZ4 on replication Write frames where it pays, or never.</summary>
+    public Roam.Replication.Engine.WireCompression Compression { get; init; } = Roam.Replication.Engine.WireCompression.Auto;
+
     public string ControlSocket => Path.Combine(DataDir, "control.sock");
 
     public string NbdSocket => Path.Combine(DataDir, "nbd.sock");

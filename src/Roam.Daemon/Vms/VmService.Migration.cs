@@ -107,7 +107,8 @@ internal sealed partial class VmService
             Set(view);
 
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
-            await replication.PrepareMigrationAsync(volume, peer, ct).ConfigureAwait(false);
+            // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap).
+            await replication.PrepareMigrationAsync(volume, peer, bandwidth, ct).ConfigureAwait(false);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(ct))
             using (var lost = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {

@@ -10,6 +10,9 @@ public sealed record ReplicationOptions
     /// <summary>Unacknowledged bytes an async replica may have queued; beyond it writes go to its bitmap.</summary>
     public long AsyncQueueBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>LZ4 on Write frames where it pays (see <see cref="Source.CompressionGovernor"/>), or never.</summary>
+    public WireCompression Compression { get; init; } = WireCompression.Auto;
+
     /// <summary>Bitmap granularity: the unit of resync.</summary>
     public int RegionSize { get; init; } = RegionBitmap.DefaultRegionSize;
 
@@ -44,4 +47,11 @@ public sealed record ReplicationOptions
 
     /// <summary>How often a volume whose hand-over outcome is unknown (after a crash) asks the destination again.</summary>
     public TimeSpan HandOverRetryInterval { get; init; } = TimeSpan.FromSeconds(2);
+}
+
+public enum WireCompression
+{
+    /// <summary>LZ4 on writes that compress by at least an eighth; incompressible data is detected and skipped.</summary>
+    Auto,
+    Off,
 }

@@ -24,7 +24,8 @@ public sealed partial class ReplicationService
     /// Makes (or reuses) a replica of <paramref name="volume"/> on <paramref name="peer"/> in sync mode and
     /// starts or continues its resync: a peer that already holds a replica gets only what its bitmap marks.
     /// </summary>
-    public async Task<MigrationStatus> PrepareMigrationAsync(string volume, string peer, CancellationToken cancellationToken = default)
+    /// <param name="bandwidth">When given, the replica link's limit from now on, in bytes per second on the wire (0: none).</param>
+    public async Task<MigrationStatus> PrepareMigrationAsync(string volume, string peer, long? bandwidth = null, CancellationToken cancellationToken = default)
     {
         if (_trust.Find(peer) is null) throw new ReplicationException($"no trusted peer is named {peer}");
         Store.Get(volume);
@@ -45,7 +46,7 @@ public sealed partial class ReplicationService
         bool newLink = primary is null || link is null;
         if (primary is null || link is null)
         {
-            await AddReplicaAsync(volume, peer, ReplicaMode.Sync, cancellationToken).ConfigureAwait(false);
+            await AddReplicaAsync(volume, peer, ReplicaMode.Sync, bandwidth ?? 0, cancellationToken).ConfigureAwait(false);
             lock (_gate) primary = _primaries[volume];
             link = primary.Links.First(l => l.Peer == peer);
             restorePaused = true;
@@ -62,9 +63,10 @@ public sealed partial class ReplicationService
             }
             if (link.State is ReplicaState.SplitBrain or ReplicaState.Outdated)
                 throw new ReplicationException($"the replica of '{volume}' on {peer} is {link.State}; resolve that first");
-            if (link.Mode != ReplicaMode.Sync || link.Paused)
+            if (link.Mode != ReplicaMode.Sync || link.Paused || (bandwidth is { } limit && limit != link.Bandwidth))
             {
                 link.Mode = ReplicaMode.Sync;
+                if (bandwidth is { } b) link.Bandwidth = b;
                 link.Resume();
                 primary.SaveRecord(link);
             }
@@ -402,10 +404,10 @@ public sealed partial class ReplicationService
 
     /// <summary>Prepare, wait in sync (reporting progress), hand over. Cancelled before the hand-over, the migration is aborted.</summary>
     public async Task<MigrationResult> MigrateAsync(string volume, string peer, bool keepReplica = true, IProgress<MigrationStatus>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, long? bandwidth = null)
     {
         var watch = Stopwatch.StartNew();
-        var prepared = await PrepareMigrationAsync(volume, peer, cancellationToken).ConfigureAwait(false);
+        var prepared = await PrepareMigrationAsync(volume, peer, bandwidth, cancellationToken).ConfigureAwait(false);
         progress?.Report(prepared);
         try
         {
@@ -555,7 +557,7 @@ public sealed partial class ReplicationService
         }
         finally { _admin.Release(); }
         if (addPeer is not null && !GetStatus(volume).Replicas.Any(r => r.Peer == addPeer))
-            await AddReplicaAsync(volume, addPeer, ReplicaMode.Sync, cancellationToken).ConfigureAwait(false);
+            await AddReplicaAsync(volume, addPeer, ReplicaMode.Sync, cancellationToken: cancellationToken).ConfigureAwait(false);
         return GetStatus(volume);
     }
 }

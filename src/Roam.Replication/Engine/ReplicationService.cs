@@ -110,7 +110,9 @@ public sealed partial class ReplicationService : IAsyncDisposable
     /// Replicates a primary volume to a trusted peer: the peer creates (or attaches) the replica, the
     /// generations decide what to copy, and the link keeps it in sync from then on (reconnecting as needed).
     /// </summary>
-    public async Task<ReplicationStatus> AddReplicaAsync(string volume, string peerName, ReplicaMode mode, CancellationToken cancellationToken = default)
+    /// <param name="bandwidth">The link's limit in bytes per second on the wire (0: none); see <see cref="Source.WireBudget"/>.</param>
+    public async Task<ReplicationStatus> AddReplicaAsync(string volume, string peerName, ReplicaMode mode, long bandwidth = 0,
+        CancellationToken cancellationToken = default)
     {
         if (_trust.Find(peerName) is null) throw new ReplicationException($"no trusted peer is named {peerName}");
         await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -148,7 +150,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
             // A failed attach leaves a new replicated primary without replicas: open connections already write
             // through it and it behaves as a plain volume (deleting the volume lets go of it, see ForgetVolumeAsync).
             var attached = await AttachAsync(replicated, peerName, cancellationToken).ConfigureAwait(false);
-            var link = replicated.AddLink(peerName, mode);
+            var link = replicated.AddLink(peerName, mode, bandwidth);
             lock (_gate)
             {
                 _files[volume] = ReplicationFile.Read(StatePath(volume));

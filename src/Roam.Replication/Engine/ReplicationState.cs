@@ -21,6 +21,12 @@ public sealed record ReplicaStatus(string Peer, ReplicaMode Mode, ReplicaState S
 {
     /// <summary>What the state means here, in words (e.g. why a link is paused), or null.</summary>
     public string? Detail { get; init; }
+
+    /// <summary>The link's limit in bytes per second on the wire; 0 for none.</summary>
+    public long Bandwidth { get; init; }
+
+    /// <summary>Bytes compression kept off the wire (BytesSent counts what went on it).</summary>
+    public long BytesSavedByCompression { get; init; }
 }
 
 public sealed record ReplicationStatus(string Volume, VolumeRole Role, DataGenerations Generations, IReadOnlyList<ReplicaStatus> Replicas,
@@ -56,7 +62,7 @@ internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Curren
 }
 
 /// <summary>A replica of a primary; <see cref="Paused"/>: not connected (an aborted migration), its bitmap still kept.</summary>
-internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false);
+internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false, long Bandwidth = 0);
 
 /// <summary>
 /// A hand-over in progress, written before HandOver is sent: until the destination is known to have been

@@ -26,7 +26,8 @@ namespace Roam.Replication.Protocol;
 /// Payloads, by type:
 ///   Hello      min version (u16) | max version (u16) | name length (u8) | host name (UTF-8)
 ///   HelloAck   version (u16) | name length (u8) | host name (UTF-8)
-///   Write      volume id (16) | offset (u64) | data (the rest, at least one byte)
+///   Write      volume id (16) | offset (u64) | data (the rest, at least one byte); with flag Lz4 (version 2),
+///              data is: original length (u32) | one LZ4 block that decodes to exactly that many bytes
 ///   Zero       volume id (16) | offset (u64) | length (u64)
 ///   Flush      volume id (16)
 ///   Ack        sequence being acknowledged (u64)
@@ -53,7 +54,10 @@ public static class PeerProtocol
 
     /// <summary>The protocol versions this build speaks, negotiated by Hello/HelloAck.</summary>
     public const ushort MinVersion = 1;
-    public const ushort Version = 1;
+    public const ushort Version = 2;
+
+    /// <summary>The first version whose receivers understand <see cref="PeerFrameFlags.Lz4"/>.</summary>
+    public const ushort CompressionVersion = 2;
 
     /// <summary>TLS ALPN name, so that no other TLS protocol can be confused with this one.</summary>
     public const string ApplicationProtocol = "roam-peer/1";
@@ -117,7 +121,8 @@ public static class PeerProtocol
     /// <summary>The flags a frame type may carry; any other bit is a protocol error.</summary>
     public static PeerFrameFlags AllowedFlags(PeerFrameType type) => type switch
     {
-        PeerFrameType.Write or PeerFrameType.Zero => PeerFrameFlags.Fua,
+        PeerFrameType.Write => PeerFrameFlags.Fua | PeerFrameFlags.Lz4,
+        PeerFrameType.Zero => PeerFrameFlags.Fua,
         _ => PeerFrameFlags.None,
     };
 }
@@ -145,6 +150,8 @@ public enum PeerFrameFlags : ushort
     None = 0,
     /// <summary>Write/Zero: make the range durable before acknowledging it (NBD's FUA).</summary>
     Fua = 1 << 0,
+    /// <summary>Write: the data is LZ4-compressed (protocol version 2 and later).</summary>
+    Lz4 = 1 << 1,
 }
 
 /// <summary>The code of an Error frame.</summary>

@@ -27,6 +27,8 @@ internal sealed class PeerLink : IAsyncDisposable
     private Session? _session;
     private Task _loop = Task.CompletedTask;
     private long _bytesSent;
+    private long _bytesSavedByCompression;
+    private readonly CompressionGovernor _compression = new();
     private long _bytesResynced;
     private volatile ReplicaState _state = ReplicaState.Connecting;
 
@@ -45,6 +47,16 @@ internal sealed class PeerLink : IAsyncDisposable
     /// <summary>Sync or async; a migration switches a replica to sync (and an abort back).</summary>
     public ReplicaMode Mode { get; set; }
 
+    /// <summary>The link's bandwidth limit; see <see cref="WireBudget"/>.</summary>
+    public WireBudget Budget { get; } = new(0);
+
+    /// <summary>Bytes per second on the wire, 0 for no limit (persisted with the replica).</summary>
+    public long Bandwidth
+    {
+        get => Budget.BytesPerSecond;
+        set => Budget.BytesPerSecond = value;
+    }
+
     /// <summary>Not connecting (an aborted migration): writes only mark the bitmap, so a retry resumes.</summary>
     public bool Paused { get; set; }
     public RegionBitmap Bitmap { get; }
@@ -58,7 +70,11 @@ internal sealed class PeerLink : IAsyncDisposable
             return Paused && state is not (ReplicaState.SplitBrain or ReplicaState.Outdated) ? ReplicaState.Paused : state;
         }
     }
+    /// <summary>Bytes of frames put on the wire (after compression).</summary>
     public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>Bytes LZ4 kept off the wire.</summary>
+    public long BytesSavedByCompression => Interlocked.Read(ref _bytesSavedByCompression);
     public long BytesResynced => Interlocked.Read(ref _bytesResynced);
 
     /// <summary>Attached, nothing out of sync, nothing unacknowledged: the replica holds every write made so far.</summary>
@@ -144,7 +160,12 @@ internal sealed class PeerLink : IAsyncDisposable
             ReplicaState.OutOfSync => $"out of sync by {dirty} bytes: {Peer} did not answer in time; reconnecting",
             _ => null,
         };
-        return new ReplicaStatus(Peer, Mode, state, dirty, BytesSent, BytesResynced, pending, lag, SyncedGeneration) { Detail = detail };
+        return new ReplicaStatus(Peer, Mode, state, dirty, BytesSent, BytesResynced, pending, lag, SyncedGeneration)
+        {
+            Detail = detail,
+            Bandwidth = Bandwidth,
+            BytesSavedByCompression = BytesSavedByCompression,
+        };
     }
 
     /// <summary>Starts the connection loop; <paramref name="first"/> is an already attached connection (from AddReplica).</summary>
@@ -391,27 +412,45 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         var output = s.Connection.Transport.Output;
         var ct = s.Cancel.Token;
+        bool compress = _options.Compression == WireCompression.Auto && s.Connection.ProtocolVersion >= PeerProtocol.CompressionVersion;
         while (await s.Outgoing.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
         {
             long bytes = 0;
             while (s.Outgoing.Reader.TryRead(out var f))
             {
-                bytes += WriteFrame(output, f);
+                bytes += WriteFrame(output, f, compress);
                 if (bytes > 1024 * 1024) break;
             }
             Interlocked.Add(ref _bytesSent, bytes);
+            Budget.Charge(bytes);
             Volatile.Write(ref s.LastSent, Stopwatch.GetTimestamp());
             var result = await output.FlushAsync(ct).ConfigureAwait(false);
             if (result.IsCompleted || result.IsCanceled) return;
         }
     }
 
-    private long WriteFrame(IBufferWriter<byte> output, OutFrame f)
+    private long WriteFrame(IBufferWriter<byte> output, OutFrame f, bool compress)
     {
         var id = _volume.VolumeId;
         switch (f.Type)
         {
             case PeerFrameType.Write:
+                if (compress && f.Data.Length >= WriteCompression.MinLength && _compression.ShouldTry())
+                {
+                    var buffer = ArrayPool<byte>.Shared.Rent(WriteCompression.BufferLength(f.Data.Length));
+                    try
+                    {
+                        int length = WriteCompression.TryCompress(f.Data.Span, buffer);
+                        _compression.Record(length > 0);
+                        if (length > 0)
+                        {
+                            PeerFrameWriter.WriteWrite(output, f.Sequence, f.Flags | PeerFrameFlags.Lz4, id, (ulong)f.Offset, buffer.AsSpan(0, length));
+                            Interlocked.Add(ref _bytesSavedByCompression, f.Data.Length - length);
+                            return PeerProtocol.HeaderSize + PeerWrite.FixedLength + length;
+                        }
+                    }
+                    finally { ArrayPool<byte>.Shared.Return(buffer); }
+                }
                 PeerFrameWriter.WriteWrite(output, f.Sequence, f.Flags, id, (ulong)f.Offset, f.Data.Span);
                 return PeerProtocol.HeaderSize + PeerWrite.FixedLength + f.Data.Length;
             case PeerFrameType.Zero:
@@ -538,6 +577,7 @@ internal sealed class PeerLink : IAsyncDisposable
             }
             if (_state == ReplicaState.InSync) _state = ReplicaState.Syncing;
             await s.Window.WaitAsync(ct).ConfigureAwait(false);
+            await Budget.WaitAsync(ct).ConfigureAwait(false);
             var throttle = _volume.Service.Hooks.ResyncPause;
             if (throttle > TimeSpan.Zero) await Task.Delay(throttle, ct).ConfigureAwait(false);
             var (offset, length) = Bitmap.RegionRange(dirty);

@@ -62,7 +62,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         foreach (var peer in file.Peers)
         {
             var bitmap = RegionBitmap.LoadOrAllDirty(service.BitmapPath(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
-            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) { Paused = peer.Paused });
+            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) { Paused = peer.Paused, Bandwidth = peer.Bandwidth });
         }
         if (volume.HotAtCrash.Count > 0)
         {
@@ -102,24 +102,24 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     {
         lock (_gate)
         {
-            _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { Mode = link.Mode, Paused = link.Paused } : p)] };
+            _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { Mode = link.Mode, Paused = link.Paused, Bandwidth = link.Bandwidth } : p)] };
             _file.Write(_service.StatePath(Name));
         }
     }
 
     public Task<AttachedConnection> ConnectAsync(string peer, CancellationToken ct) => _service.AttachAsync(this, peer, ct);
 
-    public PeerLink AddLink(string peer, ReplicaMode mode)
+    public PeerLink AddLink(string peer, ReplicaMode mode, long bandwidth = 0)
     {
         lock (_gate)
         {
             if (_links.Any(l => l.Peer == peer)) throw new ReplicationException($"volume '{Name}' is already replicated to {peer}");
             var bitmap = new RegionBitmap(Size, Options.RegionSize);
             bitmap.MarkAllDirty();
-            var link = new PeerLink(this, peer, mode, null, bitmap, _logger, Options);
+            var link = new PeerLink(this, peer, mode, null, bitmap, _logger, Options) { Bandwidth = bandwidth };
             bitmap.Save(_service.BitmapPath(Name, peer));
             _links.Add(link);
-            _file = _file with { Peers = [.. _file.Peers, new ReplicaRecord(peer, mode, null)] };
+            _file = _file with { Peers = [.. _file.Peers, new ReplicaRecord(peer, mode, null, Bandwidth: link.Bandwidth)] };
             _file.Write(_service.StatePath(Name));
             return link;
         }

@@ -194,9 +194,24 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                 {
                     var write = PeerWrite.Read(payload);
                     if (write.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
-                    if (write.Offset + (ulong)write.Data.Length > (ulong)device.Size) return (PeerErrorCode.OutOfRange, "write past the end");
-                    var data = write.Data.IsSingleSegment ? write.Data.First : write.Data.ToArray();
-                    await device.WriteAsync((long)write.Offset, data, fua, ct).ConfigureAwait(false);
+                    if ((header.Flags & PeerFrameFlags.Lz4) == 0)
+                    {
+                        if (write.Offset + (ulong)write.Data.Length > (ulong)device.Size) return (PeerErrorCode.OutOfRange, "write past the end");
+                        var data = write.Data.IsSingleSegment ? write.Data.First : write.Data.ToArray();
+                        await device.WriteAsync((long)write.Offset, data, fua, ct).ConfigureAwait(false);
+                        return null;
+                    }
+                    if (connection.ProtocolVersion < PeerProtocol.CompressionVersion)
+                        return (PeerErrorCode.ProtocolError, $"a compressed Write on a version {connection.ProtocolVersion} connection");
+                    int length = WriteCompression.DecodedLength(write.Data);
+                    if (write.Offset + (ulong)length > (ulong)device.Size) return (PeerErrorCode.OutOfRange, "write past the end");
+                    var decoded = ArrayPool<byte>.Shared.Rent(length);
+                    try
+                    {
+                        WriteCompression.Decompress(write.Data, decoded.AsSpan(0, length));
+                        await device.WriteAsync((long)write.Offset, decoded.AsMemory(0, length), fua, ct).ConfigureAwait(false);
+                    }
+                    finally { ArrayPool<byte>.Shared.Return(decoded); }
                     return null;
                 }
                 case PeerFrameType.Zero:

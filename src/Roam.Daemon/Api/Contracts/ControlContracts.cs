@@ -33,8 +33,8 @@ internal static class MigrationPhases
     public const string Failed = "Failed";
 }
 
-/// <summary>POST /v1/volumes/{name}/migration: prepare a migration to the trusted peer Peer.</summary>
-internal sealed record PrepareMigrationRequest(string? Peer);
+/// <summary>POST /v1/volumes/{name}/migration: prepare a migration to the trusted peer Peer; Bandwidth ("20M", bytes per second on the wire; "0" lifts it) limits the link from now on.</summary>
+internal sealed record PrepareMigrationRequest(string? Peer, [property: JsonConverter(typeof(SizeTextConverter))] string? Bandwidth = null);
 
 /// <summary>POST /v1/volumes/{name}/migration/handover: KeepReplica (default true) keeps this host's copy as a replica of the new primary.</summary>
 internal sealed record HandOverRequest(bool? KeepReplica);
@@ -46,7 +46,7 @@ internal sealed record HandOverRequest(bool? KeepReplica);
 internal sealed record HandOverView(string Volume, string NewPrimary, double WritePauseMs, Guid Generation, bool KeptReplica, bool VolumeDeleted);
 
 /// <summary>POST /v1/volumes/{name}/migrate: the whole migration as a job (prepare, copy, hand over).</summary>
-internal sealed record MigrateRequest(string? Peer, bool? KeepReplica);
+internal sealed record MigrateRequest(string? Peer, bool? KeepReplica, [property: JsonConverter(typeof(SizeTextConverter))] string? Bandwidth = null);
 
 /// <summary>
 /// A volume's replication: Role is "primary" or "replica"; Generation is the data generation (null
@@ -60,9 +60,11 @@ internal sealed record ReplicationView(string Role, Guid? Generation, string? Pr
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Notice = null);
 
 /// <summary>One replica of a primary. Mode is "sync" or "async"; State is one of <see cref="ReplicaStates"/>; Detail says what the state means, or null.</summary>
+/// BytesSent is what went on the wire, after compression saved BytesSavedByCompression; Bandwidth is the link's limit in bytes per second (0: none).
 internal sealed record ReplicaView(string Peer, string Mode, string State, long BytesOutOfSync, long BytesSent, long BytesResynced, long PendingBytes,
     double LagSeconds, Guid? SyncedGeneration,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Detail = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Detail = null,
+    long BytesSavedByCompression = 0, long Bandwidth = 0);
 
 /// <summary>
 /// DELETE /v1/volumes/{name}/replicas/{peer}: the replica link is gone. PeerDetached: the peer dropped its replica role
@@ -94,8 +96,8 @@ internal sealed record PeerView(string Name, string Address, string Fingerprint,
 /// <summary>POST /v1/peers: trust a host. Address is host:port; Fingerprint as `roam host id` prints it.</summary>
 internal sealed record AddPeerRequest(string? Name, string? Address, string? Fingerprint);
 
-/// <summary>POST /v1/volumes/{name}/replicas: Peer is a trusted peer's name; Mode "sync" (default) or "async".</summary>
-internal sealed record AddReplicaRequest(string? Peer, string? Mode);
+/// <summary>POST /v1/volumes/{name}/replicas: Peer is a trusted peer's name; Mode "sync" (default) or "async"; Bandwidth limits the link (bytes per second on the wire, "20M").</summary>
+internal sealed record AddReplicaRequest(string? Peer, string? Mode, [property: JsonConverter(typeof(SizeTextConverter))] string? Bandwidth = null);
 
 /// <summary>POST /v1/volumes/{name}/promote: Force promotes even while the primary is attached.</summary>
 internal sealed record PromoteRequest(bool Force);

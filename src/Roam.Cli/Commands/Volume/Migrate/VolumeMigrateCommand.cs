@@ -10,6 +10,7 @@ internal sealed class VolumeMigrateCommand : Command
     private readonly Argument<string> _nameArgument = VolumeArguments.Name("The volume to migrate (a primary on this host)");
     private readonly Option<string> _toOption = MigrationOptions.To();
     private readonly Option<bool> _noKeepReplicaOption = MigrationOptions.NoKeepReplica();
+    private readonly Option<string?> _bandwidthOption = MigrationOptions.Bandwidth();
 
     public VolumeMigrateCommand(CliEnvironment environment)
         : base("migrate", "Move a volume's primary role to a trusted peer live: copy it there, then hand over with writes paused for milliseconds")
@@ -17,6 +18,7 @@ internal sealed class VolumeMigrateCommand : Command
         Arguments.Add(_nameArgument);
         Options.Add(_toOption);
         Options.Add(_noKeepReplicaOption);
+        Options.Add(_bandwidthOption);
         SetAction(environment.Action(ExecuteAsync));
     }
 
@@ -25,7 +27,7 @@ internal sealed class VolumeMigrateCommand : Command
         var name = parseResult.GetValue(_nameArgument)!;
         var peer = parseResult.GetValue(_toOption)!;
         var job = await context.Client.PostAsync($"v1/volumes/{ControlClient.Segment(name)}/migrate",
-            new MigrateRequest(peer, !parseResult.GetValue(_noKeepReplicaOption)), ControlJsonContext.Default.MigrateRequest,
+            new MigrateRequest(peer, !parseResult.GetValue(_noKeepReplicaOption), parseResult.GetValue(_bandwidthOption)), ControlJsonContext.Default.MigrateRequest,
             ControlJsonContext.Default.JobView, cancellationToken).ConfigureAwait(false);
         job = await JobProgress.FollowAsync(context, job, $"migrate {name} to {peer}", cancellationToken).ConfigureAwait(false);
         return await MigrationOutput.ReportJobAsync(context, job).ConfigureAwait(false);
@@ -40,6 +42,12 @@ internal static class MigrationOptions
         Description = "The trusted peer host that becomes the volume's primary (see: roam host list)",
         HelpName = "HOST",
         Required = true,
+    };
+
+    public static Option<string?> Bandwidth() => new("--bandwidth")
+    {
+        Description = "Limit the link to this many bytes per second on the wire, like 20M (0: no limit); the copy yields to mirrored writes. Kept for the replica afterwards",
+        HelpName = "RATE",
     };
 
     public static Option<bool> NoKeepReplica() => new("--no-keep-replica")

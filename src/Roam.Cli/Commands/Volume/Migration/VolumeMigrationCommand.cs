@@ -36,19 +36,21 @@ internal sealed class VolumeMigrationCommand : Command
     {
         private readonly Argument<string> _nameArgument = VolumeArguments.Name("The volume to migrate (a primary on this host)");
         private readonly Option<string> _toOption = MigrationOptions.To();
+        private readonly Option<string?> _bandwidthOption = MigrationOptions.Bandwidth();
 
         public PrepareCommand(CliEnvironment environment)
             : base("prepare", "Start copying a volume to a peer (a sync replica there); writes go on here, mirrored to it")
         {
             Arguments.Add(_nameArgument);
             Options.Add(_toOption);
+            Options.Add(_bandwidthOption);
             SetAction(environment.Action(ExecuteAsync));
         }
 
         private async Task<int> ExecuteAsync(CliContext context, ParseResult parseResult, CancellationToken cancellationToken)
         {
             var name = parseResult.GetValue(_nameArgument)!;
-            var view = await context.Client.PostAsync(Path(name), new PrepareMigrationRequest(parseResult.GetValue(_toOption)),
+            var view = await context.Client.PostAsync(Path(name), new PrepareMigrationRequest(parseResult.GetValue(_toOption), parseResult.GetValue(_bandwidthOption)),
                 ControlJsonContext.Default.PrepareMigrationRequest, ControlJsonContext.Default.MigrationView, cancellationToken).ConfigureAwait(false);
             return Write(context, view, $"migration of {view.Volume} prepared: {MigrationOutput.Status(view)} (next: roam volume migration wait {name})");
         }

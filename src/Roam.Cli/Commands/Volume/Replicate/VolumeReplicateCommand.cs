@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Roam.Cli.Api;
+using Roam.Cli.Commands.Volume.Migrate;
 using Roam.Cli.Output;
 using Roam.Control;
 
@@ -21,12 +22,15 @@ internal sealed class VolumeReplicateCommand : Command
         DefaultValueFactory = _ => "sync",
     };
 
+    private readonly Option<string?> _bandwidthOption = MigrationOptions.Bandwidth();
+
     public VolumeReplicateCommand(CliEnvironment environment) : base("replicate", "Replicate a volume to a trusted peer host and keep the replica in sync")
     {
         Arguments.Add(_nameArgument);
         Options.Add(_toOption);
         _modeOption.AcceptOnlyFromAmong("sync", "async");
         Options.Add(_modeOption);
+        Options.Add(_bandwidthOption);
         SetAction(environment.Action(ExecuteAsync));
     }
 
@@ -34,7 +38,7 @@ internal sealed class VolumeReplicateCommand : Command
     {
         var name = parseResult.GetValue(_nameArgument)!;
         var peer = parseResult.GetValue(_toOption)!;
-        var request = new AddReplicaRequest(peer, parseResult.GetValue(_modeOption));
+        var request = new AddReplicaRequest(peer, parseResult.GetValue(_modeOption), parseResult.GetValue(_bandwidthOption));
         var volume = await context.Client.PostAsync($"v1/volumes/{ControlClient.Segment(name)}/replicas", request,
             ControlJsonContext.Default.AddReplicaRequest, ControlJsonContext.Default.VolumeView, cancellationToken).ConfigureAwait(false);
         if (context.Json)
