@@ -8,7 +8,7 @@
       line the source began and the destination finished can be joined.
 
   vm-bench.py wait-hb SERIAL MIN_SEQ TIMEOUT_S
-      Until the console file holds heartbeat MIN_SEQ; exit 3 on a WORKLOAD ERROR / ROAM-GUEST FAILED line, 4 on
+      Until the console file holds heartbeat MIN_SEQ; exit 1 on a WORKLOAD ERROR / ROAM-GUEST FAILED line, 4 on
       timeout.
 
   vm-bench.py analyse STAMPS T0 T_BEFORE
