@@ -104,3 +104,44 @@ c = C("roamd"); c.request("GET", "/" + sys.argv[2]); r = c.getresponse(); body =
 if r.status != 200: sys.exit(f"GET {sys.argv[2]}: {r.status} {body}")
 print(body)' "$1/control.sock" "$2"
 }
+
+# netns_link NS_A ADDR_A NS_B ADDR_B RATE: two network namespaces joined by a veth pair (veth-NS_A in NS_A,
+# veth-NS_B in NS_B; names at most 10 characters), ADDR/24 on each end, both ends limited to RATE with a tbf qdisc.
+# Fails when either namespace exists already (another run, or a killed one: netns_remove NS). The namespaces it
+# made are in NETNS_MADE (for the caller's cleanup: netns_remove "${NETNS_MADE[@]}").
+NETNS_MADE=()
+netns_link() {
+  local na=$1 aa=$2 nb=$3 ab=$4 rate=$5 ns
+  for ns in "$na" "$nb"; do
+    if ip netns list | grep -qw "$ns"; then
+      echo "network namespace $ns exists already (another run, or a killed one: ip netns del $ns)" >&2; return 1
+    fi
+  done
+  ip netns add "$na"; NETNS_MADE+=("$na")
+  ip netns add "$nb"; NETNS_MADE+=("$nb")
+  ip link add "veth-$na" type veth peer name "veth-$nb"
+  ip link set "veth-$na" netns "$na"; ip link set "veth-$nb" netns "$nb"
+  ip -n "$na" addr add "$aa/24" dev "veth-$na"; ip -n "$nb" addr add "$ab/24" dev "veth-$nb"
+  for ns in "$na" "$nb"; do
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set "veth-$ns" up
+    ip netns exec "$ns" tc qdisc add dev "veth-$ns" root tbf rate "$rate" burst 32kbit latency 50ms
+  done
+}
+
+# netns_remove NS...: SIGKILL to whatever still runs in each namespace (by pid), then the namespace goes.
+netns_remove() {
+  local ns pids
+  [ $# -gt 0 ] || return 0
+  for ns in "$@"; do
+    ip netns list 2>/dev/null | grep -qw "$ns" || continue
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.1; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
+# veth_tx NS: bytes sent by NS's end of its netns_link veth (Ethernet, IP and TCP headers included).
+veth_tx() { ip netns exec "$1" cat "/sys/class/net/veth-$1/statistics/tx_bytes"; }

@@ -25,38 +25,23 @@ rate=${3:-100mbit}
 source bench/lib.sh
 bench_bootstrap
 command -v nbdcopy >/dev/null || { echo "nbdcopy missing (apt-get install libnbd-bin)" >&2; exit 1; }
-for ns in roam-a roam-b; do
-  if ip netns list | grep -qw "$ns"; then
-    echo "network namespace $ns exists already (another run, or a killed one: ip netns del $ns)" >&2; exit 1
-  fi
-done
 
 work=$(mktemp -d /tmp/roam-bench.XXXXXX)
-pid_a=""; pid_b=""; made_ns=""
+pid_a=""; pid_b=""
 cleanup() {
   local rc=$?
   set +e
   stop_pid "$pid_a"; stop_pid "$pid_b"
   show_logs_on_failure $rc "$work/a.log" "$work/b.log"
-  if [ -n "$made_ns" ]; then ip netns del roam-a 2>/dev/null || true; ip netns del roam-b 2>/dev/null || true; fi
+  netns_remove "${NETNS_MADE[@]}"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # The link: a veth pair, one end in each namespace, both ends rate-limited.
-made_ns=1
-ip netns add roam-a; ip netns add roam-b
-ip link add veth-roam-a type veth peer name veth-roam-b
-ip link set veth-roam-a netns roam-a; ip link set veth-roam-b netns roam-b
-ip -n roam-a addr add 10.77.0.1/24 dev veth-roam-a; ip -n roam-b addr add 10.77.0.2/24 dev veth-roam-b
-for ns in roam-a roam-b; do
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set "veth-$ns" up
-  ip netns exec "$ns" tc qdisc add dev "veth-$ns" root tbf rate "$rate" burst 32kbit latency 50ms
-done
+netns_link roam-a 10.77.0.1 roam-b 10.77.0.2 "$rate"
 
-tx_bytes() { ip netns exec "$1" cat "/sys/class/net/veth-$1/statistics/tx_bytes"; }
-wire() { echo "$(tx_bytes roam-a) $(tx_bytes roam-b)"; }   # "A->B B->A"
+wire() { echo "$(veth_tx roam-a) $(veth_tx roam-b)"; }   # "A->B B->A"
 
 a=$work/a; b=$work/b
 ip netns exec roam-a dotnet "$ROAMD_DLL" --data-dir "$a" --host-name a --peer-listen 10.77.0.1:10810 \
