@@ -88,10 +88,11 @@ public sealed class BandwidthTests : WireTestBase
     [Fact]
     public async Task A_limited_link_copies_at_most_at_its_rate_while_mirrored_writes_go_through_at_once()
     {
-        const long rate = 2 * MiB;
-        Primary.Store.Create(Vol, 16 * MiB);
+        // 6 MiB to copy: little enough that the session mirrors writes from its start (no first pass).
+        const long rate = 1 * MiB;
+        Primary.Store.Create(Vol, 6 * MiB);
         using (var lease = Primary.Store.Open(Vol))
-            await lease.Device.WriteAsync(0, Random((int)(16 * MiB), 1), false, default);
+            await lease.Device.WriteAsync(0, Random((int)(6 * MiB), 1), false, default);
         await Primary.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync, bandwidth: rate);
         Assert.Equal(rate, Primary.Replica(Vol).Bandwidth);
 
@@ -100,18 +101,18 @@ public sealed class BandwidthTests : WireTestBase
         var window = Stopwatch.StartNew();
         // A guest write meanwhile is mirrored without waiting for the budget (it would stall the guest).
         var device = Primary.Open(Vol, out _);
-        var write = Random(1024 * 1024, 2);
-        await device.WriteAsync(15 * MiB, write, false, default);
+        var write = Random(512 * 1024, 2);
+        await device.WriteAsync(5 * MiB, write, false, default);
         await Task.Delay(2000);
         long sent = Primary.Replica(Vol).BytesSent - sent0;
         double seconds = window.Elapsed.TotalSeconds;
         // The rate over the window, plus what one burst (a tenth of a second), the resync window (16 regions
-        // of 64 KiB) and the mirrored write may add; the copy of 16 MiB at 2 MiB/s is far from done.
+        // of 64 KiB) and the mirrored write may add; the copy of 6 MiB at 1 MiB/s is far from done.
         double allowed = rate * seconds + rate / 10.0 + 16 * 64 * 1024 + write.Length;
         Assert.True(sent <= allowed, $"{sent} bytes in {seconds:0.00} s over a {rate} B/s limit (allowed {allowed:0})");
         Assert.True(sent > 0, "nothing was copied");
         Assert.NotEqual(ReplicaState.InSync, Primary.Replica(Vol).State);
-        Assert.True(Holds(Secondary.ReadRaw(Vol), 15 * MiB, write), "the mirrored write is not on the replica yet");
+        Assert.True(Holds(Secondary.ReadRaw(Vol), 5 * MiB, write), "the mirrored write is not on the replica yet");
 
         // Lifting the limit lets the copy finish.
         await Primary.Service.PrepareMigrationAsync(Vol, "beta", bandwidth: 0);
@@ -122,4 +123,55 @@ public sealed class BandwidthTests : WireTestBase
     }
 
     private static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
+}
+
+public sealed class FirstPassTests : WireTestBase
+{
+    [Fact]
+    public async Task During_the_first_sweep_writes_only_mark_their_regions_and_the_copy_still_converges_under_a_busy_writer()
+    {
+        Primary.Store.Create(Vol, 32 * MiB);
+        using (var lease = Primary.Store.Open(Vol))
+            await lease.Device.WriteAsync(0, Random((int)(32 * MiB), 1), false, default);
+        Primary.Service.Hooks.ResyncPause = TimeSpan.FromMilliseconds(5);   // 512 regions: a sweep of a few seconds
+        await Primary.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync);
+        var device = Primary.Open(Vol, out _);
+
+        // Ahead of the sweep: completes at once, and the replica gets it only when the sweep reaches it.
+        var ahead = Random(64 * 1024, 2);
+        await device.WriteAsync(31 * MiB, ahead, false, default);
+        await Task.Delay(200);
+        Assert.False(Holds(Secondary.ReadRaw(Vol), 31 * MiB, ahead), "a write during the first sweep was mirrored");
+
+        // A writer that never stops, all over the volume, while the copy runs: the copy still ends.
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(async () =>
+        {
+            var random = new Random(3);
+            while (!stop.IsCancellationRequested)
+            {
+                await device.WriteAsync(random.Next(0, 512) * 64L * 1024, Random(4096, random.Next()), false, default);
+                await Task.Delay(1);
+            }
+        });
+        Primary.Service.Hooks.ResyncPause = TimeSpan.Zero;
+        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.InSync, TimeSpan.FromSeconds(60), () => $"{Primary.Replica(Vol)}");
+        stop.Cancel();
+        await writer;
+        await Primary.WaitInSyncAsync(Vol);
+        Assert.True(Holds(Secondary.ReadRaw(Vol), 31 * MiB, ahead));
+        AssertSame();
+    }
+
+    private static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
+
+    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (deadline.Elapsed > timeout) throw new TimeoutException(what());
+            await Task.Delay(20);
+        }
+    }
 }

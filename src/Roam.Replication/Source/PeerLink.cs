@@ -181,7 +181,8 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             var s = _session;
             if (s is not { Live: true }
-                || (Mode == ReplicaMode.Async && frame.Bytes > 0 && s.PendingBytes + frame.Bytes > _options.AsyncQueueBytes))
+                || (Mode == ReplicaMode.Async && frame.Bytes > 0 && s.PendingBytes + frame.Bytes > _options.AsyncQueueBytes)
+                || (s.FirstPass && frame.FirstRegion >= 0))
             {
                 if (frame.FirstRegion >= 0) MarkUnsentUnlocked(frame.FirstRegion, frame.LastRegion);
                 if (s is { Live: true }) Wake();
@@ -390,6 +391,8 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             _session = s;
             s.Live = true;
+            // A bitmap with (nearly) nothing to copy goes straight to mirroring: its sweep ends at once anyway.
+            s.FirstPass = Bitmap.DirtyBytes > FirstPassThreshold;
             _state = ReplicaState.Syncing;
         }
         Log.LinkUp(_logger, _volume.Name, Peer, Mode.ToString(), Bitmap.DirtyBytes);
@@ -551,6 +554,14 @@ internal sealed class PeerLink : IAsyncDisposable
         while (!ct.IsCancellationRequested)
         {
             long dirty = NextToResync(region);
+            if (dirty < 0 && s.FirstPass)
+            {
+                // The first sweep is over: from now on writes are mirrored, so the bitmap only shrinks and the
+                // next sweep (what was written meanwhile) converges however fast the writer is.
+                lock (_gate) s.FirstPass = false;
+                region = 0;
+                continue;
+            }
             if (dirty < 0)
             {
                 // Wait for the resync frames in flight, then see whether anything is left.
@@ -631,6 +642,9 @@ internal sealed class PeerLink : IAsyncDisposable
         _state = ReplicaState.Disconnected;
     }
 
+    /// <summary>Below this much to copy, a session mirrors writes from its start.</summary>
+    private const long FirstPassThreshold = 8L * 1024 * 1024;
+
     private sealed class Inflight
     {
         public int Count;
@@ -645,6 +659,15 @@ internal sealed class PeerLink : IAsyncDisposable
         public Dictionary<ulong, OutFrame> Pending { get; } = [];
         public SemaphoreSlim Window { get; } = new(window, window);
         public long PendingBytes;
+
+        /// <summary>
+        /// The session's first sweep over a bitmap with something to copy: writes only mark their regions
+        /// (the sweep or the next one sends them once), instead of being mirrored and queued behind the
+        /// copy. Sending them then would cost a round trip behind up to a window of copy data per write,
+        /// and twice the bytes for a region still to be copied (QEMU's background mirror makes the same
+        /// choice; the second sweep mirrors, as DRBD does, so the copy always ends).
+        /// </summary>
+        public bool FirstPass;
         public ulong Sequence;
         public long LastSent = Stopwatch.GetTimestamp();
         public long LastReceived = Stopwatch.GetTimestamp();
