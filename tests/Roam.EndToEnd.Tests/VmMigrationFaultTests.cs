@@ -192,4 +192,61 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await VerifyVolumeAsync(FileA, "alpha");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
+
+    [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task A_link_cut_in_the_memory_phase_fails_the_migration_the_vm_goes_on_at_the_source_and_a_later_migration_succeeds()
+    {
+        var total = Stopwatch.StartNew();
+        await StartVmOnAAsync("64M", waitForGuest: true);
+
+        // QEMU's own bandwidth limit stretches the memory phase; both links (replication and the tunnel carrying
+        // QEMU's stream) go through the cutters.
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
+        await WaitForAsync(async () =>
+        {
+            if (migrating.IsCompleted) return true;
+            var vm = await VmAsync(A);
+            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
+        }, TimeSpan.FromSeconds(90), "the memory phase");
+        Assert.False(migrating.IsCompleted, $"the migration ended before the cut: {(migrating.IsCompleted ? migrating.Result : null)}");
+        var incoming = await VmAsync(B);
+        Assert.Equal("incoming", incoming.GetProperty("state").GetString());
+        int pidB = incoming.GetProperty("pid").GetInt32();
+        Log.WriteLine($"cutting both links at {(await VmAsync(A)).GetProperty("migration")}");
+        CutBoth();
+
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}) {total.Elapsed.TotalSeconds:0.0} s in: {failed.Stderr.Trim()}");
+        Assert.Equal(1, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        Assert.Contains("the link to beta broke during the memory copy", failed.Stderr);
+        Assert.Contains("the VM keeps running here", failed.Stderr);
+        var migration = (await VmAsync(A)).GetProperty("migration");
+        Assert.Equal("failed", migration.GetProperty("phase").GetString());
+
+        // The source: still the primary, the guest runs and writes there, with the link still down.
+        await AssertStillRunningOnAAsync("with the link cut");
+        // The destination: its QEMU gone, the VM (definition included) forgotten.
+        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+        await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
+        Assert.False(File.Exists(Path.Combine(DataB, "vms", "vm.json")), "beta kept the VM's definition");
+        Assert.Equal("replica", (await ReplicationOf(B)).GetProperty("role").GetString());
+
+        // Link back: a later migration succeeds, and the disk verifies on the destination.
+        RestoreBoth();
+        var again = Stopwatch.StartNew();
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        Log.WriteLine($"the later migration took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        var arrived = await VmAsync(B);
+        Assert.True(arrived.GetProperty("state").GetString() == "running", $"beta: {arrived}");
+        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
 }

@@ -173,7 +173,9 @@ internal sealed partial class VmService(
             .WithNbdDisk(options.NbdSocket, d.Volume)
             .WithArguments("-no-reboot"); // a guest that reboots or panics ends its QEMU: roamd reports it
         if (d.Kernel is not null) line.WithKernel(d.Kernel, d.Initrd, d.Append);
-        if (incoming) line.WithIncomingDefer();
+        // An arriving VM stays paused once loaded (-S: no autostart): roamd resumes it only as the volume's primary
+        // (VmService.Incoming), so a stream that ends early or a source that kept the disk never yields a second runner.
+        if (incoming) line.WithIncomingDefer().WithArguments("-S");
         return line;
     }
 

@@ -40,6 +40,8 @@ internal static class VmMigrationPhases
     public const string Disk = "disk";
     public const string Memory = "memory";
     public const string Switchover = "switchover";
+    /// <summary>After the disk hand-over: the VM is paused here until the destination says whether it runs there.</summary>
+    public const string Confirming = "confirming";
     public const string Completed = "completed";
     public const string Failed = "failed";
 }
