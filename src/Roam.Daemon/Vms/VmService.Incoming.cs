@@ -177,7 +177,8 @@ internal sealed partial class VmService
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var error = JobManager.OneLine(ex.Message);
+            // QEMU exits by itself when an incoming stream breaks off: its own words say more than a closed QMP socket.
+            var error = JobManager.OneLine(vm.Qemu is { HasExited: true } exited ? $"QEMU exited: {exited.StderrTail}" : ex.Message);
             Log.VmIncomingFailed(logger, d.Name, peer, error);
             vm.ExitExpected = true;
             if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
