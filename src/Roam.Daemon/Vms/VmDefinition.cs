@@ -43,6 +43,9 @@ internal sealed class VmDefinitionStore(string dataDir)
 
     public string SerialPathOf(string name) => Path.Combine(Directory, name + ".serial");
 
+    /// <summary>The console log with a host-time stamp per line (see <see cref="ConsoleRecorder"/>).</summary>
+    public string StampedSerialPathOf(string name) => Path.Combine(Directory, name + ".serial.stamped");
+
     public IEnumerable<VmDefinition> LoadAll()
     {
         System.IO.Directory.CreateDirectory(Directory);
