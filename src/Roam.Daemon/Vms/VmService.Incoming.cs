@@ -139,10 +139,16 @@ internal sealed partial class VmService
             await qemu.Qmp.MigrateIncomingAsync("unix:" + socketPath, tunnel.Stopping).ConfigureAwait(false);
             using var local = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             await local.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), tunnel.Stopping).ConfigureAwait(false);
+            using var loading = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
+            var loaded = qemu.Qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), loading.Token);
             await ReplyAsync(tunnel, true, null).ConfigureAwait(false);
             replied = true;
 
-            await TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping).ConfigureAwait(false);
+            // QEMU's word that it loaded the stream comes first (it is resumed at once below); the relay's end (the
+            // source closing the tunnel) comes a little later, or alone if the stream broke off.
+            var relaying = TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping);
+            await Task.WhenAny(relaying, loaded).ConfigureAwait(false);
+            await loading.CancelAsync().ConfigureAwait(false);
 
             // The stream ended: the VM arrived if QEMU loaded all of it. QEMU keeps it paused (-S); it is resumed here
             // only once this host is the volume's primary: the source hands the disk over before it lets QEMU send the
@@ -174,6 +180,7 @@ internal sealed partial class VmService
                 _arrivals[d.Name] = "running";
             }
             Log.VmArrived(logger, d.Name, peer);
+            await relaying.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
