@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks a Roam guest serial log and prints heartbeat statistics.
 
-usage: hb-stats.py LOG [--min-heartbeats N] [--json]
+usage: hb-stats.py LOG [--min-heartbeats N] [--at SEQ] [--json]
 
 Log lines written by guest/init and guest/workload.c:
   ROAM-GUEST READY ...            init found the disk and is starting the workload
@@ -14,27 +14,44 @@ Checks: READY present, no FAILED / WORKLOAD ERROR lines, at least N heartbeats, 
 consecutive, monotonic clock and records_written non-decreasing, errors field 0.
 Prints gap stats (ms) between consecutive heartbeats; the max gap is how long the guest (or its heartbeat
 thread) did not run, e.g. the stop-and-copy pause of a live migration.
+A host-stamped log (roamd's vms/NAME.serial.stamped, `roam vm console NAME --timestamps`: each line prefixed with
+the UTC host time at which roamd received it, "2025-01-31T12:34:56.123456Z HB ...") also gives the gaps in host
+time (host_gap_*): under TCG the guest's clock stands still while QEMU has it paused, host time does not, so
+these show the pause as the guest lived it. --at SEQ: the host-time gap from heartbeat SEQ-1 to SEQ (e.g. the
+first heartbeat on a migration's destination), as host_gap_ms_at.
 Exit status 0 iff all checks pass.
 """
+import datetime
 import json
 import re
 import statistics
 import sys
 
 HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+)\s*$")
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z (.*)$")
 
 
-def analyse(text, min_hb):
+def host_seconds(stamp):
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def analyse(text, min_hb, at=None):
     problems = []
     lines = text.replace("\r", "").split("\n")
     if text and not text.endswith("\n"):
         lines = lines[:-1]  # QEMU killed mid-line
     hbs = []
+    host = {}  # heartbeat seq -> host time (s), from a stamped log
     ready = start = None
     for ln in lines:
+        st = STAMP.match(ln)
+        if st:
+            ln = st.group(2)
         m = HB.match(ln)
         if m:
             hbs.append(tuple(int(x) for x in m.groups()))
+            if st:
+                host[hbs[-1][0]] = host_seconds(st.group(1))
         elif ln.startswith("ROAM-GUEST READY"):
             ready = ln
         elif ln.startswith("WORKLOAD START"):
@@ -56,6 +73,7 @@ def analyse(text, min_hb):
         if b[2] < a[2]:
             problems.append(f"records_written decreased at seq {b[0]}")
         gaps.append((b[1] - a[1]) / 1e6)
+    host_gaps = [((host[b[0]] - host[a[0]]) * 1e3, b[0]) for a, b in zip(hbs, hbs[1:]) if a[0] in host and b[0] in host]
     if hbs and hbs[-1][3] != 0:
         problems.append(f"workload reports {hbs[-1][3]} errors")
     res = {
@@ -67,6 +85,10 @@ def analyse(text, min_hb):
         "gap_ms_max": round(max(gaps), 3) if gaps else None,
         "gap_max_at_hb": (hbs[gaps.index(max(gaps)) + 1][0] if gaps else None),
         "span_s": round((hbs[-1][1] - hbs[0][1]) / 1e9, 3) if len(hbs) > 1 else 0,
+        "host_gap_ms_median": round(statistics.median(g for g, _ in host_gaps), 3) if host_gaps else None,
+        "host_gap_ms_max": round(max(host_gaps)[0], 3) if host_gaps else None,
+        "host_gap_max_at_hb": max(host_gaps)[1] if host_gaps else None,
+        "host_gap_ms_at": (round((host[at] - host[at - 1]) * 1e3, 3) if at is not None and at in host and at - 1 in host else None),
         "problems": problems[:50],
     }
     return res
@@ -77,18 +99,21 @@ def main():
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    min_hb, as_json, path = 1, False, None
+    min_hb, as_json, path, at = 1, False, None, None
     i = 0
     while i < len(args):
         if args[i] == "--min-heartbeats":
             min_hb = int(args[i + 1])
+            i += 2
+        elif args[i] == "--at":
+            at = int(args[i + 1])
             i += 2
         elif args[i] == "--json":
             as_json, i = True, i + 1
         else:
             path, i = args[i], i + 1
     with open(path, "r", errors="replace") as f:
-        res = analyse(f.read(), min_hb)
+        res = analyse(f.read(), min_hb, at)
     if as_json:
         print(json.dumps(res))
     else:
@@ -97,6 +122,11 @@ def main():
             f"errors={res['errors']} gap_ms: median={res['gap_ms_median']} p99={res['gap_ms_p99']} "
             f"max={res['gap_ms_max']} (before HB {res['gap_max_at_hb']})"
         )
+        if res["host_gap_ms_max"] is not None:
+            print(
+                f"host time gap_ms: median={res['host_gap_ms_median']} max={res['host_gap_ms_max']} (before HB {res['host_gap_max_at_hb']})"
+                + (f" at HB {at}: {res['host_gap_ms_at']}" if at is not None else "")
+            )
         for p in res["problems"]:
             print(f"PROBLEM: {p}")
     return 1 if res["problems"] else 0

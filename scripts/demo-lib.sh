@@ -173,10 +173,13 @@ elif cmd == "progress":  # progress SOCK VM VOLUME SRC_SERIAL DST_SERIAL DST: th
 elif cmd == "gaps":  # gaps LOG START_SEQ SRC_LAST WINDOW: "switch_ms max_ms max_at max_into_s" in guest time
     # switch_ms: from the source's last heartbeat (SRC_LAST) to the next one, the destination's;
     # max_*: the longest gap from heartbeat START_SEQ (the migration's start) on, and how far into it.
-    # WINDOW: LOG from heartbeat START_SEQ on (complete lines), for hb-stats.
+    # WINDOW: LOG from heartbeat START_SEQ on (complete lines), for hb-stats. LOG may be host-stamped (then only WINDOW counts).
     text = open(args[0], "rb").read().decode("utf-8", "replace").replace("\r", "")
     text = text[: text.rfind("\n") + 1]
     i = text.find(f"\nHB {args[1]} ")
+    if i < 0:  # a host-stamped log (vms/NAME.serial.stamped): "2025-...Z HB ..."
+        m = re.search(rf"\n\S+Z HB {args[1]} ", text)
+        i = m.start() if m else -1
     with open(args[3], "w") as f:
         f.write(text[i + 1:] if i >= 0 else text)
     hbs = [tuple(int(x) for x in m.groups()) for m in map(HB.match, text.split("\n")) if m]

@@ -203,4 +203,137 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await VerifyVolumeAsync(FileA, "alpha");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
+
+    [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task A_link_cut_in_the_memory_phase_fails_the_migration_the_vm_goes_on_at_the_source_and_a_later_migration_succeeds()
+    {
+        var total = Stopwatch.StartNew();
+        await StartVmOnAAsync("64M", waitForGuest: true);
+
+        // QEMU's own bandwidth limit stretches the memory phase; both links (replication and the tunnel carrying
+        // QEMU's stream) go through the cutters.
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
+        await WaitForAsync(async () =>
+        {
+            if (migrating.IsCompleted) return true;
+            var vm = await VmAsync(A);
+            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
+        }, TimeSpan.FromSeconds(90), "the memory phase");
+        Assert.False(migrating.IsCompleted, $"the migration ended before the cut: {(migrating.IsCompleted ? migrating.Result : null)}");
+        var incoming = await VmAsync(B);
+        Assert.Equal("incoming", incoming.GetProperty("state").GetString());
+        int pidB = incoming.GetProperty("pid").GetInt32();
+        Log.WriteLine($"cutting both links at {(await VmAsync(A)).GetProperty("migration")}");
+        CutBoth();
+
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}) {total.Elapsed.TotalSeconds:0.0} s in: {failed.Stderr.Trim()}");
+        Assert.Equal(1, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        Assert.Contains("the link to beta broke during the memory copy", failed.Stderr);
+        Assert.Contains("the VM keeps running here", failed.Stderr);
+        var migration = (await VmAsync(A)).GetProperty("migration");
+        Assert.Equal("failed", migration.GetProperty("phase").GetString());
+
+        // The source: still the primary, the guest runs and writes there, with the link still down.
+        await AssertStillRunningOnAAsync("with the link cut");
+        // The destination: its QEMU gone, the VM (definition included) forgotten.
+        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+        await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
+        Assert.False(File.Exists(Path.Combine(DataB, "vms", "vm.json")), "beta kept the VM's definition");
+        Assert.Equal("replica", (await ReplicationOf(B)).GetProperty("role").GetString());
+
+        // Link back: a later migration succeeds, and the disk verifies on the destination.
+        RestoreBoth();
+        var again = Stopwatch.StartNew();
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        Log.WriteLine($"the later migration took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        var arrived = await VmAsync(B);
+        Assert.True(arrived.GetProperty("state").GetString() == "running", $"beta: {arrived}");
+        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    /// <summary>
+    /// The dangerous window: the disk is handed over (beta is primary), QEMU has not sent the last of the stream, and
+    /// the link goes. alpha's roamd holds there (ROAM_TEST_HOLD_AT) so the cut lands exactly in it. Neither side may
+    /// run the guest on its own: beta never got all of it, alpha no longer holds the disk. Once the link is back,
+    /// beta hands the disk back and alpha resumes the VM it kept paused; a later migration succeeds.
+    /// </summary>
+    [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task A_link_cut_after_the_disk_hand_over_keeps_the_vm_paused_until_the_disk_is_back_then_it_runs_on_at_the_source()
+    {
+        var total = Stopwatch.StartNew();
+        var hold = Path.Combine(Dir.Path, "hold-after-handover");
+        await A.DisposeAsync();
+        A = await RoamdProcess.StartAsync(DataA, ArgumentsFor("alpha", PortA),
+            new Dictionary<string, string> { ["ROAM_TEST_HOLD_AT"] = "after-handover:" + hold });
+        await StartVmOnAAsync("64M", waitForGuest: true);
+
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta");
+        await WaitUntilAsync(() => File.Exists(hold) || migrating.IsCompleted, TimeSpan.FromSeconds(120), "the hand-over");
+        Assert.False(migrating.IsCompleted, $"the migration ended before the hand-over: {(migrating.IsCompleted ? migrating.Result : null)}");
+        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        Assert.Equal("replica", (await ReplicationOf(A)).GetProperty("role").GetString());
+        int pidB = (await VmAsync(B)).GetProperty("pid").GetInt32();
+        Log.WriteLine($"disk handed over to beta; cutting both links before QEMU finishes ({total.Elapsed.TotalSeconds:0.0} s)");
+        CutBoth();
+        File.Delete(hold);
+
+        // beta's QEMU cannot have the whole stream: its arrival fails and it forgets the VM (it keeps the disk, primary).
+        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(90), "beta to give up the arrival");
+        await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
+        // alpha keeps the VM paused, waiting for beta's word: not resumed on a disk that is beta's now.
+        var waiting = await VmAsync(A);
+        Log.WriteLine($"alpha while the link is down: {waiting.GetProperty("migration")}");
+        Assert.Equal("migrating", waiting.GetProperty("state").GetString());
+        Assert.Equal("confirming", waiting.GetProperty("migration").GetProperty("phase").GetString());
+        Assert.Contains("the VM stays paused here", waiting.GetProperty("migration").GetProperty("error").GetString());
+        Assert.False(migrating.IsCompleted, $"the migration ended with the link down: {(migrating.IsCompleted ? migrating.Result : null)}");
+        var paused = LastHeartbeat(SerialA)!.Value;
+        Assert.Equal("replica", (await ReplicationOf(A)).GetProperty("role").GetString());
+        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        Assert.Equal(paused, LastHeartbeat(SerialA)!.Value); // no heartbeat on alpha since the hand-over's pause
+        Assert.DoesNotContain(Heartbeat().Matches(ReadShared(SerialB)), m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) > paused.Seq);
+
+        RestoreBoth();
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(120));
+        Log.WriteLine($"with the link back, the migration failed (exit {failed.ExitCode}) {total.Elapsed.TotalSeconds:0.0} s in: {failed.Stderr.Trim()}");
+        Assert.Equal(1, failed.ExitCode);
+        Assert.Contains("the VM did not arrive at beta after the disk hand-over", failed.Stderr);
+        Assert.Contains("handed the disk back and the VM runs here again", failed.Stderr);
+        await AssertStillRunningOnAAsync("after beta handed the disk back");
+        var resumed = LastHeartbeat(SerialA)!.Value;
+        Assert.True(resumed.Seq > paused.Seq && resumed.Records >= paused.Records);
+
+        // A later migration succeeds (the hold is released at once this time) and the disk verifies on beta.
+        using var release = new CancellationTokenSource();
+        var releasing = Task.Run(async () =>
+        {
+            while (!release.IsCancellationRequested)
+            {
+                if (File.Exists(hold)) File.Delete(hold);
+                await Task.Delay(10);
+            }
+        });
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        await release.CancelAsync();
+        await releasing;
+        Log.WriteLine($"the later migration: {result.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        var arrived = await VmAsync(B);
+        Assert.True(arrived.GetProperty("state").GetString() == "running", $"beta: {arrived}");
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
 }

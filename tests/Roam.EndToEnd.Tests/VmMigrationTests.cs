@@ -51,7 +51,8 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
 
         var migrating = Stopwatch.StartNew();
         var migrate = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
-        output.WriteLine($"roam vm migrate took {migrating.Elapsed.TotalSeconds:0.0} s: {migrate.Stdout.Trim()}");
+        var migrationTime = migrating.Elapsed;
+        output.WriteLine($"roam vm migrate took {migrationTime.TotalSeconds:0.0} s: {migrate.Stdout.Trim()}");
         var lastOnA = LastHeartbeat(serialA)!.Value;
 
         // beta runs it, continuing the heartbeat sequence.
@@ -76,6 +77,23 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
         var stats = await Tools.RunAsync("python3", Path.Combine(RepoRoot(), "guest", "hb-stats.py"), log);
         output.WriteLine($"hb-stats (alpha then beta): {stats.Stdout.Trim()} {stats.Stderr.Trim()}");
         stats.ShouldSucceed("hb-stats");
+
+        // The pause as the guest lived it, in host time: each roamd stamps every console line when it receives it
+        // (the guest's own clock stands still while it is paused under TCG). Beta's stamps come from `roam vm console
+        // --timestamps`; the gap from alpha's last heartbeat to beta's first is reported, and it is sane.
+        var stampedB = (await Roam(B, "vm", "console", "vm", "--timestamps")).ShouldSucceed().Stdout;
+        var firstB = stampedB.Split('\n').First(l => l.Contains(" HB ", StringComparison.Ordinal));
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z HB \d+ ", firstB);
+        var stamped = Path.Combine(Dir.Path, "serial-all.stamped");
+        await File.WriteAllTextAsync(stamped, ReadShared(serialA + ".stamped") + stampedB);
+        var switchAt = (lastOnA.Seq + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var hostStats = await Tools.RunAsync("python3", Path.Combine(RepoRoot(), "guest", "hb-stats.py"), stamped, "--at", switchAt, "--json");
+        hostStats.ShouldSucceed("hb-stats on the host-stamped logs");
+        var gap = System.Text.Json.JsonDocument.Parse(hostStats.Stdout).RootElement.GetProperty("host_gap_ms_at");
+        Assert.True(gap.ValueKind == System.Text.Json.JsonValueKind.Number, $"no host-time gap at heartbeat {switchAt}: {hostStats.Stdout}");
+        output.WriteLine($"guest-visible pause at the switch (host time, heartbeat {lastOnA.Seq} on alpha -> {switchAt} on beta): {gap.GetDouble():0.0} ms; " +
+                         $"the whole migration {migrationTime.TotalMilliseconds:0} ms");
+        Assert.InRange(gap.GetDouble(), double.Epsilon, migrationTime.TotalMilliseconds);
         var verify = await Tools.RunAsync(Path.Combine(guest, "workload"), "--verify", Path.Combine(DataB, "volumes", Vol + ".raw"));
         output.WriteLine($"workload --verify on beta's volume: {verify.Stdout.Trim()} {verify.Stderr.Trim()}");
         verify.ShouldSucceed("workload --verify");

@@ -20,6 +20,12 @@ internal static class VmTunnelOps
     public const string Incoming = "vm-incoming";
     /// <summary>Does the VM run here? Ok once it does; Error "failed: ..." if its arrival failed, else "pending".</summary>
     public const string Status = "vm-status";
+    /// <summary>
+    /// After a failed arrival that came after the disk hand-over: give the volume back to the asking source (a volume
+    /// migration the other way, a delta of nothing), so the source, which kept the VM paused, can resume it. Ok once the
+    /// asker is the volume's primary again.
+    /// </summary>
+    public const string Return = "vm-return";
 }
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
@@ -36,6 +42,9 @@ internal sealed class VmDefinitionStore(string dataDir)
     public string PathOf(string name) => Path.Combine(Directory, name + ".json");
 
     public string SerialPathOf(string name) => Path.Combine(Directory, name + ".serial");
+
+    /// <summary>The console log with a host-time stamp per line (see <see cref="ConsoleRecorder"/>).</summary>
+    public string StampedSerialPathOf(string name) => Path.Combine(Directory, name + ".serial.stamped");
 
     public IEnumerable<VmDefinition> LoadAll()
     {

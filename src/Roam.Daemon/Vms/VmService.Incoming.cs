@@ -36,8 +36,18 @@ internal sealed partial class VmService
                 break;
             case VmTunnelOps.Status:
                 string? state;
-                lock (_lock) _arrivals.TryGetValue(request.Vm.Name, out state);
-                await ReplyAsync(tunnel, state == "running", state ?? "pending").ConfigureAwait(false);
+                lock (_lock)
+                {
+                    _arrivals.TryGetValue(request.Vm.Name, out state);
+                    // No record of an arrival (this roamd restarted since): it runs here if a QEMU runs it, else it never will.
+                    state ??= _vms.TryGetValue(request.Vm.Name, out var here) ? here.State == VmStates.Running ? "running" : "pending"
+                        : "failed: this host has no VM of that name (its roamd restarted during the arrival)";
+                }
+                await ReplyAsync(tunnel, state == "running", state).ConfigureAwait(false);
+                break;
+            case VmTunnelOps.Return:
+                var returned = await ReturnVolumeAsync(request, tunnel.Peer).ConfigureAwait(false);
+                await ReplyAsync(tunnel, returned is null, returned).ConfigureAwait(false);
                 break;
             case VmTunnelOps.Incoming:
                 await IncomingAsync(request, tunnel).ConfigureAwait(false);
@@ -129,12 +139,20 @@ internal sealed partial class VmService
             await qemu.Qmp.MigrateIncomingAsync("unix:" + socketPath, tunnel.Stopping).ConfigureAwait(false);
             using var local = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             await local.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), tunnel.Stopping).ConfigureAwait(false);
+            using var loading = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
+            var loaded = qemu.Qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), loading.Token);
             await ReplyAsync(tunnel, true, null).ConfigureAwait(false);
             replied = true;
 
-            await TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping).ConfigureAwait(false);
+            // QEMU's word that it loaded the stream comes first (it is resumed at once below); the relay's end (the
+            // source closing the tunnel) comes a little later, or alone if the stream broke off.
+            var relaying = TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping);
+            await Task.WhenAny(relaying, loaded).ConfigureAwait(false);
+            await loading.CancelAsync().ConfigureAwait(false);
 
-            // The stream ended: the VM arrived if QEMU loaded it and runs (QEMU starts it itself; cont if it did not).
+            // The stream ended: the VM arrived if QEMU loaded all of it. QEMU keeps it paused (-S); it is resumed here
+            // only once this host is the volume's primary: the source hands the disk over before it lets QEMU send the
+            // last of the stream, and after that it never resumes the VM itself, so exactly one QEMU runs the guest.
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
             while (true)
             {
@@ -144,8 +162,12 @@ internal sealed partial class VmService
                 var migrate = await qemu.Qmp.QueryMigrateAsync(tunnel.Stopping).ConfigureAwait(false);
                 if (migrate.Status == QmpMigrationStatus.Completed && status.Status != RunState.InMigrate)
                 {
-                    await qemu.Qmp.ContAsync(tunnel.Stopping).ConfigureAwait(false);
-                    continue;
+                    var role = replication.GetStatus(d.Volume);
+                    if (role.Role == VolumeRole.Primary && !role.WritesRefused)
+                    {
+                        await qemu.Qmp.ContAsync(tunnel.Stopping).ConfigureAwait(false);
+                        continue;
+                    }
                 }
                 if (migrate.Status is QmpMigrationStatus.Failed or QmpMigrationStatus.Cancelled)
                     throw new IOException($"incoming migration {migrate.Status}: {migrate.ErrorDesc}");
@@ -158,10 +180,12 @@ internal sealed partial class VmService
                 _arrivals[d.Name] = "running";
             }
             Log.VmArrived(logger, d.Name, peer);
+            await relaying.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var error = JobManager.OneLine(ex.Message);
+            // QEMU exits by itself when an incoming stream breaks off: its own words say more than a closed QMP socket.
+            var error = JobManager.OneLine(vm.Qemu is { HasExited: true } exited ? $"QEMU exited: {exited.StderrTail}" : ex.Message);
             Log.VmIncomingFailed(logger, d.Name, peer, error);
             vm.ExitExpected = true;
             if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
@@ -178,5 +202,42 @@ internal sealed partial class VmService
             try { File.Delete(socketPath); } catch (IOException) { }
             vm.Gate.Release();
         }
+    }
+
+    /// <summary>
+    /// vm-return: the VM's arrival from <paramref name="peer"/> failed after the disk was handed over here, and the
+    /// source (which kept the VM paused) asks for the disk back. Null once <paramref name="peer"/> is the primary again.
+    /// </summary>
+    private async Task<string?> ReturnVolumeAsync(VmTunnelRequest request, string peer)
+    {
+        var d = request.Vm;
+        lock (_lock)
+        {
+            if (_vms.TryGetValue(d.Name, out var here) && here.Qemu is not null) return $"the VM '{d.Name}' has a QEMU here ({here.State}): it stays here";
+            if (!_arrivals.TryGetValue(d.Name, out var state) || !state.StartsWith("failed", StringComparison.Ordinal))
+                return $"no failed arrival of VM '{d.Name}' is known here";
+        }
+        if (!store.TryGet(d.Volume, out _)) return $"volume '{d.Volume}' is not here";
+        var status = replication.GetStatus(d.Volume);
+        if (status.Role == VolumeRole.Replica) return status.PrimaryPeer == peer ? null : $"volume '{d.Volume}' here is a replica of {status.PrimaryPeer}";
+        try
+        {
+            await replication.PrepareMigrationAsync(d.Volume, peer).ConfigureAwait(false);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await replication.WaitInSyncAsync(d.Volume, timeout.Token).ConfigureAwait(false);
+            await replication.HandOverAsync(d.Volume, keepReplica: true).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException
+            or OperationCanceledException)
+        {
+            if (replication.FindMigration(d.Volume)?.Phase is MigrationPhase.Preparing or MigrationPhase.Copying or MigrationPhase.InSync)
+            {
+                try { await replication.AbortMigrationAsync(d.Volume).ConfigureAwait(false); }
+                catch (Exception e) when (e is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException) { }
+            }
+            return $"handing volume '{d.Volume}' back failed: {JobManager.OneLine(ex.Message)}";
+        }
+        Log.VmVolumeReturned(logger, d.Name, d.Volume, peer);
+        return null;
     }
 }

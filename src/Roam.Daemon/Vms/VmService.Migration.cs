@@ -20,6 +20,10 @@ namespace Roam.Daemon.Vms;
 // switch-over; the disk is handed over last, then QEMU finishes. Before the hand-over everything can be undone.
 internal sealed partial class VmService
 {
+    /// <summary>QEMU 7.2's own defaults for max-bandwidth (MAX_THROTTLE) and downtime-limit.</summary>
+    private const long QemuDefaultMaxBandwidth = 128L << 20;
+    private const long QemuDefaultDowntimeLimitMs = 300;
+
     private readonly Dictionary<string, VmMigrationView> _departed = new(StringComparer.Ordinal);
 
     public VmMigrationView GetMigration(string name)
@@ -63,12 +67,18 @@ internal sealed partial class VmService
             }, _ => Task.CompletedTask);
     }
 
-    private async Task<VmTunnelReply> AskAsync(string peer, VmTunnelRequest request, CancellationToken cancellationToken)
+    private Task<VmTunnelReply> AskAsync(string peer, VmTunnelRequest request, CancellationToken cancellationToken) =>
+        AskAsync(peer, request, TimeSpan.FromSeconds(15), cancellationToken);
+
+    private async Task<VmTunnelReply> AskAsync(string peer, VmTunnelRequest request, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        // Bounds the connect too (a link that drops packets rather than refusing).
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        connectTimeout.CancelAfter(timeout + TimeSpan.FromSeconds(5));
         try
         {
             await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
-                TimeSpan.FromSeconds(15), cancellationToken).ConfigureAwait(false);
+                timeout, connectTimeout.Token).ConfigureAwait(false);
             return ParseReply(peer, tunnel.Reply);
         }
         catch (PeerConnectException ex)
@@ -96,7 +106,7 @@ internal sealed partial class VmService
         string socketPath = Path.Combine("/tmp", $"roam-tun-{Guid.NewGuid():N}.sock");
         Socket? listener = null;
         TunnelConnection? tunnel = null;
-        bool handedOver = false;
+        bool handedOver = false; // read by the relay (Volatile)
         long diskTotal = store.Get(volume).Size;
         var view = new VmMigrationView(peer, VmMigrationPhases.Disk, diskTotal, 0, 0, 0, 0, 0, 0, 0, null, null, null, null, 0, null);
         void Set(VmMigrationView v) { lock (_lock) vm.Migration = view = v; }
@@ -160,17 +170,25 @@ internal sealed partial class VmService
             listener.Listen(1);
             var open = tunnel;
             var accepting = listener;
+            // Once the disk is handed over, a broken tunnel must not fail QEMU's migration here: QEMU resumes a guest
+            // whose migration failed, and this host no longer holds its disk. The relay then swallows the rest of the
+            // stream, QEMU completes and stays paused, and the destination's word decides (see ConfirmAsync).
             var relay = Task.Run(async () =>
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
-                return await TunnelRelay.RunAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync).ConfigureAwait(false);
+                return await TunnelRelay.RunCheckedAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync,
+                    () => Volatile.Read(ref handedOver)).ConfigureAwait(false);
             }, CancellationToken.None);
 
             // (d) Pre-copy, paused before switch-over.
             var qmp = qemu.Qmp;
             await qmp.MigrateSetCapabilitiesAsync([new(MigrationCapability.PauseBeforeSwitchover, true), new(MigrationCapability.Events, true)], ct).ConfigureAwait(false);
-            if (bandwidth is not null || downtimeLimitMs is not null)
-                await qmp.MigrateSetParametersAsync(new MigrationParameters { MaxBandwidth = bandwidth, DowntimeLimit = downtimeLimitMs }, ct).ConfigureAwait(false);
+            // Always both: QEMU keeps parameters across migrations, so a retry without --bandwidth must not inherit an earlier limit.
+            await qmp.MigrateSetParametersAsync(new MigrationParameters
+            {
+                MaxBandwidth = bandwidth ?? QemuDefaultMaxBandwidth,
+                DowntimeLimit = downtimeLimitMs ?? QemuDefaultDowntimeLimitMs,
+            }, ct).ConfigureAwait(false);
             var paused = qmp.WaitForEventAsync(QmpEvents.Migration,
                 e => e.GetString("status") is QmpMigrationStatus.PreSwitchover or QmpMigrationStatus.Failed or QmpMigrationStatus.Cancelled, ct);
             await qmp.MigrateAsync("unix:" + socketPath, ct).ConfigureAwait(false);
@@ -184,33 +202,76 @@ internal sealed partial class VmService
             var status = (await paused.ConfigureAwait(false)).GetString("status");
             var atPause = await qmp.QueryMigrateAsync(ct).ConfigureAwait(false);
             ReportMemory(job, atPause, diskTotal, synced.BytesOnWire, v => Set(v), view);
-            if (status != QmpMigrationStatus.PreSwitchover) throw new IOException($"QEMU's migration {status}: {atPause.ErrorDesc ?? "no reason given"}");
+            if (status != QmpMigrationStatus.PreSwitchover)
+            {
+                string qemuSays = $"QEMU's migration {status}: {atPause.ErrorDesc ?? "no reason given"}";
+                Exception? broke = null;
+                try { (_, _, broke) = await relay.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false); }
+                catch (Exception e) when (e is TimeoutException or IOException or SocketException or OperationCanceledException) { }
+                if (broke is not null && !await AnswersAsync(peer, vm.Definition, diskTotal).ConfigureAwait(false))
+                    throw new IOException($"the link to {peer} broke during the memory copy ({JobManager.OneLine(broke.Message)}; {qemuSays}); the VM keeps running here");
+                throw new IOException(qemuSays);
+            }
 
             // The VM is paused with its disk flushed: hand the volume over (milliseconds), the last step before continue.
             ct.ThrowIfCancellationRequested();
             Set(view with { Phase = VmMigrationPhases.Switchover });
             job.ReportMigration(new MigrationView(name, peer, "Switchover", diskTotal + (atPause.Ram?.Total ?? 0), diskTotal + (atPause.Ram?.Transferred ?? 0),
                 atPause.Ram?.Remaining ?? 0, synced.BytesOnWire + (atPause.Ram?.Transferred ?? 0), 0, null, null));
-            var handOver = await replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None).ConfigureAwait(false);
-            handedOver = true;
-            job.ReportHandOver(MigrationEndpoints.View(handOver));
+            HandOverResult? handOver = null;
+            try { handOver = await replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None).ConfigureAwait(false); }
+            catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException)
+            {
+                // Only a hand-over that certainly did not promote the destination may be undone (the VM resumes here).
+                // One that did, or may have (in doubt), leaves the disk's fate to the replication layer: the VM stays
+                // paused here until it is settled.
+                if (!await HandOverTookPlaceAsync(vm, volume, peer, ex.Message, v => Set(v), view).ConfigureAwait(false))
+                    throw new IOException($"the disk hand-over to {peer} failed: {JobManager.OneLine(ex.Message)}; the VM keeps running here", ex);
+            }
+            Volatile.Write(ref handedOver, true);
+            if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
+            await HoldForTestsAsync("after-handover").ConfigureAwait(false);
 
+            // From here on the guest may run only at the destination (it holds the disk): a resume here is undone at once.
+            using var guard = new CancellationTokenSource();
+            var guarding = KeepPausedAsync(vm, qemu, guard.Token);
             var finished = qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), CancellationToken.None);
             await qmp.MigrateContinueAsync(ct: CancellationToken.None).ConfigureAwait(false);
-            var end = (await finished.WaitAsync(TimeSpan.FromSeconds(120), CancellationToken.None).ConfigureAwait(false)).GetString("status");
+            var end = (await finished.ConfigureAwait(false)).GetString("status");
             var done = await qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
             for (int i = 0; i < 100 && end == QmpMigrationStatus.Completed && !(done.TotalTime > 0); i++)
             {
                 await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
                 done = await qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
             }
-            if (end != QmpMigrationStatus.Completed) throw new IOException($"QEMU's migration {end} after the hand-over: {done.ErrorDesc ?? "no reason given"}");
-            var (sent, _) = await relay.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
+            if (end != QmpMigrationStatus.Completed)
+            {
+                Log.VmMigrationSafety(logger, name, $"QEMU's migration {end} after the disk hand-over ({done.ErrorDesc ?? "no reason given"}): keeping the VM paused here");
+                await PauseAsync(qemu).ConfigureAwait(false);
+            }
+            long sent = 0;
+            Exception? broken = null;
+            try { (sent, _, broken) = await relay.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false); }
+            catch (Exception e) when (e is TimeoutException or IOException or SocketException or OperationCanceledException) { broken = e; }
             // Closing the tunnel ends the stream at the destination, which then checks that its QEMU loaded the VM and runs.
             await tunnel.DisposeAsync().ConfigureAwait(false);
 
-            // The destination says whether the VM runs there (its QEMU resumed).
-            var arrived = await WaitArrivedAsync(peer, vm.Definition, diskTotal).ConfigureAwait(false);
+            // The destination decides: it holds the disk, and resumes the VM only if its QEMU loaded all of it. Until it
+            // says so, the VM stays paused here, however long the link is down.
+            var failure = await ConfirmAsync(vm, peer, diskTotal, broken, v => Set(v), view).ConfigureAwait(false);
+            if (failure is not null)
+            {
+                // It did not arrive: the disk comes back, and the VM (paused here the whole time) resumes where it was.
+                await TakeBackAsync(vm, peer, diskTotal, v => Set(v), view).ConfigureAwait(false);
+                await guard.CancelAsync().ConfigureAwait(false);
+                await guarding.ConfigureAwait(false);
+                await qmp.ContAsync(CancellationToken.None).ConfigureAwait(false);
+                lock (_lock) vm.State = VmStates.Running;
+                throw new HandedBackException($"the VM did not arrive at {peer} after the disk hand-over ({failure}); {peer} handed the disk back " +
+                                              "and the VM runs here again");
+            }
+            await guard.CancelAsync().ConfigureAwait(false);
+            await guarding.ConfigureAwait(false);
             var final = view with
             {
                 Phase = VmMigrationPhases.Completed,
@@ -219,9 +280,9 @@ internal sealed partial class VmService
                 RamRemaining = 0,
                 TotalSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
                 DowntimeMs = done.Downtime,
-                WritePauseMs = Math.Round(handOver.WritePause.TotalMilliseconds, 3),
+                WritePauseMs = handOver is null ? null : Math.Round(handOver.WritePause.TotalMilliseconds, 3),
                 TunnelBytes = sent,
-                Error = arrived ? null : $"{peer} did not confirm that the VM runs there",
+                Error = null,
             };
             Set(final);
             job.ReportMigration(new MigrationView(name, peer, "Completed", diskTotal + final.RamTransferred, diskTotal + final.RamTransferred, 0,
@@ -237,7 +298,8 @@ internal sealed partial class VmService
         catch (Exception ex)
         {
             string error = JobManager.OneLine(ex.Message);
-            if (!handedOver)
+            if (ex is HandedBackException) { }
+            else if (!handedOver)
             {
                 // (e) Undo: the VM keeps running here with its disk, the destination drops its QEMU and definition
                 // (it sees the tunnel close without a completed migration).
@@ -247,7 +309,7 @@ internal sealed partial class VmService
                     await EnsureRunningAsync(q).ConfigureAwait(false);
                 }
                 if (replication.FindMigration(volume)?.Phase is Roam.Replication.Engine.MigrationPhase.Preparing or Roam.Replication.Engine.MigrationPhase.Copying
-                    or Roam.Replication.Engine.MigrationPhase.InSync)
+                    or Roam.Replication.Engine.MigrationPhase.InSync or Roam.Replication.Engine.MigrationPhase.Failed)
                 {
                     try { await replication.AbortMigrationAsync(volume).ConfigureAwait(false); }
                     catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.Source.ReplicationException) { error += $" (aborting the volume migration failed: {e.Message})"; }
@@ -256,7 +318,10 @@ internal sealed partial class VmService
             }
             else
             {
-                error = $"the disk was handed over to {peer} but QEMU did not finish the migration: {error}; the VM cannot run here any more " +
+                // Not reached by a lost link (ConfirmAsync waits it out), but by a local failure after the hand-over:
+                // the VM is kept paused here, never resumed, since the disk is at the destination.
+                if (vm.Qemu is { } q && !q.HasExited) await PauseAsync(q).ConfigureAwait(false);
+                error = $"the disk was handed over to {peer} but the migration did not finish: {error}; the VM is kept paused here " +
                         $"(its volume is {peer}'s replica now); see roam vm show {name} on {peer}";
                 lock (_lock) vm.Error = error;
             }
@@ -310,20 +375,146 @@ internal sealed partial class VmService
         }
     }
 
-    private async Task<bool> WaitArrivedAsync(string peer, VmDefinition definition, long size)
+    /// <summary>Whether the peer answers a question through the peer channel (within a few seconds).</summary>
+    private async Task<bool> AnswersAsync(string peer, VmDefinition definition, long size)
     {
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(60))
+        try
+        {
+            await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+        catch (ApiException) { return false; }
+    }
+
+    /// <summary>
+    /// After a hand-over that threw: true if the destination was promoted anyway (the migration goes on), false if it
+    /// certainly was not (the VM may resume here). While that is in doubt the VM stays paused (QEMU sits in
+    /// pre-switchover) and the replication layer asks the destination until it knows.
+    /// </summary>
+    private async Task<bool> HandOverTookPlaceAsync(VmRuntime vm, string volume, string peer, string error, Action<VmMigrationView> set, VmMigrationView view)
+    {
+        bool said = false;
+        while (true)
+        {
+            var status = replication.GetStatus(volume);
+            if (status.Role == VolumeRole.Replica)
+            {
+                Log.VmMigrationSafety(logger, vm.Definition.Name, $"the disk hand-over reported a failure ({error}) but {peer} took over: finishing the migration");
+                return true;
+            }
+            if (status.HandOverPeer is null) return false;
+            if (!said)
+            {
+                Log.VmMigrationSafety(logger, vm.Definition.Name, $"the disk hand-over to {peer} is in doubt ({error}): the VM stays paused here until it is settled");
+                said = true;
+            }
+            set(view with
+            {
+                Phase = VmMigrationPhases.Switchover,
+                Error = $"the disk hand-over to {peer} is in doubt ({JobManager.OneLine(error)}): the VM stays paused here until {peer} says whether it took over",
+            });
+            await Task.Delay(500).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Waits for the destination's word on the VM: null once it runs there, else why it did not arrive. The VM stays
+    /// paused here meanwhile, for as long as the destination cannot be asked: it holds the disk, so it may be running.
+    /// </summary>
+    private async Task<string?> ConfirmAsync(VmRuntime vm, string peer, long size, Exception? streamBroken, Action<VmMigrationView> set, VmMigrationView view)
+    {
+        var name = vm.Definition.Name;
+        string? said = null;
+        while (true)
+        {
+            string waiting;
+            try
+            {
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, vm.Definition, size, null), TimeSpan.FromSeconds(10), CancellationToken.None)
+                    .ConfigureAwait(false);
+                if (reply.Ok) return null;
+                if (reply.Error is { } e && e.StartsWith("failed", StringComparison.Ordinal)) return e.StartsWith("failed: ", StringComparison.Ordinal) ? e[8..] : e;
+                waiting = $"{peer} is still loading it ({reply.Error})";
+            }
+            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            if (streamBroken is not null) waiting += $"; the memory stream broke: {JobManager.OneLine(streamBroken.Message)}";
+            string note = $"waiting for {peer} to confirm that the VM runs there: {waiting}; the VM stays paused here (its disk is at {peer})";
+            if (said is null) Log.VmMigrationSafety(logger, name, note);
+            said = note;
+            set(view with { Phase = VmMigrationPhases.Confirming, Error = note });
+            await Task.Delay(500).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The VM did not arrive: asks the destination for the disk back until this host is its primary again.</summary>
+    private async Task TakeBackAsync(VmRuntime vm, string peer, long size, Action<VmMigrationView> set, VmMigrationView view)
+    {
+        var volume = vm.Definition.Volume;
+        while (true)
+        {
+            string waiting;
+            try
+            {
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Return, vm.Definition, size, null), TimeSpan.FromSeconds(180), CancellationToken.None)
+                    .ConfigureAwait(false);
+                waiting = reply.Ok ? "it handed the disk over, this host does not see itself primary yet" : reply.Error ?? "refused";
+            }
+            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            var status = replication.GetStatus(volume);
+            if (status.Role == VolumeRole.Primary && status.HandOverPeer is null && !status.WritesRefused) return;
+            string note = $"the VM did not arrive at {peer}; asking {peer} to hand its disk back: {waiting}; the VM stays paused here";
+            Log.VmMigrationSafety(logger, vm.Definition.Name, note);
+            set(view with { Phase = VmMigrationPhases.Confirming, Error = note });
+            await Task.Delay(1000).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Until cancelled: the guest is paused again whenever QEMU resumes it (QEMU resumes a guest whose migration failed).</summary>
+    private async Task KeepPausedAsync(VmRuntime vm, QemuProcess qemu, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested && !qemu.HasExited)
+        {
+            try { await qemu.Qmp.WaitForEventAsync(QmpEvents.Resume, null, cancellationToken).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+            catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException) { return; }
+            Log.VmMigrationSafety(logger, vm.Definition.Name, "QEMU resumed the guest after the disk hand-over: pausing it again");
+            await PauseAsync(qemu).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Pauses the guest once QEMU's migration is over (QEMU resumes a guest when its migration fails).</summary>
+    private static async Task PauseAsync(QemuProcess qemu)
+    {
+        for (int i = 0; i < 100; i++)
         {
             try
             {
-                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, definition, size, null), CancellationToken.None).ConfigureAwait(false);
-                if (reply.Ok) return true;
-                if (reply.Error is { } e && e.StartsWith("failed", StringComparison.Ordinal)) return false;
+                var migrate = await qemu.Qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
+                var status = await qemu.Qmp.QueryStatusAsync(CancellationToken.None).ConfigureAwait(false);
+                if (status.Running) await qemu.Qmp.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                if (migrate.Status is not (QmpMigrationStatus.Cancelling or QmpMigrationStatus.Active or QmpMigrationStatus.PreSwitchover
+                    or QmpMigrationStatus.Setup or QmpMigrationStatus.Device)) return;
             }
-            catch (ApiException) { }
-            await Task.Delay(100).ConfigureAwait(false);
+            catch (Exception e) when (e is QmpException or IOException or TimeoutException or ObjectDisposedException) { return; }
+            await Task.Delay(20).ConfigureAwait(false);
         }
-        return false;
+    }
+
+    /// <summary>
+    /// Fault injection for the end-to-end tests, off unless roamd's environment sets ROAM_TEST_HOLD_AT=STEP:PATH: at STEP
+    /// ("after-handover": the disk handed over, QEMU not yet told to finish) this roamd creates PATH and waits until it
+    /// is deleted, so a test can cut a link at exactly that point.
+    /// </summary>
+    private static async Task HoldForTestsAsync(string step)
+    {
+        if (Environment.GetEnvironmentVariable("ROAM_TEST_HOLD_AT") is not { } hold) return;
+        int colon = hold.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0 || hold[..colon] != step) return;
+        var path = hold[(colon + 1)..];
+        await File.WriteAllTextAsync(path, step).ConfigureAwait(false);
+        while (File.Exists(path)) await Task.Delay(20).ConfigureAwait(false);
     }
 }
+
+/// <summary>A VM migration that failed after the disk hand-over, with the disk given back and the VM running here again.</summary>
+internal sealed class HandedBackException(string message) : IOException(message);

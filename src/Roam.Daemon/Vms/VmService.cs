@@ -91,7 +91,7 @@ internal sealed partial class VmService(
             qemu is { HasExited: false } ? qemu.Pid : null, vm.Accelerator,
             vm.State == VmStates.Running ? null : vm.LastExit?.ExitCode,
             vm.State == VmStates.Crashed ? vm.LastExit?.StderrTail : null,
-            vm.Error, vm.Migration);
+            vm.Error, vm.Migration) { StampedSerialPath = _definitions.StampedSerialPathOf(d.Name) };
     }
 
     public VmView Create(CreateVmRequest request)
@@ -169,11 +169,13 @@ internal sealed partial class VmService(
     private QemuCommandLine CommandLine(VmDefinition d, Accelerator accelerator, bool incoming)
     {
         var line = new QemuCommandLine { Machine = "q35", Accelerator = accelerator, MemoryMiB = d.MemoryMiB, Cpus = d.Cpus, Name = d.Name }
-            .WithSerialFile(_definitions.SerialPathOf(d.Name))
+            .WithSerialSocket(ConsoleRecorder.SocketPathFor(_definitions.Directory, d.Name))
             .WithNbdDisk(options.NbdSocket, d.Volume)
             .WithArguments("-no-reboot"); // a guest that reboots or panics ends its QEMU: roamd reports it
         if (d.Kernel is not null) line.WithKernel(d.Kernel, d.Initrd, d.Append);
-        if (incoming) line.WithIncomingDefer();
+        // An arriving VM stays paused once loaded (-S: no autostart): roamd resumes it only as the volume's primary
+        // (VmService.Incoming), so a stream that ends early or a source that kept the disk never yields a second runner.
+        if (incoming) line.WithIncomingDefer().WithArguments("-S");
         return line;
     }
 
@@ -185,6 +187,9 @@ internal sealed partial class VmService(
         // See ReplicationService.SetVmDisk: the VM's one NBD connection follows the volume's role (replicated for a
         // migration, promoted on arrival).
         replication.SetVmDisk(vm.Definition.Volume, true);
+        // roamd reads the console (host-time stamps per line): listening before QEMU starts, so nothing is lost.
+        var console = new ConsoleRecorder(ConsoleRecorder.SocketPathFor(_definitions.Directory, vm.Definition.Name),
+            _definitions.SerialPathOf(vm.Definition.Name), _definitions.StampedSerialPathOf(vm.Definition.Name));
         try
         {
             qemu = await QemuProcess.StartAsync(line, new QemuProcessOptions { Logger = logger }, cancellationToken).ConfigureAwait(false);
@@ -192,11 +197,13 @@ internal sealed partial class VmService(
         catch (Exception ex) when (ex is not QemuExitedException)
         {
             replication.SetVmDisk(vm.Definition.Volume, false);
+            await console.DisposeAsync().ConfigureAwait(false);
             throw;
         }
         catch (QemuExitedException ex)
         {
             replication.SetVmDisk(vm.Definition.Volume, false);
+            await console.DisposeAsync().ConfigureAwait(false);
             vm.LastExit = ex.Exit;
             vm.State = VmStates.Crashed;
             vm.Error = JobManager.OneLine(ex.Message);
@@ -210,13 +217,14 @@ internal sealed partial class VmService(
         vm.Error = null;
         vm.LastExit = null;
         Log.VmStarted(logger, vm.Definition.Name, qemu.Pid, vm.Accelerator, incoming ? " (incoming migration)" : "");
-        _ = SuperviseAsync(vm, qemu);
+        _ = SuperviseAsync(vm, qemu, console);
         return qemu;
     }
 
-    private async Task SuperviseAsync(VmRuntime vm, QemuProcess qemu)
+    private async Task SuperviseAsync(VmRuntime vm, QemuProcess qemu, ConsoleRecorder console)
     {
         var exit = await qemu.Exited.ConfigureAwait(false);
+        await console.DisposeAsync().ConfigureAwait(false);
         lock (_lock)
         {
             if (!ReferenceEquals(vm.Qemu, qemu)) return;

@@ -33,6 +33,10 @@ public sealed class QemuCommandLine
     /// Anything else is passed to -serial as is (e.g. "file:/path").</summary>
     public string? Serial { get; set; }
 
+    /// <summary>When set, the guest's ttyS0 is a chardev socket client of this unix socket (reconnecting every second:
+    /// whoever listens there may restart), instead of <see cref="Serial"/>.</summary>
+    public string? SerialSocketPath { get; set; }
+
     /// <summary>"defer" waits for migrate-incoming over QMP; null starts the guest normally.</summary>
     public string? Incoming { get; set; }
 
@@ -44,6 +48,7 @@ public sealed class QemuCommandLine
     public QemuCommandLine WithQmpSocket(string path) { QmpSocketPath = path; return this; }
     public QemuCommandLine WithSerialStdio() { Serial = "stdio"; return this; }
     public QemuCommandLine WithSerialFile(string path) { Serial = "file:" + path; return this; }
+    public QemuCommandLine WithSerialSocket(string path) { SerialSocketPath = path; Serial = null; return this; }
     public QemuCommandLine WithIncomingDefer() { Incoming = "defer"; return this; }
 
     public QemuCommandLine WithKernel(string kernel, string? initrd = null, string? append = null)
@@ -89,7 +94,9 @@ public sealed class QemuCommandLine
         if (KernelPath is not null) args.AddRange(["-kernel", KernelPath]);
         if (InitrdPath is not null) args.AddRange(["-initrd", InitrdPath]);
         if (KernelAppend is not null) args.AddRange(["-append", KernelAppend]);
-        if (Serial is not null) args.AddRange(["-serial", Serial]);
+        if (SerialSocketPath is not null)
+            args.AddRange(["-chardev", $"socket,id=serial0,path={Escape(SerialSocketPath)},reconnect=1", "-serial", "chardev:serial0"]);
+        else if (Serial is not null) args.AddRange(["-serial", Serial]);
         if (Incoming is not null) args.AddRange(["-incoming", Incoming]);
         args.AddRange(_drives);
         args.AddRange(_extra);

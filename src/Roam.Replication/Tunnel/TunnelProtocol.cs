@@ -147,10 +147,22 @@ public static class TunnelRelay
     /// </summary>
     /// <param name="shutdownSend">Passes the local side's end on to the peer (TLS close_notify); without it the peer
     /// would learn of the end only when the drain timeout below closes the connection.</param>
+    /// <param name="drainOnTunnelFailure">Asked when sending to the peer fails: true keeps reading the local side to its end,
+    /// discarding, so the local writer (QEMU) sees its stream end normally instead of an error (see VmService: after the
+    /// disk hand-over the source QEMU must not fail its migration, since QEMU resumes a guest whose migration failed).</param>
     public static async Task<(long Sent, long Received)> RunAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local, bool localEndsIt,
-        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null)
+        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null)
+    {
+        var (sent, received, _) = await RunCheckedAsync(tunnel, local, localEndsIt, cancellationToken, shutdownSend, drainOnTunnelFailure).ConfigureAwait(false);
+        return (sent, received);
+    }
+
+    /// <summary>As <see cref="RunAsync"/>, and what broke the tunnel (an I/O error sending to or reading from the peer), or null.</summary>
+    public static async Task<(long Sent, long Received, Exception? TunnelFailure)> RunCheckedAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local,
+        bool localEndsIt, CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null)
     {
         long sent = 0, received = 0;
+        Exception? failure = null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var toPeer = Task.Run(async () =>
         {
@@ -161,13 +173,27 @@ public static class TunnelRelay
                 {
                     int n = await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
                     if (n == 0) break;
-                    await tunnel.Output.WriteAsync(buffer.AsMemory(0, n), stop.Token).ConfigureAwait(false);
+                    try
+                    {
+                        await tunnel.Output.WriteAsync(buffer.AsMemory(0, n), stop.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+                    {
+                        Interlocked.CompareExchange(ref failure, ex, null);
+                        if (drainOnTunnelFailure?.Invoke() != true) throw;
+                        while (await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false) > 0) { }
+                        return;
+                    }
                     Interlocked.Add(ref sent, n);
                 }
                 await tunnel.Output.FlushAsync(stop.Token).ConfigureAwait(false);
                 if (shutdownSend is not null) await shutdownSend(stop.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException) { }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
+                or InvalidOperationException)
+            {
+                if (ex is not OperationCanceledException) Interlocked.CompareExchange(ref failure, ex, null);
+            }
         }, CancellationToken.None);
         var fromPeer = Task.Run(async () =>
         {
@@ -190,7 +216,10 @@ public static class TunnelRelay
                 catch (System.Net.Sockets.SocketException) { }
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
-                or InvalidOperationException) { }
+                or InvalidOperationException)
+            {
+                if (ex is IOException) Interlocked.CompareExchange(ref failure, ex, null);
+            }
         }, CancellationToken.None);
         if (localEndsIt) await toPeer.ConfigureAwait(false);
         else await fromPeer.ConfigureAwait(false);
@@ -198,6 +227,6 @@ public static class TunnelRelay
         await Task.WhenAll(toPeer, fromPeer).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await stop.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(toPeer, fromPeer).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        return (Interlocked.Read(ref sent), Interlocked.Read(ref received));
+        return (Interlocked.Read(ref sent), Interlocked.Read(ref received), Volatile.Read(ref failure));
     }
 }

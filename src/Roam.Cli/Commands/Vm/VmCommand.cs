@@ -171,16 +171,31 @@ internal sealed class VmConsoleCommand : Command
 {
     private readonly Argument<string> _name = VmCommand.NameArgument();
     private readonly Option<bool> _follow = new("--follow", "-f") { Description = "Keep printing what the guest writes (Ctrl+C to stop)" };
+    private readonly Option<bool> _timestamps = new("--timestamps", "-t")
+    {
+        Description = "Prefix each line with the host time (UTC) at which roamd received it; it goes on while the guest is paused",
+    };
 
     public VmConsoleCommand(CliEnvironment environment) : base("console", "Print a VM's serial console (its log file on this host)")
     {
         Arguments.Add(_name);
         Options.Add(_follow);
+        Options.Add(_timestamps);
         SetAction(environment.Action(async (context, parse, ct) =>
         {
             var vm = await context.Client.GetAsync($"v1/vms/{ControlClient.Segment(parse.GetValue(_name)!)}", ControlJsonContext.Default.VmView, ct).ConfigureAwait(false);
-            if (!File.Exists(vm.SerialPath)) return ExitCodes.Success;
-            using var file = new FileStream(vm.SerialPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            string? path = vm.SerialPath;
+            if (parse.GetValue(_timestamps))
+            {
+                path = vm.StampedSerialPath;
+                if (path is null)
+                {
+                    await context.Error.WriteLineAsync("roam: this roamd does not keep host timestamps of the console").ConfigureAwait(false);
+                    return ExitCodes.Failed;
+                }
+            }
+            if (!File.Exists(path)) return ExitCodes.Success;
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             using var reader = new StreamReader(file);
             var buffer = new char[8192];
             try

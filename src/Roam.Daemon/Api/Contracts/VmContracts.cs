@@ -19,7 +19,12 @@ internal sealed record VmView(string Name, string Volume, string State, int Memo
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? ExitCode,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StderrTail,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration)
+{
+    /// <summary>The console log with the host time at which roamd received each line (`roam vm console NAME --timestamps`).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? StampedSerialPath { get; init; }
+}
 
 /// <summary>A VM migration's progress (disk, then memory) and, once done, its figures.</summary>
 internal sealed record VmMigrationView(string Peer, string Phase, long DiskBytesTotal, long DiskBytesDone, long DiskBytesOnWire,
@@ -40,6 +45,8 @@ internal static class VmMigrationPhases
     public const string Disk = "disk";
     public const string Memory = "memory";
     public const string Switchover = "switchover";
+    /// <summary>After the disk hand-over: the VM is paused here until the destination says whether it runs there.</summary>
+    public const string Confirming = "confirming";
     public const string Completed = "completed";
     public const string Failed = "failed";
 }

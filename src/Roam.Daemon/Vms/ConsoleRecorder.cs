@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Roam.Daemon.Vms;
+
+/// <summary>
+/// A VM's serial console, read by roamd: QEMU's ttyS0 is a chardev socket client (reconnecting) of a unix socket this
+/// recorder listens on. What arrives goes to two files, both started afresh with each QEMU run:
+/// <c>vms/NAME.serial</c>, the bytes as the guest wrote them (what QEMU's file chardev used to write), and
+/// <c>vms/NAME.serial.stamped</c>, one line per console line, prefixed with the host time (UTC, microseconds, ISO 8601)
+/// at which roamd received its first byte: <c>2025-01-31T12:34:56.123456Z HB 42 ...</c>. Host time goes on while the
+/// guest is paused (its own clock does not, under TCG), so the stamps show a pause as the guest lived it.
+/// </summary>
+internal sealed class ConsoleRecorder : IAsyncDisposable
+{
+    public const string StampFormat = "yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'";
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly Socket _listener;
+    private readonly string _socketPath;
+    private readonly FileStream _raw;
+    private readonly FileStream _stamped;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private readonly List<byte> _line = [];
+    private readonly Lock _gate = new();
+    private DateTime? _lineStart;
+    private volatile bool _connected;
+
+    public ConsoleRecorder(string socketPath, string rawPath, string stampedPath)
+    {
+        _socketPath = socketPath;
+        try { File.Delete(socketPath); } catch (IOException) { }
+        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            _listener.Listen(1);
+            _raw = new FileStream(rawPath, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            _stamped = new FileStream(stampedPath, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch
+        {
+            _raw?.Dispose();
+            _listener.Dispose();
+            throw;
+        }
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>The console socket of VM <paramref name="name"/>: in DATA_DIR/vms, or in /tmp when that path is too long for a unix socket.</summary>
+    public static string SocketPathFor(string vmsDirectory, string name)
+    {
+        var path = Path.Combine(Path.GetFullPath(vmsDirectory), name + ".console.sock");
+        if (Encoding.UTF8.GetByteCount(path) < 100) return path;
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..24];
+        return Path.Combine("/tmp", $"roam-con-{hash}.sock");
+    }
+
+    /// <summary>Parses a line of a stamped console log: its host time and the console line, or false.</summary>
+    public static bool TryParse(string stampedLine, out DateTimeOffset stamp, out string line)
+    {
+        int space = stampedLine.IndexOf(' ', StringComparison.Ordinal);
+        line = space < 0 ? "" : stampedLine[(space + 1)..];
+        return DateTimeOffset.TryParseExact(space < 0 ? stampedLine : stampedLine[..space], StampFormat, CultureInfo.InvariantCulture,
+            DateTimeStyles.AssumeUniversal, out stamp) && space >= 0;
+    }
+
+    private async Task RunAsync()
+    {
+        var buffer = new byte[8192];
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket connection;
+            try { connection = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException) { continue; }
+            _connected = true;
+            using (connection)
+            {
+                while (true)
+                {
+                    int n;
+                    try { n = await connection.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false); }
+                    catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException) { break; }
+                    if (n == 0) break;
+                    Record(buffer.AsSpan(0, n), DateTime.UtcNow);
+                }
+            }
+            _connected = false;
+        }
+    }
+
+    private void Record(ReadOnlySpan<byte> data, DateTime now)
+    {
+        lock (_gate)
+        {
+            try
+            {
+                _raw.Write(data);
+                _raw.Flush();
+                foreach (byte b in data)
+                {
+                    _lineStart ??= now;
+                    if (b == (byte)'\n')
+                    {
+                        _stamped.Write(Encoding.ASCII.GetBytes(_lineStart.Value.ToString(StampFormat, CultureInfo.InvariantCulture) + " "));
+                        _stamped.Write(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_line));
+                        _stamped.WriteByte((byte)'\n');
+                        _line.Clear();
+                        _lineStart = null;
+                    }
+                    else if (b != (byte)'\r') _line.Add(b);
+                }
+                _stamped.Flush();
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException) { } // a full disk must not take the VM's supervision down
+        }
+    }
+
+    /// <summary>Once QEMU is gone: takes what it wrote last (up to its end of stream, briefly), then closes the files.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var drained = Stopwatch();
+        while (_connected && drained.Elapsed < DrainTimeout) await Task.Delay(10).ConfigureAwait(false);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        lock (_gate)
+        {
+            _raw.Dispose();
+            _stamped.Dispose();
+        }
+        try { File.Delete(_socketPath); } catch (IOException) { }
+        _stop.Dispose();
+    }
+
+    private static System.Diagnostics.Stopwatch Stopwatch() => System.Diagnostics.Stopwatch.StartNew();
+}
