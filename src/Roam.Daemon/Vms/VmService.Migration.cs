@@ -117,8 +117,9 @@ internal sealed partial class VmService
             Set(view);
 
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
-            // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap).
-            await replication.PrepareMigrationAsync(volume, peer, bandwidth, ct).ConfigureAwait(false);
+            // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap); without
+            // --bandwidth none, not what an earlier migration asked for.
+            await replication.PrepareMigrationAsync(volume, peer, bandwidth ?? 0, ct).ConfigureAwait(false);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(ct))
             using (var lost = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
