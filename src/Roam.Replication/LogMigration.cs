@@ -7,8 +7,8 @@ internal static partial class Log
     [LoggerMessage(3130, LogLevel.Information, "[{Volume} -> {Peer}] migration prepared: {OutOfSync} bytes to copy")]
     public static partial void MigrationPrepared(ILogger logger, string volume, string peer, long outOfSync);
 
-    [LoggerMessage(3131, LogLevel.Information, "[{Volume} -> {Peer}] handed over: writes stopped {Milliseconds} ms, new generation {Generation}")]
-    public static partial void HandedOver(ILogger logger, string volume, string peer, double milliseconds, Guid generation);
+    [LoggerMessage(3131, LogLevel.Information, "[{Volume} -> {Peer}] handed over: writes stopped {Milliseconds} ms ({Steps}), new generation {Generation}")]
+    public static partial void HandedOver(ILogger logger, string volume, string peer, double milliseconds, string steps, Guid generation);
 
     [LoggerMessage(3132, LogLevel.Warning, "[{Volume} -> {Peer}] {Message}")]
     public static partial void HandOverFailed(ILogger logger, string volume, string peer, string message);

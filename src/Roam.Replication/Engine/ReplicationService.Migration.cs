@@ -157,6 +157,8 @@ public sealed partial class ReplicationService
         Task<bool>? confirm = null;
         bool demoted = false, volumeDeleted = false;
         HandOverStep step = HandOverStep.StopWrites;
+        var steps = new System.Text.StringBuilder();   // "StopWrites 0.0 ms, DrainInFlight 0.3 ms, ...": where a pause went
+        long stepStarted = Stopwatch.GetTimestamp();
         try
         {
             try
@@ -223,7 +225,7 @@ public sealed partial class ReplicationService
             }
             var pause = Stopwatch.GetElapsedTime(frozenAt);
             migration.End(MigrationPhase.Completed, null);
-            Log.HandedOver(_logger, volume, peer, pause.TotalMilliseconds, generations.Current);
+            Log.HandedOver(_logger, volume, peer, pause.TotalMilliseconds, steps.ToString(), generations.Current);
             return new HandOverResult(volume, peer, pause, generations, keepReplica, volumeDeleted);
         }
         finally
@@ -234,6 +236,10 @@ public sealed partial class ReplicationService
 
         async Task DoneAsync(HandOverStep s)
         {
+            long now = Stopwatch.GetTimestamp();
+            steps.Append(steps.Length == 0 ? "" : ", ").Append(s).Append(' ')
+                .Append(Stopwatch.GetElapsedTime(stepStarted, now).TotalMilliseconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms");
+            stepStarted = now;
             if (Hooks.CrashAfter == s)
             {
                 if (Hooks.BeforeCrash is { } before) await before().ConfigureAwait(false);
