@@ -162,6 +162,7 @@ public sealed class VmRestartTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"the VM was not started again: {show}\n{restarted.Output}");
             await Task.Delay(100);
         }
+        output.WriteLine($"running again {clock.Elapsed.TotalSeconds:0.0} s after roamd was back");
         int newPid = show.GetProperty("pid").GetInt32();
         Assert.NotEqual(pid, newPid);
         var notice = show.GetProperty("notice").GetString()!;

@@ -63,18 +63,18 @@ internal sealed partial class VmService
     private async Task AdoptAllAsync()
     {
         var adoptions = new List<Task<bool>>();
-        var runtimes = new List<VmRuntime>();
+        var runtimes = new List<(VmRuntime Vm, VmRunRecord Record)>();
         foreach (var (name, record) in _recordsAtStart)
         {
             VmRuntime vm;
             lock (_lock) vm = _vms[name];
-            runtimes.Add(vm);
+            runtimes.Add((vm, record));
             adoptions.Add(AdoptAsync(vm, record));
         }
         _recordsAtStart.Clear();
         var results = await Task.WhenAll(adoptions).ConfigureAwait(false);
         for (int i = 0; i < results.Length; i++)
-            if (!results[i]) _ = ColdStartAsync(runtimes[i]);
+            if (!results[i]) _ = ColdStartAsync(runtimes[i].Vm, runtimes[i].Record.Accelerator);
     }
 
     /// <summary>False if the VM's QEMU is gone and the VM should be started again.</summary>
@@ -217,7 +217,7 @@ internal sealed partial class VmService
     }
 
     /// <summary>A VM meant to be running whose QEMU died while roamd was away: boots it again, and says so.</summary>
-    private async Task ColdStartAsync(VmRuntime vm)
+    private async Task ColdStartAsync(VmRuntime vm, string? accelerator)
     {
         var name = vm.Definition.Name;
         await vm.Gate.WaitAsync().ConfigureAwait(false);
@@ -239,8 +239,14 @@ internal sealed partial class VmService
             Log.VmColdStarting(logger, name, died);
             try
             {
-                var accelerator = await ChooseAcceleratorAsync(vm.Definition, CancellationToken.None).ConfigureAwait(false);
-                await LaunchAsync(vm, accelerator, incoming: false, CancellationToken.None).ConfigureAwait(false);
+                // The accelerator that ran this VM here before is proven: no probe (a KVM probe can take its full timeout).
+                var chosen = accelerator switch
+                {
+                    "kvm" => Accelerator.Kvm,
+                    "tcg" => Accelerator.Tcg,
+                    _ => await ChooseAcceleratorAsync(vm.Definition, CancellationToken.None).ConfigureAwait(false),
+                };
+                await LaunchAsync(vm, chosen, incoming: false, CancellationToken.None).ConfigureAwait(false);
                 lock (_lock)
                     vm.Notice = $"cold-started at {DateTimeOffset.Now:yyyy-MM-dd HH:mm:ss} because {died}; the guest booted afresh (what was only in " +
                                 $"its memory is lost)" + (tail.Length > 0 ? $"; the old QEMU's last output is in {log}.1" : "");
