@@ -37,6 +37,13 @@ internal sealed partial class VmService
     /// </summary>
     public const uint NbdReconnectDelaySeconds = 300;
 
+    /// <summary>
+    /// How long a surviving QEMU may take to answer QMP. Its main loop can be held up until its NBD client is back (a
+    /// drain, e.g. a migration stopping the VM, waits for the disk requests in flight), and QEMU retries NBD only every
+    /// 16 s after a long absence: so more than that.
+    /// </summary>
+    private static readonly TimeSpan AttachTimeout = TimeSpan.FromSeconds(30);
+
     private readonly Dictionary<string, VmRunRecord> _recordsAtStart = new(StringComparer.Ordinal);
     private bool _prepared;
 
@@ -91,7 +98,7 @@ internal sealed partial class VmService
             if (identity is null)
                 throw new QemuExitedException(new QemuExit(QemuExit.UnknownExitCode, QemuProcess.ReadTail(record.LogPath, 40)), "QEMU did not start");
             qemu = await QemuProcess.AttachAsync(identity, record.QmpSocket,
-                new QemuProcessOptions { Logger = logger, LogPath = record.LogPath, StartTimeout = TimeSpan.FromSeconds(10) }).ConfigureAwait(false);
+                new QemuProcessOptions { Logger = logger, LogPath = record.LogPath, StartTimeout = AttachTimeout }).ConfigureAwait(false);
         }
         catch (QemuExitedException ex)
         {
