@@ -33,6 +33,7 @@ cleanup() {
   [ -n "$done_ok" ] && step "Cleanup"
   stop_poller
   for h in car office; do [ -n "${PID[$h]:-}" ] && stop_roamd "$h" >/dev/null 2>&1; done
+  for h in car office; do [ -n "${DIR[$h]:-}" ] && kill_dir_qemus "${DIR[$h]}"; done  # VMs outlive roamd
   if [ -n "$NETNS" ]; then
     for h in office car; do kill_ns_pids "roam-$h"; ip netns del "roam-$h" 2>/dev/null; done
   fi

@@ -289,7 +289,18 @@ start_roamd() {
 # running PID: the process exists and is not a zombie (our exited child, not reaped yet).
 running() { local st; st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1; [ -n "$st" ] && [ "$st" != Z ]; }
 
-# stop_roamd HOST: SIGTERM (roamd stops its VMs and flushes), SIGKILL after 30 s; then whatever is left in its namespace.
+# kill_dir_qemus DIR: the QEMUs of a data dir (their NBD/QMP socket paths name it) are killed; they outlive roamd.
+kill_dir_qemus() {
+  local pids p
+  pids=$(pgrep -f -- "qemu-system[^ ]* .*$1/" 2>/dev/null || true)
+  [ -n "$pids" ] || return 0
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  for p in $pids; do for _ in $(seq 50); do running "$p" || break; sleep 0.1; done; done
+}
+
+# stop_roamd HOST: SIGTERM (roamd flushes and exits, leaving its VMs running: that is what a roamd restart needs),
+# SIGKILL after 30 s; then the host is switched off: its QEMUs and whatever is left in its namespace are killed.
 stop_roamd() {
   local h=$1 pid=${PID[$1]:-} rc=0
   if [ -n "$pid" ]; then
@@ -299,6 +310,7 @@ stop_roamd() {
     wait "$pid" 2>/dev/null || rc=$?
     PID[$h]=""
   fi
+  kill_dir_qemus "${DIR[$h]}"
   if [ -n "$NETNS" ]; then kill_ns_pids "${NS[$h]}"; fi
   return "$rc"
 }

@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(7103, LogLevel.Warning, "[qemu {Pid}] did not quit within {Timeout}; killing it")]
     public static partial void QemuQuitTimedOut(ILogger logger, int pid, TimeSpan timeout);
 
+    [LoggerMessage(7104, LogLevel.Information, "[qemu {Pid}] taken over: QMP reconnected on {Socket}")]
+    public static partial void QemuAttached(ILogger logger, int pid, string socket);
+
     [LoggerMessage(7201, LogLevel.Information, "Accelerator probe chose {Accelerator}: {Reason}")]
     public static partial void AcceleratorChosen(ILogger logger, string accelerator, string reason);
 }

@@ -14,20 +14,6 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
 {
     protected override bool FixedPorts => false;
 
-    private static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var text = ReadShared(path);
-            Assert.False(text.Contains("WORKLOAD ERROR", StringComparison.Ordinal), $"{what}: {text[Math.Max(0, text.IndexOf("WORKLOAD ERROR", StringComparison.Ordinal) - 1500)..]}");
-            Assert.DoesNotContain("ROAM-GUEST FAILED", text);
-            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
-            Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
-            await Task.Delay(100);
-        }
-    }
-
     [RequiresToolsFact("qemu-system-x86_64", "python3")]
     public async Task Vm_migrates_live_to_a_trusted_peer_and_keeps_writing_there_after_the_source_is_gone()
     {

@@ -53,7 +53,10 @@ internal sealed class RoamdCommandLine
 
     public RoamdCommandLine(Func<RoamdOptions, CancellationToken, Task<int>> run)
     {
-        Root = new RootCommand("roamd: keeps this host's volumes in sparse files and serves them over NBD; `roam` drives it through DATA_DIR/control.sock.")
+        Root = new RootCommand("roamd: keeps this host's volumes in sparse files and serves them over NBD; `roam` drives it through DATA_DIR/control.sock. " +
+            "VMs outlive roamd: on SIGTERM (or kill -9) their QEMUs keep running, their disk requests wait for the next roamd on the same " +
+            "data dir, which takes them over (a VM whose QEMU died meanwhile is cold-started). `roam vm stop` stops a VM. " +
+            "Under systemd use KillMode=process.")
         {
             _dataDir, _config, _nbdListen, _hostName, _peerListen, _syncTimeout,
             _compression,

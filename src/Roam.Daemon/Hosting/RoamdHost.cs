@@ -44,6 +44,8 @@ internal static class RoamdHost
                 await using var app = Build(options);
                 app.Services.GetRequiredService<VolumeStore>(); // crash recovery runs now, before anything listens
                 app.Services.GetRequiredService<ReplicationService>(); // identity and trusted peers are loaded (or refused) before anything listens
+                // VMs left running by an earlier roamd get their disk exports right as soon as NBD listens.
+                app.Services.GetRequiredService<Roam.Daemon.Vms.VmService>().PrepareStart();
                 await app.RunAsync().ConfigureAwait(false);
                 return 0;
             }

@@ -29,7 +29,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
     private DateTime? _lineStart;
     private volatile bool _connected;
 
-    public ConsoleRecorder(string socketPath, string rawPath, string stampedPath)
+    public ConsoleRecorder(string socketPath, string rawPath, string stampedPath, bool append = false)
     {
         _socketPath = socketPath;
         try { File.Delete(socketPath); } catch (IOException) { }
@@ -39,8 +39,8 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
             _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             _listener.Listen(1);
-            _raw = new FileStream(rawPath, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-            _stamped = new FileStream(stampedPath, FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            _raw = new FileStream(rawPath, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            _stamped = new FileStream(stampedPath, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
         }
         catch
         {

@@ -25,6 +25,30 @@ internal static partial class Log
     [LoggerMessage(5106, LogLevel.Information, "VM {Vm} arrived from {Peer} and runs here")]
     public static partial void VmArrived(ILogger logger, string vm, string peer);
 
+    [LoggerMessage(5108, LogLevel.Information, "VM {Vm} taken over after a roamd restart: QEMU pid {Pid} kept running{Detail}")]
+    public static partial void VmAdopted(ILogger logger, string vm, int pid, string detail);
+
+    [LoggerMessage(5109, LogLevel.Warning, "VM {Vm}: its QEMU (pid {Pid}) ended while roamd was not running (exit status unknown); its last output: {StderrTail}")]
+    public static partial void VmDiedWhileAway(ILogger logger, string vm, int pid, string stderrTail);
+
+    [LoggerMessage(5110, LogLevel.Warning, "VM {Vm}: COLD START (the guest boots afresh) because {Reason}")]
+    public static partial void VmColdStarting(ILogger logger, string vm, string reason);
+
+    [LoggerMessage(5111, LogLevel.Error, "VM {Vm}: starting it again after a roamd restart failed: {Error}")]
+    public static partial void VmColdStartFailed(ILogger logger, string vm, string error);
+
+    [LoggerMessage(5112, LogLevel.Error, "VM {Vm}: its QEMU (pid {Pid}) runs but QMP does not answer; left alone: {Error}")]
+    public static partial void VmAdoptFailed(ILogger logger, string vm, int pid, string error);
+
+    [LoggerMessage(5113, LogLevel.Information, "VM {Vm} left running for the next roamd: QEMU pid {Pid} (stop it with roam vm stop)")]
+    public static partial void VmLeftRunning(ILogger logger, string vm, int pid);
+
+    [LoggerMessage(5114, LogLevel.Warning, "VM {Vm}: its incoming migration was cut by a roamd restart; QEMU pid {Pid} killed and the VM forgotten (it runs at the source)")]
+    public static partial void VmIncomingDropped(ILogger logger, string vm, int pid);
+
+    [LoggerMessage(5115, LogLevel.Information, "VM {Vm}: migrated away while roamd was down; its source QEMU (pid {Pid}) ended and the VM forgotten here")]
+    public static partial void VmMigratedWhileAway(ILogger logger, string vm, int pid);
+
     [LoggerMessage(5107, LogLevel.Warning, "VM {Vm}: incoming migration from {Peer} failed: {Error}")]
     public static partial void VmIncomingFailed(ILogger logger, string vm, string peer, string error);
 

@@ -25,13 +25,16 @@ internal sealed class VmRuntime(VmDefinition definition)
     public bool ExitExpected { get; set; }
 
     public VmMigrationView? Migration { get; set; }
+
+    /// <summary>What roamd did to this VM on its own, e.g. took it over or cold-started it after a restart.</summary>
+    public string? Notice { get; set; }
 }
 
 /// <summary>
 /// roamd's VMs: definitions in DATA_DIR/vms, one supervised QEMU per running VM with its disk on this roamd's own NBD
 /// socket and its serial console in DATA_DIR/vms/NAME.serial. A QEMU that dies unasked makes the VM "crashed" (exit
-/// code and stderr tail kept). QEMU is roamd's child, so it cannot outlive roamd: on shutdown every running VM is
-/// stopped cleanly (ACPI power-down, SIGKILL after <see cref="ShutdownPowerdownTimeout"/>) before NBD stops.
+/// code and stderr tail kept). VMs outlive roamd: on shutdown they are left running, and taken over again on start
+/// (VmService.Restart.cs).
 /// </summary>
 internal sealed partial class VmService(
     RoamdOptions options,
@@ -50,13 +53,13 @@ internal sealed partial class VmService(
     private readonly Dictionary<string, VmRuntime> _vms = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private readonly VmDefinitionStore _definitions = new(options.DataDir);
+    private readonly VmRunRecordStore _runRecords = new(options.DataDir);
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
-        foreach (var definition in _definitions.LoadAll())
-            lock (_lock) _vms[definition.Name] = new VmRuntime(definition);
+        PrepareStart();
         replication.TunnelHandler = HandleTunnelAsync;
-        return Task.CompletedTask;
+        await AdoptAllAsync().ConfigureAwait(false);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -67,7 +70,7 @@ internal sealed partial class VmService(
             .WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         VmRuntime[] all;
         lock (_lock) all = [.. _vms.Values];
-        await Task.WhenAll(all.Where(v => v.Qemu is not null).Select(v => StopAsync(v, ShutdownPowerdownTimeout))).ConfigureAwait(false);
+        await Task.WhenAll(all.Where(v => v.Qemu is not null).Select(LeaveRunningAsync)).ConfigureAwait(false);
     }
 
     public IReadOnlyList<VmView> List()
@@ -91,7 +94,7 @@ internal sealed partial class VmService(
             qemu is { HasExited: false } ? qemu.Pid : null, vm.Accelerator,
             vm.State == VmStates.Running ? null : vm.LastExit?.ExitCode,
             vm.State == VmStates.Crashed ? vm.LastExit?.StderrTail : null,
-            vm.Error, vm.Migration) { StampedSerialPath = _definitions.StampedSerialPathOf(d.Name) };
+            vm.Error, vm.Migration, vm.Notice) { StampedSerialPath = _definitions.StampedSerialPathOf(d.Name) };
     }
 
     public VmView Create(CreateVmRequest request)
@@ -143,6 +146,7 @@ internal sealed partial class VmService(
         lock (_lock)
         {
             if (_vms.TryGetValue(vm.Definition.Name, out var current) && ReferenceEquals(current, vm)) _vms.Remove(vm.Definition.Name);
+            _runRecords.Delete(vm.Definition.Name);
             try { _definitions.Delete(vm.Definition.Name); }
             catch (IOException) { }
         }
@@ -170,7 +174,9 @@ internal sealed partial class VmService(
     {
         var line = new QemuCommandLine { Machine = "q35", Accelerator = accelerator, MemoryMiB = d.MemoryMiB, Cpus = d.Cpus, Name = d.Name }
             .WithSerialSocket(ConsoleRecorder.SocketPathFor(_definitions.Directory, d.Name))
-            .WithNbdDisk(options.NbdSocket, d.Volume)
+            .WithQmpSocket(_runRecords.QmpSocketOf(d.Name))
+            // DATA_DIR/nbd.sock is the same path for every roamd on this data dir: QEMU reconnects to the next one.
+            .WithNbdDisk(options.NbdSocket, d.Volume, reconnectDelaySeconds: NbdReconnectDelaySeconds)
             .WithArguments("-no-reboot"); // a guest that reboots or panics ends its QEMU: roamd reports it
         if (d.Kernel is not null) line.WithKernel(d.Kernel, d.Initrd, d.Append);
         // An arriving VM stays paused once loaded (-S: no autostart): roamd resumes it only as the volume's primary
@@ -182,7 +188,12 @@ internal sealed partial class VmService(
     /// <summary>Starts QEMU for <paramref name="vm"/> (its gate held) and supervises it.</summary>
     private async Task<QemuProcess> LaunchAsync(VmRuntime vm, Accelerator accelerator, bool incoming, CancellationToken cancellationToken)
     {
+        var name = vm.Definition.Name;
+        EnsureNoStrayQemu(vm);
         var line = CommandLine(vm.Definition, accelerator, incoming);
+        var acceleratorName = accelerator.ToString().ToLowerInvariant();
+        var started = DateTimeOffset.UtcNow;
+        var logPath = _runRecords.LogPathOf(name);
         QemuProcess qemu;
         // See ReplicationService.SetVmDisk: the VM's one NBD connection follows the volume's role (replicated for a
         // migration, promoted on arrival).
@@ -192,16 +203,23 @@ internal sealed partial class VmService(
             _definitions.SerialPathOf(vm.Definition.Name), _definitions.StampedSerialPathOf(vm.Definition.Name));
         try
         {
-            qemu = await QemuProcess.StartAsync(line, new QemuProcessOptions { Logger = logger }, cancellationToken).ConfigureAwait(false);
+            // Recorded before QEMU starts (pid 0: not known yet), so a roamd that dies right after starting it still
+            // finds it, by its QMP socket path, on its next start.
+            _runRecords.Save(name, new VmRunRecord(0, 0, "", line.QmpSocketPath!, logPath, acceleratorName, incoming, started));
+            qemu = await QemuProcess.StartAsync(line, new QemuProcessOptions { Logger = logger, LogPath = logPath }, cancellationToken).ConfigureAwait(false);
+            var id = qemu.Identity;
+            _runRecords.Save(name, new VmRunRecord(id.Pid, id.StartTime, id.BootId, qemu.QmpSocketPath, logPath, acceleratorName, incoming, started));
         }
         catch (Exception ex) when (ex is not QemuExitedException)
         {
+            _runRecords.Delete(name);
             replication.SetVmDisk(vm.Definition.Volume, false);
             await console.DisposeAsync().ConfigureAwait(false);
             throw;
         }
         catch (QemuExitedException ex)
         {
+            _runRecords.Delete(name);
             replication.SetVmDisk(vm.Definition.Volume, false);
             await console.DisposeAsync().ConfigureAwait(false);
             vm.LastExit = ex.Exit;
@@ -211,11 +229,12 @@ internal sealed partial class VmService(
             throw new ApiException(ApiException.Internal, $"QEMU for VM '{vm.Definition.Name}' failed to start: {vm.Error}");
         }
         vm.Qemu = qemu;
-        vm.Accelerator = accelerator.ToString().ToLowerInvariant();
+        vm.Accelerator = acceleratorName;
         vm.State = incoming ? VmStates.Incoming : VmStates.Running;
         vm.ExitExpected = false;
         vm.Error = null;
         vm.LastExit = null;
+        vm.Notice = null;
         Log.VmStarted(logger, vm.Definition.Name, qemu.Pid, vm.Accelerator, incoming ? " (incoming migration)" : "");
         _ = SuperviseAsync(vm, qemu, console);
         return qemu;
@@ -229,13 +248,15 @@ internal sealed partial class VmService(
         {
             if (!ReferenceEquals(vm.Qemu, qemu)) return;
             vm.Qemu = null;
+            // Seen ending while roamd watched: stopped or crashed, it is not to be started again by a roamd restart.
+            _runRecords.Delete(vm.Definition.Name);
             replication.SetVmDisk(vm.Definition.Volume, false);
             vm.LastExit = exit;
             if (vm.ExitExpected || vm.State == VmStates.Migrating && vm.Migration?.Phase == VmMigrationPhases.Completed) vm.State = VmStates.Stopped;
             else
             {
                 vm.State = VmStates.Crashed;
-                vm.Error = $"QEMU exited unexpectedly with code {exit.ExitCode}";
+                vm.Error = exit.ExitCodeKnown ? $"QEMU exited unexpectedly with code {exit.ExitCode}" : $"QEMU (pid {qemu.Pid}) exited unexpectedly";
                 Log.VmCrashed(logger, vm.Definition.Name, exit.ExitCode, JobManager.OneLine(exit.StderrTail));
             }
         }

@@ -62,12 +62,16 @@ public sealed class QemuCommandLine
     /// <summary>
     /// A disk backed by an NBD export on a Unix socket (QEMU 7.2 -blockdev dotted-key syntax):
     /// <c>-blockdev driver=nbd,server.type=unix,server.path=P,export=E,node-name=N -device virtio-blk-pci,drive=N,id=N-dev</c>.
+    /// With <paramref name="reconnectDelaySeconds"/> (the nbd driver's reconnect-delay, QEMU 4.2+), a lost connection
+    /// is retried (QEMU backs off 1, 2, 4, 8, then every 16 s) and guest requests wait that many seconds for it before
+    /// they fail; without it they fail at once.
     /// </summary>
-    public QemuCommandLine WithNbdDisk(string socketPath, string export, string nodeName = "disk0", bool readOnly = false)
+    public QemuCommandLine WithNbdDisk(string socketPath, string export, string nodeName = "disk0", bool readOnly = false, uint? reconnectDelaySeconds = null)
     {
         _drives.Add("-blockdev");
         _drives.Add($"driver=nbd,server.type=unix,server.path={Escape(socketPath)},export={Escape(export)},node-name={nodeName}"
-                    + (readOnly ? ",read-only=on" : ""));
+                    + (readOnly ? ",read-only=on" : "")
+                    + (reconnectDelaySeconds is { } delay ? $",reconnect-delay={delay.ToString(CultureInfo.InvariantCulture)}" : ""));
         _drives.Add("-device");
         _drives.Add($"virtio-blk-pci,drive={nodeName},id={nodeName}-dev");
         return this;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -40,5 +41,20 @@ internal static partial class Guest
         if (matches.Count == 0) return null;
         var last = matches[^1];
         return (long.Parse(last.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(last.Groups[3].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Polls the serial log until <paramref name="until"/> holds for its last heartbeat; fails on a workload error or after <paramref name="timeout"/>.</summary>
+    public static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = ReadShared(path);
+            Assert.False(text.Contains("WORKLOAD ERROR", StringComparison.Ordinal), $"{what}: {text[Math.Max(0, text.IndexOf("WORKLOAD ERROR", StringComparison.Ordinal) - 1500)..]}");
+            Assert.DoesNotContain("ROAM-GUEST FAILED", text);
+            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
+            Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
+            await Task.Delay(100);
+        }
     }
 }

@@ -49,6 +49,7 @@ public sealed class RoamdProcess : IAsyncDisposable
     /// <summary>Starts roamd with extra environment variables (e.g. a PATH with stand-in tools).</summary>
     public static async Task<RoamdProcess> StartAsync(string dataDir, string[] extraArguments, IReadOnlyDictionary<string, string>? environment)
     {
+        DataDirQemus.AdoptOrphans();
         var roamd = new RoamdProcess(Spawn(["--data-dir", dataDir, .. extraArguments], environment), dataDir);
         var clock = Stopwatch.StartNew();
         while (true)
@@ -98,6 +99,10 @@ public sealed class RoamdProcess : IAsyncDisposable
         return Process.ExitCode;
     }
 
+    /// <summary>
+    /// Stops roamd (SIGTERM; SIGKILL after 15 s) and then kills the QEMUs of its data dir, which outlive roamd by
+    /// design. To end roamd alone (a restart test), use <see cref="StopAsync"/> or <see cref="Signal"/> instead.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (!Process.HasExited)
@@ -108,6 +113,7 @@ public sealed class RoamdProcess : IAsyncDisposable
             catch (OperationCanceledException) { Process.Kill(entireProcessTree: true); await Process.WaitForExitAsync(); }
         }
         Process.Dispose();
+        await DataDirQemus.KillAllAsync(DataDir);
     }
 
     public static async Task<bool> CanConnectAsync(string socketPath)

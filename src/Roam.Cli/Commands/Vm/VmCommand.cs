@@ -40,6 +40,7 @@ internal sealed class VmCommand : Command
         o.WriteLine($"console:     {vm.SerialPath}");
         if (vm.ExitCode is { } code) o.WriteLine($"exit code:   {code}");
         if (vm.Error is { } error) o.WriteLine($"error:       {error}");
+        if (vm.Notice is { } notice) o.WriteLine($"notice:      {notice}");
         if (vm.StderrTail is { Length: > 0 } tail) o.WriteLine("qemu stderr:\n  " + tail.Replace("\n", "\n  ", StringComparison.Ordinal));
         if (vm.Migration is { } m) o.WriteLine($"migration:   {Describe(m)}");
         return ExitCodes.Success;

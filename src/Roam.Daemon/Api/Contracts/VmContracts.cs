@@ -19,7 +19,8 @@ internal sealed record VmView(string Name, string Volume, string State, int Memo
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? ExitCode,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? StderrTail,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Notice = null)
 {
     /// <summary>The console log with the host time at which roamd received each line (`roam vm console NAME --timestamps`).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -38,6 +39,10 @@ internal static class VmStates
     public const string Crashed = "crashed";
     public const string Migrating = "migrating";
     public const string Incoming = "incoming";
+    /// <summary>Its QEMU runs paused: a migration was interrupted by a roamd restart after the disk was handed over.</summary>
+    public const string Paused = "paused";
+    /// <summary>Its QEMU runs but roamd could not reconnect to it after a restart (see the VM's error).</summary>
+    public const string Unreachable = "unreachable";
 }
 
 internal static class VmMigrationPhases
