@@ -7,9 +7,9 @@ namespace Roam.Daemon.Vms;
 
 /// <summary>
 /// A VM's serial console, read by roamd: QEMU's ttyS0 is a chardev socket client (reconnecting) of a unix socket this
-/// recorder listens on. What arrives goes to two files, both started afresh with each QEMU run:
-/// <c>vms/NAME.serial</c>, the bytes as the guest wrote them (what QEMU's file chardev used to write), and
-/// <c>vms/NAME.serial.stamped</c>, one line per console line, prefixed with the host time (UTC, microseconds, ISO 8601)
+/// recorder listens on. QEMU itself logs every byte to <c>vms/NAME.serial</c> (the chardev's logfile), so that file is
+/// whole even while roamd is down (restarting: the VM goes on); this recorder writes
+/// <c>vms/NAME.serial.stamped</c>, started afresh with each QEMU run: one line per console line, prefixed with the host time (UTC, microseconds, ISO 8601)
 /// at which roamd received its first byte: <c>2025-01-31T12:34:56.123456Z HB 42 ...</c>. Host time goes on while the
 /// guest is paused (its own clock does not, under TCG), so the stamps show a pause as the guest lived it.
 /// </summary>
@@ -20,7 +20,6 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
 
     private readonly Socket _listener;
     private readonly string _socketPath;
-    private readonly FileStream _raw;
     private readonly FileStream _stamped;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
@@ -29,7 +28,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
     private DateTime? _lineStart;
     private volatile bool _connected;
 
-    public ConsoleRecorder(string socketPath, string rawPath, string stampedPath, bool append = false)
+    public ConsoleRecorder(string socketPath, string stampedPath, bool append = false)
     {
         _socketPath = socketPath;
         try { File.Delete(socketPath); } catch (IOException) { }
@@ -39,12 +38,10 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
             _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             _listener.Listen(1);
-            _raw = new FileStream(rawPath, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
             _stamped = new FileStream(stampedPath, append ? FileMode.Append : FileMode.Create, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
         }
         catch
         {
-            _raw?.Dispose();
             _listener.Dispose();
             throw;
         }
@@ -101,8 +98,6 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         {
             try
             {
-                _raw.Write(data);
-                _raw.Flush();
                 foreach (byte b in data)
                 {
                     _lineStart ??= now;
@@ -132,7 +127,6 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         lock (_gate)
         {
-            _raw.Dispose();
             _stamped.Dispose();
         }
         try { File.Delete(_socketPath); } catch (IOException) { }

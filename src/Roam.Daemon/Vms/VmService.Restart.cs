@@ -221,7 +221,7 @@ internal sealed partial class VmService
         Log.VmAdopted(logger, name, identity.Pid, notice.Length == 0 ? "" : $" ({notice})");
         // QEMU's serial chardev reconnects to this socket by itself (every second); the logs go on where they were.
         var console = new ConsoleRecorder(ConsoleRecorder.SocketPathFor(_definitions.Directory, name),
-            _definitions.SerialPathOf(name), _definitions.StampedSerialPathOf(name), append: true);
+            _definitions.StampedSerialPathOf(name), append: true);
         _ = SuperviseAsync(vm, qemu, console);
         return true;
     }

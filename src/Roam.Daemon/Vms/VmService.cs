@@ -173,7 +173,7 @@ internal sealed partial class VmService(
     private QemuCommandLine CommandLine(VmDefinition d, Accelerator accelerator, bool incoming)
     {
         var line = new QemuCommandLine { Machine = "q35", Accelerator = accelerator, MemoryMiB = d.MemoryMiB, Cpus = d.Cpus, Name = d.Name }
-            .WithSerialSocket(ConsoleRecorder.SocketPathFor(_definitions.Directory, d.Name))
+            .WithSerialSocket(ConsoleRecorder.SocketPathFor(_definitions.Directory, d.Name), _definitions.SerialPathOf(d.Name))
             .WithQmpSocket(_runRecords.QmpSocketOf(d.Name))
             // DATA_DIR/nbd.sock is the same path for every roamd on this data dir: QEMU reconnects to the next one.
             .WithNbdDisk(options.NbdSocket, d.Volume, reconnectDelaySeconds: NbdReconnectDelaySeconds)
@@ -200,7 +200,7 @@ internal sealed partial class VmService(
         replication.SetVmDisk(vm.Definition.Volume, true);
         // roamd reads the console (host-time stamps per line): listening before QEMU starts, so nothing is lost.
         var console = new ConsoleRecorder(ConsoleRecorder.SocketPathFor(_definitions.Directory, vm.Definition.Name),
-            _definitions.SerialPathOf(vm.Definition.Name), _definitions.StampedSerialPathOf(vm.Definition.Name));
+            _definitions.StampedSerialPathOf(vm.Definition.Name));
         try
         {
             // Recorded before QEMU starts (pid 0: not known yet), so a roamd that dies right after starting it still

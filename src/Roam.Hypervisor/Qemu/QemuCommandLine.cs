@@ -48,7 +48,11 @@ public sealed class QemuCommandLine
     public QemuCommandLine WithQmpSocket(string path) { QmpSocketPath = path; return this; }
     public QemuCommandLine WithSerialStdio() { Serial = "stdio"; return this; }
     public QemuCommandLine WithSerialFile(string path) { Serial = "file:" + path; return this; }
-    public QemuCommandLine WithSerialSocket(string path) { SerialSocketPath = path; Serial = null; return this; }
+    /// <summary>The serial console as a (reconnecting) client of a unix socket; <paramref name="logFile"/> gets every byte
+    /// too, written by QEMU itself, so it is complete even while nobody listens on the socket.</summary>
+    public QemuCommandLine WithSerialSocket(string path, string? logFile = null) { SerialSocketPath = path; SerialLogPath = logFile; Serial = null; return this; }
+
+    public string? SerialLogPath { get; set; }
     public QemuCommandLine WithIncomingDefer() { Incoming = "defer"; return this; }
 
     public QemuCommandLine WithKernel(string kernel, string? initrd = null, string? append = null)
@@ -99,7 +103,8 @@ public sealed class QemuCommandLine
         if (InitrdPath is not null) args.AddRange(["-initrd", InitrdPath]);
         if (KernelAppend is not null) args.AddRange(["-append", KernelAppend]);
         if (SerialSocketPath is not null)
-            args.AddRange(["-chardev", $"socket,id=serial0,path={Escape(SerialSocketPath)},reconnect=1", "-serial", "chardev:serial0"]);
+            args.AddRange(["-chardev", $"socket,id=serial0,path={Escape(SerialSocketPath)},reconnect=1"
+                + (SerialLogPath is null ? "" : $",logfile={Escape(SerialLogPath)},logappend=off"), "-serial", "chardev:serial0"]);
         else if (Serial is not null) args.AddRange(["-serial", Serial]);
         if (Incoming is not null) args.AddRange(["-incoming", Incoming]);
         args.AddRange(_drives);
