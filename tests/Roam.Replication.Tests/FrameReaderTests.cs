@@ -217,15 +217,19 @@ public sealed class FrameReaderTests
         });
         // Many small segments: the checksum runs across segment boundaries.
         var chunks = bytes.Chunk(1000).ToArray();
-        var seq = BuildSegments(chunks);
-        PeerFrameReader.TryRead(ref seq, PeerProtocol.DefaultMaxPayload, out _, out _);   // warm up (JIT)
+        // Measured over several fresh copies of the stream, keeping the least: a background JIT tier-up landing
+        // during one pass allocates on this thread too, while a reader that allocates does so on every pass.
+        long allocated = long.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            var seq = BuildSegments(chunks);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int frames = 0;
+            while (PeerFrameReader.TryRead(ref seq, PeerProtocol.DefaultMaxPayload, out _, out _)) frames++;
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(51, frames);
+        }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        int frames = 1;
-        while (PeerFrameReader.TryRead(ref seq, PeerProtocol.DefaultMaxPayload, out _, out _)) frames++;
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-
-        Assert.Equal(51, frames);
         Assert.Equal(0, allocated);
     }
 

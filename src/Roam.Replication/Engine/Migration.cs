@@ -30,6 +30,8 @@ internal sealed class Migration(string volume, string peer, PeerLink link, bool 
     public PeerLink Link { get; } = link;
     public bool RestorePaused { get; } = restorePaused;
     public ReplicaMode RestoreMode { get; } = restoreMode;
+    /// <summary>The replica's bandwidth limit before the migration set its own (an abort puts it back).</summary>
+    public long RestoreBandwidth { get; init; }
     public long Started { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
     // A link made for this migration counts from its start (it may have begun copying before this was made).
     public long BaseSent { get; } = newLink ? 0 : link.BytesSent;

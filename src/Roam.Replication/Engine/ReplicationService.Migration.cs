@@ -43,6 +43,7 @@ public sealed partial class ReplicationService
         var link = primary?.Links.FirstOrDefault(l => l.Peer == peer);
         bool restorePaused;
         ReplicaMode restoreMode;
+        long restoreBandwidth = bandwidth ?? 0;
         bool newLink = primary is null || link is null;
         if (primary is null || link is null)
         {
@@ -58,8 +59,8 @@ public sealed partial class ReplicationService
             {
                 // A retry after an abort restores what the first prepare found.
                 if (_migrations.TryGetValue(volume, out var previous) && previous.Peer == peer && ReferenceEquals(previous.Link, link))
-                    (restorePaused, restoreMode) = (previous.RestorePaused, previous.RestoreMode);
-                else (restorePaused, restoreMode) = (link.Paused, link.Mode);
+                    (restorePaused, restoreMode, restoreBandwidth) = (previous.RestorePaused, previous.RestoreMode, previous.RestoreBandwidth);
+                else (restorePaused, restoreMode, restoreBandwidth) = (link.Paused, link.Mode, link.Bandwidth);
             }
             if (link.State is ReplicaState.SplitBrain or ReplicaState.Outdated)
                 throw new ReplicationException($"the replica of '{volume}' on {peer} is {link.State}; resolve that first");
@@ -71,7 +72,7 @@ public sealed partial class ReplicationService
                 primary.SaveRecord(link);
             }
         }
-        var migration = new Migration(volume, peer, link, restorePaused, restoreMode, newLink);
+        var migration = new Migration(volume, peer, link, restorePaused, restoreMode, newLink) { RestoreBandwidth = restoreBandwidth };
         lock (_gate) _migrations[volume] = migration;
         Log.MigrationPrepared(_logger, volume, peer, link.Bitmap.DirtyBytes);
         return migration.Snapshot();
@@ -198,7 +199,8 @@ public sealed partial class ReplicationService
                 var outcome = confirm is null ? HandOverOutcome.NotPromoted
                     : demoted ? HandOverOutcome.Promoted
                     : await ResolveAsync(primary, link, confirm, generations).ConfigureAwait(false);
-                string what = ex is TimeoutException ? $"timed out after {timeout.TotalSeconds:0.#} s" : ex.Message;
+                string what = (ex is TimeoutException ? $"timed out after {timeout.TotalSeconds:0.#} s" : ex.Message)
+                    + (steps.Length > 0 ? $" (steps done: {steps})" : "");
                 switch (outcome)
                 {
                     case HandOverOutcome.NotPromoted:
@@ -399,6 +401,7 @@ public sealed partial class ReplicationService
             {
                 if (migration.RestorePaused) await link.PauseAsync().ConfigureAwait(false);
                 link.Mode = migration.RestoreMode;
+                link.Bandwidth = migration.RestoreBandwidth;
                 primary.SaveRecord(link);
                 primary.SaveBitmaps();
             }

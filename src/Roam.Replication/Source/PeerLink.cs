@@ -131,9 +131,13 @@ internal sealed class PeerLink : IAsyncDisposable
     }
 
     /// <summary>Connected and attached: writes are sent to it as they happen.</summary>
+    /// <summary>
+    /// Not during a first sweep: writes then only mark the bitmap, so the replica's generation no longer
+    /// describes what the primary acknowledged, and the first such write starts a new one.
+    /// </summary>
     public bool IsMirroring
     {
-        get { lock (_gate) return _session is { Live: true }; }
+        get { lock (_gate) return _session is { Live: true, FirstPass: false }; }
     }
 
     public ReplicaStatus Status()

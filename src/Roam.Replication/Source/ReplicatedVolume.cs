@@ -191,11 +191,11 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     /// file does not have yet. A replica in sync has no such bit (its writes were acknowledged), and a
     /// resync's regions were saved when it started, so most evictions write nothing.
     /// </summary>
-    private void SaveBitmapsCovering(IReadOnlyList<(long Offset, long Length)> evicted)
+    private void SaveBitmapsCovering(Eviction eviction)
     {
         foreach (var link in Links)
-            if (evicted.Any(e => link.Bitmap.HasUnsavedDirty(e.Offset, e.Length)))
-                link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+            if (eviction.Evicted.Any(e => link.Bitmap.HasUnsavedDirty(e.Offset, e.Length)))
+                link.Bitmap.Save(_service.BitmapPath(Name, link.Peer), eviction.StaysLogged);
     }
 
     private void SaveBitmapsIfChanged()
@@ -204,7 +204,12 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         {
             long versions = Links.Sum(l => l.Bitmap.Version);
             if (versions == Interlocked.Read(ref _savedVersions)) return;
-            SaveBitmaps();
+            // The extents the log names are left out: their bits are mostly writes in flight, which would otherwise
+            // stay in the file and be resynced after a crash on top of the log's own extents.
+            ActivityLog.WhileLogged(logged =>
+            {
+                foreach (var link in Links) link.Bitmap.Save(_service.BitmapPath(Name, link.Peer), logged);
+            });
             Interlocked.Exchange(ref _savedVersions, versions);
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException)

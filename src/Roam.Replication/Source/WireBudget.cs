@@ -32,7 +32,9 @@ internal sealed class WireBudget
         {
             if (_bytesPerSecond == 0) return;
             Refill();
-            _balance -= bytes;
+            // At most a second's worth of debt: a burst of guest writes delays the copy by a second, not by
+            // however long the burst lasted.
+            _balance = Math.Max(_balance - bytes, -_bytesPerSecond);
         }
     }
 

@@ -24,14 +24,15 @@ public sealed class ActivityLog : IDisposable
     private readonly SemaphoreSlim _update = new(1, 1);
     private readonly Lock _gate = new();
     private readonly Dictionary<long, Entry> _active = [];
-    private readonly Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? _beforeEvict;
+    private readonly Func<Eviction, ValueTask>? _beforeEvict;
     private long _sequence;
     private long _clock;
     private TaskCompletionSource? _pending;   // the next transaction's completion, shared by the writers it admits
-    private TaskCompletionSource? _unpinned;  // writers waiting for any extent to become evictable
+    private TaskCompletionSource? _unpinned;
+    private long[] _logged = [];               // the extents of the last transaction written: what a crash now would resync  // writers waiting for any extent to become evictable
     private List<long> _evicted = [];   // extents removed from the table, still in the durable log until the next transaction
 
-    private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? beforeEvict, long sequence)
+    private ActivityLog(SafeFileHandle file, int extentSize, int capacity, Func<Eviction, ValueTask>? beforeEvict, long sequence)
     {
         _file = file;
         ExtentSize = extentSize;
@@ -51,11 +52,12 @@ public sealed class ActivityLog : IDisposable
     /// Opens the log. <paramref name="hotAtCrash"/> lists the byte ranges that were hot when the log was
     /// last written: empty after a clean close, the regions to resync after a crash.
     /// <paramref name="beforeEvict"/> runs with the byte ranges of the extents about to leave the log,
-    /// so the bitmaps that remember writes to them are saved first (DRBD's rule).
+    /// so the bitmaps that remember writes to them are saved first (DRBD's rule), and of those that stay
+    /// in it whatever happens (a save may leave their bits out: the log names them after a crash).
     /// </summary>
     public static ActivityLog Open(string path, out IReadOnlyList<(long Offset, long Length)> hotAtCrash,
         int extentSize = DefaultExtentSize, int capacity = DefaultCapacity,
-        Func<IReadOnlyList<(long Offset, long Length)>, ValueTask>? beforeEvict = null)
+        Func<Eviction, ValueTask>? beforeEvict = null)
     {
         if (capacity < 1 || capacity > (SlotSize - 20) / 8) throw new ArgumentOutOfRangeException(nameof(capacity));
         var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
@@ -78,6 +80,7 @@ public sealed class ActivityLog : IDisposable
         {
             Task? durable = null;
             Task? full = null;
+            Entry[] pinned = [];
             lock (_gate)
             {
                 int missing = 0;
@@ -106,7 +109,8 @@ public sealed class ActivityLog : IDisposable
                         entry.LastUse = ++_clock;
                         if (!entry.Durable.IsCompletedSuccessfully) durable = durable is null ? entry.Durable : Task.WhenAll(durable, entry.Durable);
                     }
-                    if (durable is null) return new Scope(this, first, last);
+                    pinned = Pinned(first, last);
+                    if (durable is null) return new Scope(this, pinned);
                 }
                 else
                 {
@@ -127,10 +131,10 @@ public sealed class ActivityLog : IDisposable
             }
             catch
             {
-                Unpin(first, last);
+                Unpin(pinned);
                 throw;
             }
-            return new Scope(this, first, last);
+            return new Scope(this, pinned);
         }
     }
 
@@ -163,7 +167,12 @@ public sealed class ActivityLog : IDisposable
                 // The victims are still in the durable log until the transaction below, so saving the
                 // bitmaps first means no write to them is ever forgotten by both.
                 if (evicted.Count > 0 && _beforeEvict is not null)
-                    await _beforeEvict([.. evicted.Where(e => !extents.Contains(e)).Select(e => (e * ExtentSize, (long)ExtentSize))]).ConfigureAwait(false);
+                {
+                    // Until the transaction below is written the old one is in force, so only an extent in both
+                    // stays named by the durable log through a crash at any point.
+                    var stays = _logged.Where(extents.Contains);
+                    await _beforeEvict(new Eviction(Ranges(evicted.Where(e => !extents.Contains(e))), Ranges(stays))).ConfigureAwait(false);
+                }
                 WriteTransaction(extents);
                 batch.SetResult();
             }
@@ -189,7 +198,11 @@ public sealed class ActivityLog : IDisposable
         _update.Wait();
         try
         {
-            lock (_gate) _active.Clear();
+            lock (_gate)
+            {
+                _active.Clear();
+                if (_unpinned is { } waiting) { _unpinned = null; waiting.SetResult(); }
+            }
             WriteTransaction([]);
         }
         finally { _update.Release(); }
@@ -197,13 +210,36 @@ public sealed class ActivityLog : IDisposable
 
     public void Dispose() => _file.Dispose();
 
-    private void Unpin(long first, long last)
+    /// <summary>The entries a writer pinned (under _gate), held by its scope: a failed commit may replace an entry
+    /// under the same key for another writer, whose pin must not be the one released.</summary>
+    private Entry[] Pinned(long first, long last)
+    {
+        var entries = new Entry[last - first + 1];
+        for (long e = first; e <= last; e++) entries[e - first] = _active[e];
+        return entries;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> while no transaction can be written, with the byte ranges of the extents the
+    /// durable log names now: a bitmap saved meanwhile may leave their bits out (a crash resyncs them on the log's
+    /// account), and before one of them leaves the log the eviction hook saves what the file then lacks.
+    /// </summary>
+    public void WhileLogged(Action<IReadOnlyList<(long Offset, long Length)>> action)
+    {
+        _update.Wait();
+        try { action(Ranges(_logged)); }
+        finally { _update.Release(); }
+    }
+
+    private (long Offset, long Length)[] Ranges(IEnumerable<long> extents) => [.. extents.Select(e => (e * ExtentSize, (long)ExtentSize))];
+
+    private void Unpin(Entry[] entries)
     {
         lock (_gate)
         {
             bool freed = false;
-            for (long e = first; e <= last; e++)
-                if (_active.TryGetValue(e, out var entry) && --entry.Pins == 0) freed = true;
+            foreach (var entry in entries)
+                if (--entry.Pins == 0) freed = true;
             if (freed && _unpinned is { } waiting)
             {
                 _unpinned = null;
@@ -224,6 +260,7 @@ public sealed class ActivityLog : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(slot.AsSpan(end), Crc32.HashToUInt32(slot.AsSpan(0, end)));
         RandomAccess.Write(_file, slot, (sequence & 1) * SlotSize);
         NativeFile.DataSync(_file);
+        _logged = extents;
         Transactions++;
     }
 
@@ -249,18 +286,21 @@ public sealed class ActivityLog : IDisposable
         return (bestSequence, best);
     }
 
-    private sealed class Entry
+    public sealed class Entry
     {
-        public int Pins;
-        public long LastUse;
+        internal int Pins;
+        internal long LastUse;
 
         /// <summary>Completes when a transaction naming this extent is on stable storage.</summary>
-        public Task Durable = Task.CompletedTask;
+        internal Task Durable = Task.CompletedTask;
     }
 
     /// <summary>Pins extents while a write is in flight.</summary>
-    public readonly struct Scope(ActivityLog log, long first, long last) : IDisposable
+    public readonly struct Scope(ActivityLog log, Entry[] entries) : IDisposable
     {
-        public void Dispose() => log?.Unpin(first, last);
+        public void Dispose() => log?.Unpin(entries);
     }
 }
+
+/// <summary>What an activity-log transaction is about to forget, and what it keeps naming through a crash at any point.</summary>
+public readonly record struct Eviction(IReadOnlyList<(long Offset, long Length)> Evicted, IReadOnlyList<(long Offset, long Length)> StaysLogged);

@@ -160,21 +160,32 @@ public sealed class RegionBitmap
         }
     }
 
-    public void Save(string path)
+    /// <summary>
+    /// Saves the bits, but for the regions of <paramref name="leaveOut"/>: ranges the activity log names
+    /// durably (see ActivityLog.WhileLogged), which a crash resyncs anyway. Left out, the writes in flight
+    /// there do not linger in the file as stale bits that a crash would resync on top of the log's extents.
+    /// </summary>
+    public void Save(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut = null)
     {
-        lock (_saveGate) SaveUnlocked(path);
+        lock (_saveGate) SaveUnlocked(path, leaveOut);
     }
 
-    private void SaveUnlocked(string path)
+    private void SaveUnlocked(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut)
     {
         byte[] file;
         ulong[] snapshot;
         lock (_gate)
         {
             snapshot = (ulong[])_words.Clone();
+            foreach (var (offset, length) in leaveOut ?? [])
+                for (long r = offset / RegionSize; r <= (offset + length - 1) / RegionSize && r < RegionCount; r++)
+                    snapshot[r >> 6] &= ~(1UL << (int)(r & 63));
+            // From here until the write is known to be done, the file may hold the new bits or the old: only
+            // bits in both are sure to be in it.
+            for (int i = 0; i < _saved.Length && i < snapshot.Length; i++) _saved[i] &= snapshot[i];
             file = new byte[HeaderSize + _words.Length * 8];
             var bits = file.AsSpan(HeaderSize);
-            for (int i = 0; i < _words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(bits[(i * 8)..], _words[i]);
+            for (int i = 0; i < snapshot.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(bits[(i * 8)..], snapshot[i]);
             BinaryPrimitives.WriteUInt32LittleEndian(file, Magic);
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(4), 1);
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(8), (uint)RegionSize);
@@ -182,7 +193,12 @@ public sealed class RegionBitmap
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(20), Checksum(bits));
         }
         DurableFile.Write(path, file);
-        lock (_gate) if (snapshot.Length == _saved.Length) _saved = snapshot;
+        lock (_gate)
+        {
+            // A grow meanwhile added words: the file has none of them.
+            Array.Resize(ref snapshot, _words.Length);
+            _saved = snapshot;
+        }
     }
 
     /// <summary>

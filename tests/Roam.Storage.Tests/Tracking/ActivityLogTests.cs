@@ -39,10 +39,12 @@ public sealed class ActivityLogTests : IDisposable
     public async Task Hot_set_stays_within_capacity_and_evicts_least_recently_used_after_saving_bitmaps()
     {
         List<long> evicted = [];
-        ValueTask BeforeEvict(IReadOnlyList<(long Offset, long Length)> ranges)
+        ValueTask BeforeEvict(Eviction eviction)
         {
-            Assert.All(ranges, r => Assert.Equal(Extent, r.Length));
-            evicted.AddRange(ranges.Select(r => r.Offset / Extent));
+            Assert.All(eviction.Evicted, r => Assert.Equal(Extent, r.Length));
+            evicted.AddRange(eviction.Evicted.Select(r => r.Offset / Extent));
+            // The two others stay in the log (written before, named again after).
+            Assert.Equal(2, eviction.StaysLogged.Count);
             return ValueTask.CompletedTask;
         }
         using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 3, beforeEvict: BeforeEvict))
@@ -92,7 +94,7 @@ public sealed class ActivityLogTests : IDisposable
     {
         var firstEviction = new TaskCompletionSource();
         int evictions = 0;
-        async ValueTask BeforeEvict(IReadOnlyList<(long Offset, long Length)> ranges)
+        async ValueTask BeforeEvict(Eviction eviction)
         {
             if (Interlocked.Increment(ref evictions) == 1) await firstEviction.Task; // hold the first committer
         }

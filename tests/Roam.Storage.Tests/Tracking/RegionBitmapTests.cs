@@ -67,6 +67,20 @@ public sealed class RegionBitmapTests : IDisposable
     }
 
     [Fact]
+    public void A_save_can_leave_out_ranges_the_activity_log_names_and_then_knows_the_file_lacks_them()
+    {
+        var path = Path.Combine(_dir, "leave-out");
+        var bitmap = new RegionBitmap(64 * 4096, regionSize: 4096);
+        bitmap.MarkDirty(2 * 4096, 1);
+        bitmap.MarkDirty(20 * 4096, 1);
+        bitmap.Save(path, leaveOut: [(16 * 4096, 8 * 4096)]);
+        Assert.Equal([2L], DirtyRegions(RegionBitmap.LoadOrAllDirty(path, 64 * 4096, 4096)));
+        Assert.Equal([2L, 20L], DirtyRegions(bitmap));                       // memory keeps both
+        Assert.True(bitmap.HasUnsavedDirty(16 * 4096, 8 * 4096));            // an eviction of that range must save
+        Assert.False(bitmap.HasUnsavedDirty(0, 8 * 4096));
+    }
+
+    [Fact]
     public void Damaged_or_missing_file_means_everything_may_differ()
     {
         var path = Path.Combine(_dir, "bm");
