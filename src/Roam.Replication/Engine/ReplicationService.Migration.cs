@@ -349,7 +349,10 @@ public sealed partial class ReplicationService
         }
         primary.Gate.Close($"volume '{volume}' was handed over to {peer}: it is read-only on this host now");
         var links = primary.Links;
-        await primary.DisposeAsync().ConfigureAwait(false);
+        // Its bitmaps and activity log are deleted just below, so nothing is saved first: the state file written
+        // above already makes this host a replica, and these files mean nothing to a replica. This step sits
+        // inside a VM's switch-over pause, where every fsync counts.
+        await primary.AbandonAsync().ConfigureAwait(false);
         foreach (var l in links) TryDelete(BitmapPath(volume, l.Peer));
         TryDelete(ActivityLogPath(volume));
         Log.Demoted(_logger, volume, peer, generations.Current);

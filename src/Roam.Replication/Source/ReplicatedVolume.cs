@@ -71,8 +71,8 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
                 foreach (var (offset, length) in volume.HotAtCrash)
                     link.Bitmap.MarkDirty(offset, Math.Min(length, volume.Size - offset));
             Log.ActivityLogReplayed(logger, volume.Name, volume.HotAtCrash.Count);
+            volume.SaveBitmaps();
         }
-        volume.SaveBitmaps();
         return volume;
     }
 
