@@ -19,7 +19,8 @@ A host-stamped log (roamd's vms/NAME.serial.stamped, `roam vm console NAME --tim
 the UTC host time at which roamd received it, "2025-01-31T12:34:56.123456Z HB ...") also gives the gaps in host
 time (host_gap_*): under TCG the guest's clock stands still while QEMU has it paused, host time does not, so
 these show the pause as the guest lived it. --at SEQ: the host-time gap from heartbeat SEQ-1 to SEQ (e.g. the
-first heartbeat on a migration's destination), as host_gap_ms_at.
+first heartbeat on a migration's destination; from the last stamped one before to the first stamped one from SEQ on,
+when a heartbeat torn across the switch-over has no stamp), as host_gap_ms_at.
 Exit status 0 iff all checks pass.
 """
 import datetime
@@ -34,6 +35,18 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z (.*)$")
 
 def host_seconds(stamp):
     return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def host_gap_at(host, at):
+    """Host-time gap (ms) from the last stamped heartbeat before AT to the first at or after it: a heartbeat torn
+    across a switch-over has no stamp of its own, and then the gap spans it."""
+    if at is None:
+        return None
+    before = [k for k in host if k < at]
+    after = [k for k in host if k >= at]
+    if not before or not after:
+        return None
+    return round((host[min(after)] - host[max(before)]) * 1e3, 3)
 
 
 def analyse(text, min_hb, at=None):
@@ -62,8 +75,8 @@ def analyse(text, min_hb, at=None):
             ready = ln
         elif ln.startswith("WORKLOAD START"):
             start = ln
-        elif re.match(r"^[\dH][\dB ]*$", ln.strip()) and ln.strip():
-            fragment = True
+        elif (re.match(r"^[\dH][\dB ]*$", ln.strip()) and ln.strip()) or (st and not ln.strip()):
+            fragment = True  # the rest of a line whose start the other host printed (stamped: maybe just its newline)
         if "ROAM-GUEST FAILED" in ln or "WORKLOAD ERROR" in ln:
             problems.append(ln.strip())
     if ready is None:
@@ -98,7 +111,7 @@ def analyse(text, min_hb, at=None):
         "host_gap_ms_median": round(statistics.median(g for g, _ in host_gaps), 3) if host_gaps else None,
         "host_gap_ms_max": round(max(host_gaps)[0], 3) if host_gaps else None,
         "host_gap_max_at_hb": max(host_gaps)[1] if host_gaps else None,
-        "host_gap_ms_at": (round((host[at] - host[at - 1]) * 1e3, 3) if at is not None and at in host and at - 1 in host else None),
+        "host_gap_ms_at": host_gap_at(host, at),
         "problems": problems[:50],
     }
     return res

@@ -127,6 +127,18 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         lock (_gate)
         {
+            try
+            {
+                // A line QEMU stopped in the middle of (a migration pauses the guest mid-line; the destination prints
+                // the rest): kept, stamped when its first byte came, so the last heartbeat here is not lost.
+                if (_line.Count > 0 && _lineStart is { } started)
+                {
+                    _stamped.Write(Encoding.ASCII.GetBytes(started.ToString(StampFormat, CultureInfo.InvariantCulture) + " "));
+                    _stamped.Write(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_line));
+                    _stamped.WriteByte((byte)'\n');
+                }
+            }
+            catch (IOException) { }
             _stamped.Dispose();
         }
         try { File.Delete(_socketPath); } catch (IOException) { }
