@@ -45,6 +45,26 @@ public sealed class PeerConnection : IAsyncDisposable
 
     public EndPoint? RemoteEndPoint { get; }
 
+    /// <summary>
+    /// Keeps at most <paramref name="bytes"/> not yet sent in the kernel's send buffer (Linux TCP_NOTSENT_LOWAT), the
+    /// window in flight still growing with the link. A relayed QEMU migration stream needs it: QEMU counts what it
+    /// handed over as sent, so megabytes parked in an autotuned send buffer both mislead its bandwidth estimate and
+    /// arrive after its "downtime" is over, lengthening the pause the guest sees. Best effort (false if refused).
+    /// </summary>
+    public bool LimitUnsentBytes(int bytes)
+    {
+        const int IpProtoTcp = 6, TcpNotSentLowat = 25;
+        if (_socket is null || !OperatingSystem.IsLinux()) return false;
+        try
+        {
+            Span<byte> value = stackalloc byte[sizeof(int)];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(value, bytes);
+            _socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, value);
+            return true;
+        }
+        catch (SocketException) { return false; }
+    }
+
     /// <summary>Frames in and out (see <see cref="Protocol.PeerFrameReader"/> and <see cref="Protocol.PeerFrameWriter"/>).</summary>
     public IDuplexPipe Transport { get; }
 
