@@ -157,6 +157,10 @@ internal sealed partial class VmService
             job.ReportMigration(MigrationEndpoints.View(synced));
             Set(view with { DiskBytesTotal = synced.BytesTotal, DiskBytesDone = synced.BytesDone, DiskBytesOnWire = synced.BytesOnWire, Phase = VmMigrationPhases.Memory });
 
+            // The disk is in sync: while the memory moves, writes are shipped in order without the guest waiting for the
+            // link (it is full of memory pages); the hand-over catches up on what is in flight, inside the pause.
+            replication.SetMigrationMirroring(volume, ReplicaMode.Async);
+
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
             tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
                 new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator), VmJsonContext.Default.VmTunnelRequest),
@@ -220,6 +224,8 @@ internal sealed partial class VmService
             job.ReportMigration(new MigrationView(name, peer, "Switchover", diskTotal + (atPause.Ram?.Total ?? 0), diskTotal + (atPause.Ram?.Transferred ?? 0),
                 atPause.Ram?.Remaining ?? 0, synced.BytesOnWire + (atPause.Ram?.Transferred ?? 0), 0, null, null));
             HandOverResult? handOver = null;
+            // Paused: no more writes. The new primary's link back to this host is a sync one, as before the memory phase.
+            replication.SetMigrationMirroring(volume, ReplicaMode.Sync);
             try { handOver = await replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None).ConfigureAwait(false); }
             catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException)
             {

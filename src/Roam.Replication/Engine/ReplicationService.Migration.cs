@@ -78,6 +78,18 @@ public sealed partial class ReplicationService
         return migration.Snapshot();
     }
 
+    /// <summary>
+    /// Switches a prepared migration's link between sync and async mirroring, for now only (not saved; an abort
+    /// restores the replica's own mode). A VM migration mirrors asynchronously while QEMU copies the memory: the
+    /// disk is in sync by then, and a guest write waiting for its round trip behind the memory stream would stall
+    /// the guest; the hand-over still waits until the replica holds every write (IsCaughtUp), inside the pause.
+    /// </summary>
+    public void SetMigrationMirroring(string volume, ReplicaMode mode)
+    {
+        var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was prepared");
+        migration.Link.Mode = mode;
+    }
+
     /// <summary>The migration of a volume (the last one, when it ended); throws when none was started.</summary>
     public MigrationStatus GetMigration(string volume) =>
         FindMigration(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was started here");
