@@ -76,4 +76,7 @@ internal static partial class Log
 
     [LoggerMessage(3122, LogLevel.Warning, "[{Volume} <- {Peer}] replica session ended: {Message}")]
     public static partial void ReplicaSessionFailed(ILogger logger, string volume, string peer, string message);
+
+    [LoggerMessage(3112, LogLevel.Warning, "[{Volume}] {Peer} attached as this volume's primary with older data: it is outdated (this host was promoted); nothing syncs until it is resolved")]
+    public static partial void RivalOutdated(ILogger logger, string volume, string peer);
 }

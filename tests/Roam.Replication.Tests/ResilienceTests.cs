@@ -156,6 +156,8 @@ public sealed class PrimaryCrashTests : ResilienceTestBase
         Assert.True(Holds(Secondary.ReadRaw(Vol), 2 * MiB, betaWrite));
         Assert.Equal(VolumeRole.Primary, B.GetStatus(Vol).Role);
         Assert.Contains("newer", Primary.Replica(Vol).Detail);
+        // And beta, promoted, tells by itself that alpha came back outdated.
+        Assert.Contains("alpha came back as this volume's primary with older data", B.GetStatus(Vol).Notice);
     }
 
     [Fact]

@@ -29,6 +29,9 @@ public sealed class SplitBrainTests : ReplicationTestBase
     {
         var (alpha, _, alphaWrite, betaWrite) = await SplitAsync();
         Assert.False(Holds(Secondary.ReadRaw(Vol), 4 * MiB, alphaWrite));
+        // The promoted side sees it too, by itself, from alpha's attach: it says so and how to settle it.
+        Assert.Contains("split brain with alpha", Secondary.Service.GetStatus(Vol).Notice);
+        Assert.Contains("roam volume resolve disk --keep HOST", Secondary.Service.GetStatus(Vol).Notice);
         await Secondary.Service.ResolveAsync(Vol, "alpha");
         await Primary.Service.ResolveAsync(Vol, "alpha");
         await Primary.WaitInSyncAsync(Vol);
@@ -50,6 +53,7 @@ public sealed class SplitBrainTests : ReplicationTestBase
         await Secondary.Service.ResolveAsync(Vol, "beta");
         await Secondary.WaitInSyncAsync(Vol);
         AssertSame();
+        Assert.Null(Secondary.Service.GetStatus(Vol).Notice);
         Assert.True(Holds(Primary.ReadRaw(Vol), 2 * MiB, betaWrite));
         Assert.False(Holds(Primary.ReadRaw(Vol), 4 * MiB, alphaWrite));
         Assert.Equal(VolumeRole.Replica, Primary.Service.GetStatus(Vol).Role);

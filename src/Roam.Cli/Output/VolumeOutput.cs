@@ -52,7 +52,7 @@ internal static class VolumeOutput
             grid.AddRow("[red]Split brain[/]", Markup.Escape(
                 $"split brain with {string.Join(", ", torn)}: both copies were written apart and nothing syncs until it is resolved. "
                 + $"Keep one side's data with, on both hosts: roam volume resolve {v.Name} --keep HOST"));
-        if (v.Replication is { Role: VolumeRoles.Primary, PrimaryPeer: { } former, Replicas.Count: 0 })
+        if (v.Replication is { Role: VolumeRoles.Primary, PrimaryPeer: { } former, Replicas.Count: 0, Notice: null })
             grid.AddRow("Promoted", Markup.Escape(
                 $"promoted from a replica of {former}, not replicated since: this host cannot tell whether {former} wrote too. "
                 + $"If `roam volume show {v.Name}` on {former} reports a split brain, keep one side's data with, on both hosts: roam volume resolve {v.Name} --keep HOST"));

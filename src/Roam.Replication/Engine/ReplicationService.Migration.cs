@@ -517,6 +517,7 @@ public sealed partial class ReplicationService
         if (keepHost != _identity.Name && _trust.Find(keepHost) is null)
             throw new ReplicationException($"{keepHost} is neither this host ({_identity.Name}) nor a trusted peer");
         await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
+        lock (_gate) _rivals.Remove(volume);
         string? addPeer = null;
         try
         {

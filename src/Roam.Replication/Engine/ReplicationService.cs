@@ -28,6 +28,9 @@ public sealed partial class ReplicationService : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Dictionary<string, ReplicationFile> _files = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ReplicatedVolume> _primaries = new(StringComparer.Ordinal);
+    // A peer that attached as this volume's primary while it is primary here too, and what the generations said:
+    // this side's own view of a split brain (or of an outdated old primary), for `roam volume show` here.
+    private readonly Dictionary<string, (string Peer, SyncVerdict Verdict, DateTimeOffset At)> _rivals = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ReplicaSession> _sessions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, WriteGate> _fences = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
@@ -178,15 +181,28 @@ public sealed partial class ReplicationService : IAsyncDisposable
                         WritesRefused = true,
                         Notice = primary.Doubt ?? $"a hand-over to {pending.Peer} is in doubt: read-only until {pending.Peer} says whether it took over",
                     };
-                return status;
+                return WithRival(status);
             }
             if (_files.TryGetValue(volume, out var file))
-                return new ReplicationStatus(volume, file.Role, file.Generations, [], file.PrimaryPeer, _sessions.ContainsKey(volume))
+                return WithRival(new ReplicationStatus(volume, file.Role, file.Generations, [], file.PrimaryPeer, _sessions.ContainsKey(volume))
                 {
                     WritesRefused = file.Role == VolumeRole.Replica,
-                };
+                });
         }
         return new ReplicationStatus(volume, VolumeRole.Primary, new DataGenerations(Guid.Empty, []), [], null, false);
+    }
+
+    /// <summary>Adds what a rival primary's attach showed (see _rivals); the caller holds _gate.</summary>
+    private ReplicationStatus WithRival(ReplicationStatus status)
+    {
+        if (status.Role != VolumeRole.Primary || !_rivals.TryGetValue(status.Volume, out var rival)) return status;
+        string seen = $"{rival.At:yyyy-MM-dd HH:mm:ss}";
+        string notice = rival.Verdict == SyncVerdict.SplitBrain
+            ? $"split brain with {rival.Peer} (seen {seen}): it still holds this volume as primary and both sides wrote apart; "
+              + $"nothing syncs until it is resolved. Keep one side's data with, on both hosts: roam volume resolve {status.Volume} --keep HOST"
+            : $"{rival.Peer} came back as this volume's primary with older data (seen {seen}): it is outdated and nothing syncs; "
+              + $"to make it a replica of this host, on both hosts: roam volume resolve {status.Volume} --keep {_identity.Name}";
+        return status with { Notice = status.Notice is null ? notice : $"{status.Notice}; {notice}" };
     }
 
     /// <summary>
@@ -272,6 +288,18 @@ public sealed partial class ReplicationService : IAsyncDisposable
             if (file is { Role: VolumeRole.Primary } || (file is null && Store.TryGet(attach.Name, out _)))
             {
                 if (file is null) throw new AttachRefused(PeerErrorCode.UnknownVolume, $"volume '{attach.Name}' exists on {_identity.Name} and is not a replica");
+                // The peer still takes itself for the primary. Its side decides what to do (nothing syncs into a
+                // primary); this side says what it sees, so a promoted host reports a split brain by itself too.
+                var verdict = SyncDecision.Decide(file.Generations, attach.Generations);
+                if (verdict is SyncVerdict.SplitBrain or SyncVerdict.LocalNewer)
+                {
+                    if (!_rivals.TryGetValue(attach.Name, out var known) || known.Peer != peer || known.Verdict != verdict)
+                    {
+                        if (verdict == SyncVerdict.SplitBrain) Log.SplitBrain(_logger, attach.Name, peer, file.Generations.Current, attach.Generations.Current);
+                        else Log.RivalOutdated(_logger, attach.Name, peer);
+                    }
+                    _rivals[attach.Name] = (peer, verdict, DateTimeOffset.Now);
+                }
                 return (new PeerAttachAck(PeerAttachFlags.Primary, file.Generations), null);
             }
             if (file is null)
