@@ -143,7 +143,7 @@ public sealed class ReplicationTests : TwoHostsTest
         Assert.Equal(JsonValueKind.Null, peers[0].GetProperty("connected").ValueKind); // nothing replicated with it yet
 
         (await Roam(A, "volume", "create", Vol, "--size", "64M")).ShouldSucceed();
-        var replicate = (await Roam(A, "volume", "replicate", Vol, "--to", "beta", "--mode", "sync")).ShouldSucceed();
+        var replicate = (await Roam(A, "volume", "replicate", Vol, "--to", "beta", "--mode", "sync", "--bandwidth", "50M")).ShouldSucceed();
         Assert.Contains("replicating volume vol to beta (sync)", replicate.Stdout);
         await WaitForReplicaStateAsync(A, "InSync", TimeSpan.FromSeconds(20));
 
@@ -154,6 +154,9 @@ public sealed class ReplicationTests : TwoHostsTest
         Assert.Equal("InSync", replica.GetProperty("state").GetString());
         Assert.Equal("sync", replica.GetProperty("mode").GetString());
         Assert.Equal(0, replica.GetProperty("bytesOutOfSync").GetInt64());
+        Assert.Equal(50L * 1024 * 1024, replica.GetProperty("bandwidth").GetInt64());
+        // qemu-io's pattern compresses: LZ4 kept most of the 4 MiB off the wire.
+        Assert.True(replica.GetProperty("bytesSavedByCompression").GetInt64() > 2 * 1024 * 1024, $"replica: {replica}");
         Assert.Equal("primary", (await ShowAsync(A)).GetProperty("replication").GetProperty("role").GetString());
         AssertSameData();
         await AssertReadsAsync(B, 0x5c, "0", "4M");
@@ -166,6 +169,8 @@ public sealed class ReplicationTests : TwoHostsTest
         var show = (await Roam(A, "volume", "show", Vol)).ShouldSucceed().Stdout;
         Assert.Contains("primary", show);
         Assert.Contains("InSync", show);
+        Assert.Contains("LZ4 saved", show);
+        Assert.Contains("50 MiB/s", show);
         Assert.Contains("replica of alpha", (await Roam(B, "volume", "show", Vol)).ShouldSucceed().Stdout);
 
         // The replica is read-only: a writer cannot even open it.
