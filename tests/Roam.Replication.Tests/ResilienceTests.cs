@@ -158,17 +158,33 @@ public sealed class PrimaryCrashTests : ResilienceTestBase
         Assert.Contains("newer", Primary.Replica(Vol).Detail);
         // And beta, promoted, tells by itself that alpha came back outdated.
         Assert.Contains("alpha came back as this volume's primary with older data", B.GetStatus(Vol).Notice);
+        // alpha is fenced: a write would turn the outdated copy into a split brain.
+        await AssertReadOnlyAsync(Primary.Open(Vol, out _), "outdated");
+        Assert.True(A.GetStatus(Vol).WritesRefused);
+        Assert.Contains("roam volume resolve disk --keep beta", A.GetStatus(Vol).Notice);
+        Assert.True(Primary.ReadRaw(Vol).AsSpan().SequenceEqual(alphaBefore), "alpha's data changed");
+
+        // Settled in alpha's favour (on both hosts): alpha takes writes again and beta gets alpha's data.
+        await A.ResolveAsync(Vol, "alpha");
+        await B.ResolveAsync(Vol, "alpha");
+        var alpha = Primary.Open(Vol, out _);
+        await alpha.WriteAsync(6 * MiB, Random(4096, 9), false, default);
+        await Primary.WaitInSyncAsync(Vol, TimeSpan.FromSeconds(30));
+        AssertSame();
     }
 
     [Fact]
     public async Task A_crashed_primary_that_writes_after_restarting_beside_a_promoted_replica_is_a_split_brain()
     {
         var betaWrite = await CrashPrimaryAndPromoteAsync();
+        // beta is away while alpha restarts and writes (else alpha would learn first that it is outdated, and refuse).
+        await Secondary.StopAsync();
         await Primary.StartAgainAsync();
         var alpha = Primary.Open(Vol, out bool readOnly);
         Assert.False(readOnly);
         var alphaWrite = Random(64 * 1024, 3);
         await alpha.WriteAsync(4 * MiB, alphaWrite, false, default);
+        await Secondary.StartAgainAsync();
         await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.SplitBrain, TimeSpan.FromSeconds(10),
             () => $"{Primary.Replica(Vol)}: {Logs(Primary)}");
         Assert.Contains(Primary.Log.Entries, e => e.EventId.Id == 3102);

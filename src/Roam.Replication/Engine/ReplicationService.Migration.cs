@@ -533,6 +533,8 @@ public sealed partial class ReplicationService
                 if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here: there is no data of its own to keep");
                 var torn = primary?.Links.Where(l => l.State is ReplicaState.SplitBrain or ReplicaState.Outdated).ToList() ?? [];
                 foreach (var link in torn) link.DiscardPeerData();
+                // An outdated copy was fenced when that was found (see PeerLink.Decide): kept, it takes writes again.
+                if (torn.Any(l => l.IsFenced) && primary!.PendingHandOver is null) { foreach (var l in torn) l.LiftFence(); primary.Gate.Reopen(); }
                 primary?.SaveBitmaps();
                 if (torn.Count == 0)
                 {

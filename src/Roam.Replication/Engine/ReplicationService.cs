@@ -181,6 +181,8 @@ public sealed partial class ReplicationService : IAsyncDisposable
                         WritesRefused = true,
                         Notice = primary.Doubt ?? $"a hand-over to {pending.Peer} is in doubt: read-only until {pending.Peer} says whether it took over",
                     };
+                else if (primary.Links.Any(l => l.IsFenced) && primary.Gate.ClosedReason is { } fenced)
+                    status = status with { WritesRefused = true, Notice = fenced };
                 return WithRival(status);
             }
             if (_files.TryGetValue(volume, out var file))

@@ -28,6 +28,8 @@ internal sealed class PeerLink : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private long _bytesSent;
     private long _bytesSavedByCompression;
+    private volatile bool _keepsLocal;      // `resolve --keep` this host: the peer's newer data is to be overwritten, no fence
+    private volatile bool _fenced;          // this link closed the volume's gate (an outdated copy)
     private readonly CompressionGovernor _compression = new();
     private long _bytesResynced;
     private volatile ReplicaState _state = ReplicaState.Connecting;
@@ -114,11 +116,17 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         lock (_gate)
         {
+            _keepsLocal = true;
             Bitmap.MarkAllDirty();
             SyncedGeneration = null;
             _state = ReplicaState.Disconnected;
         }
     }
+
+    /// <summary>This link refused the volume's writes because the peer holds newer data (see Decide).</summary>
+    public bool IsFenced => _fenced;
+
+    public void LiftFence() => _fenced = false;
 
     /// <summary>Connects again after <see cref="PauseAsync"/>.</summary>
     public void Resume()
@@ -379,7 +387,14 @@ internal sealed class PeerLink : IAsyncDisposable
                 return true;
             case SyncVerdict.PeerNewer:
                 _state = ReplicaState.Outdated;
-                Log.SyncDecided(_logger, _volume.Name, Peer, "the peer's data is newer (it was promoted): this host is outdated, nothing syncs");
+                Log.SyncDecided(_logger, _volume.Name, Peer, "the peer's data is newer (it was promoted): this host is outdated, nothing syncs; writes refused here");
+                // A write here now would turn an outdated copy into a split brain: refuse them (DRBD's fencing of an
+                // outdated node) until `resolve` says which side is kept.
+                if (_keepsLocal) return false;
+                _fenced = true;
+                _volume.Gate.Close($"volume '{_volume.Name}': {Peer} holds newer data (it was promoted while this host was away), so this copy is "
+                    + $"outdated and read-only; keep {Peer}'s data with, on both hosts: roam volume resolve {_volume.Name} --keep {Peer} "
+                    + "(or keep this host's, overwriting what was written there since, with --keep THIS-HOST)");
                 return false;
             default:
                 _state = ReplicaState.SplitBrain;
@@ -390,6 +405,13 @@ internal sealed class PeerLink : IAsyncDisposable
 
     private async Task RunSessionAsync(PeerConnection connection, CancellationToken stopping)
     {
+        // Syncing toward the peer: whatever made this copy outdated is settled (resolved in this host's favour).
+        _keepsLocal = false;
+        if (_fenced)
+        {
+            _fenced = false;
+            if (_volume.PendingHandOver is null) _volume.Gate.Reopen();
+        }
         var s = new Session(connection, CancellationTokenSource.CreateLinkedTokenSource(stopping), _options.ResyncWindow);
         lock (_gate)
         {
