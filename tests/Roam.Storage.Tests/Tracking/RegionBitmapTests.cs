@@ -35,7 +35,8 @@ public sealed class RegionBitmapTests : IDisposable
         {
             var bitmap = new RegionBitmap(4096L * 4096, regionSize: 4096);
             foreach (var r in regions) bitmap.MarkDirty(r * 4096L, 1);
-            var path = Path.Combine(_dir, "bm");
+            // CsCheck runs samples on several threads at once: one file each.
+            var path = Path.Combine(_dir, "bm-" + Guid.NewGuid().ToString("N"));
             bitmap.Save(path);
             var loaded = RegionBitmap.LoadOrAllDirty(path, 4096L * 4096, 4096);
             Assert.Equal(regions.Distinct().Order().Select(r => (long)r), DirtyRegions(loaded));
