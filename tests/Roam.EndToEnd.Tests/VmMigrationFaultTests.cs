@@ -19,20 +19,6 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
 
     private string SerialB => Path.Combine(DataB, "vms", "vm.serial");
 
-    private static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var text = ReadShared(path);
-            Assert.False(text.Contains("WORKLOAD ERROR", StringComparison.Ordinal), $"{what}: {text[Math.Max(0, text.IndexOf("WORKLOAD ERROR", StringComparison.Ordinal) - 1500)..]}");
-            Assert.DoesNotContain("ROAM-GUEST FAILED", text);
-            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
-            Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
-            await Task.Delay(100);
-        }
-    }
-
     /// <summary>Creates the VM "vm" on alpha's volume and starts it; with <paramref name="waitForGuest"/>, until the workload writes.</summary>
     private async Task StartVmOnAAsync(string size, bool waitForGuest, Func<Task>? beforeStart = null)
     {
