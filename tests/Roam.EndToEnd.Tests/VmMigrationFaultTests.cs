@@ -276,7 +276,10 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         // beta's QEMU cannot have the whole stream: its arrival fails and it forgets the VM (it keeps the disk, primary).
         await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(90), "beta to give up the arrival");
         await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
-        // alpha keeps the VM paused, waiting for beta's word: not resumed on a disk that is beta's now.
+        // alpha keeps the VM paused, waiting for beta's word: not resumed on a disk that is beta's now. (It gets there once
+        // its QEMU has finished writing the rest of the stream into the broken tunnel, which the relay swallows.)
+        await WaitForAsync(async () => (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString() == "confirming",
+            TimeSpan.FromSeconds(60), "alpha to wait for beta's word");
         var waiting = await VmAsync(A);
         Log.WriteLine($"alpha while the link is down: {waiting.GetProperty("migration")}");
         Assert.Equal("migrating", waiting.GetProperty("state").GetString());
