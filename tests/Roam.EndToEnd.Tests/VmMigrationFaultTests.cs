@@ -19,6 +19,22 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
 
     private string SerialB => Path.Combine(DataB, "vms", "vm.serial");
 
+    /// <summary>
+    /// Starts `roam vm migrate vm --to beta` with QEMU's bandwidth at 2 MB/s, which stretches the memory phase, and
+    /// returns once memory is moving (or the command ended, which the caller reports).
+    /// </summary>
+    private async Task<Task<CliResult>> MigrateIntoTheMemoryPhaseAsync()
+    {
+        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
+        await WaitForAsync(async () =>
+        {
+            if (migrating.IsCompleted) return true;
+            var vm = await VmAsync(A);
+            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
+        }, TimeSpan.FromSeconds(90), "the memory phase");
+        return migrating;
+    }
+
     /// <summary>Creates the VM "vm" on alpha's volume and starts it; with <paramref name="waitForGuest"/>, until the workload writes.</summary>
     private async Task StartVmOnAAsync(string size, bool waitForGuest, Func<Task>? beforeStart = null)
     {
@@ -158,14 +174,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         var total = Stopwatch.StartNew();
         await StartVmOnAAsync("64M", waitForGuest: true);
 
-        // QEMU's own bandwidth limit stretches the memory phase.
-        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
-        await WaitForAsync(async () =>
-        {
-            if (migrating.IsCompleted) return true;
-            var vm = await VmAsync(A);
-            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
-        }, TimeSpan.FromSeconds(90), "the memory phase");
+        var migrating = await MigrateIntoTheMemoryPhaseAsync();
         Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
         var onB = await VmAsync(B);
         int pid = onB.GetProperty("pid").GetInt32();
@@ -196,15 +205,8 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         var total = Stopwatch.StartNew();
         await StartVmOnAAsync("64M", waitForGuest: true);
 
-        // QEMU's own bandwidth limit stretches the memory phase; both links (replication and the tunnel carrying
-        // QEMU's stream) go through the cutters.
-        var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
-        await WaitForAsync(async () =>
-        {
-            if (migrating.IsCompleted) return true;
-            var vm = await VmAsync(A);
-            return vm.TryGetProperty("migration", out var m) && m.GetProperty("phase").GetString() == "memory" && m.GetProperty("ramTransferred").GetInt64() > 0;
-        }, TimeSpan.FromSeconds(90), "the memory phase");
+        // Both links (replication and the tunnel carrying QEMU's stream) go through the cutters.
+        var migrating = await MigrateIntoTheMemoryPhaseAsync();
         Assert.False(migrating.IsCompleted, $"the migration ended before the cut: {(migrating.IsCompleted ? migrating.Result : null)}");
         var incoming = await VmAsync(B);
         Assert.Equal("incoming", incoming.GetProperty("state").GetString());
