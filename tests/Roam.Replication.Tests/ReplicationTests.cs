@@ -248,6 +248,31 @@ public sealed class CrashTests : ReplicationTestBase
     }
 
     [Fact]
+    public async Task A_write_during_the_first_sweep_after_a_crash_starts_a_new_generation()
+    {
+        // Three hot extents (12 MiB) to resync after the crash: the session starts with a first sweep, during which
+        // writes only mark the bitmap, so the replica's generation no longer says what the primary acknowledged.
+        var device = await ReplicatedAsync(64 * MiB, ReplicaMode.Sync);
+        foreach (long offset in new long[] { 0, 20 * MiB, 40 * MiB }) await device.WriteAsync(offset, Random(4096, 1), false, default);
+        await Primary.RestartAsync(crash: true);
+        Primary.Service.Hooks.ResyncPause = TimeSpan.FromMilliseconds(20);
+        var deadline = Stopwatch.StartNew();
+        while (Primary.Replica(Vol) is var r && !(r.State == ReplicaState.Syncing && r.BytesResynced > 0))
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), $"no resync started: {r}");
+            await Task.Delay(5);
+        }
+        var before = Primary.Service.GetStatus(Vol).Generations.Current;
+        device = Primary.Open(Vol, out _);
+        await device.WriteAsync(43 * MiB, Random(4096, 2), false, default);   // ahead of the sweep: only marked
+        Assert.NotEqual(before, Primary.Service.GetStatus(Vol).Generations.Current);
+        Primary.Service.Hooks.ResyncPause = TimeSpan.Zero;
+        await Primary.WaitInSyncAsync(Vol, TimeSpan.FromSeconds(30));
+        AssertSame();
+        Assert.Equal(Primary.Service.GetStatus(Vol).Generations.Current, Secondary.Service.GetStatus(Vol).Generations.Current);
+    }
+
+    [Fact]
     public async Task After_a_clean_restart_nothing_is_resynced()
     {
         var device = await ReplicatedAsync(32 * MiB, ReplicaMode.Sync);
