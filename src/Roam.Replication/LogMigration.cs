@@ -16,8 +16,8 @@ internal static partial class Log
     [LoggerMessage(3133, LogLevel.Information, "[{Volume}] now a replica of {Peer} (generation {Generation})")]
     public static partial void Demoted(ILogger logger, string volume, string peer, Guid generation);
 
-    [LoggerMessage(3134, LogLevel.Information, "[{Volume} <- {Peer}] promoted by hand-over at generation {Generation}")]
-    public static partial void PromotedByHandOver(ILogger logger, string volume, string peer, Guid generation);
+    [LoggerMessage(3134, LogLevel.Information, "[{Volume} <- {Peer}] promoted by hand-over at generation {Generation} in {Ms:0.0} ms (flush {FlushMs:0.0}, bitmap {BitmapMs:0.0}, state {StateMs:0.0}, open {OpenMs:0.0})")]
+    public static partial void PromotedByHandOver(ILogger logger, string volume, string peer, Guid generation, double ms, double flushMs, double bitmapMs, double stateMs, double openMs);
 
     [LoggerMessage(3135, LogLevel.Information, "[{Volume} -> {Peer}] migration aborted: still primary here, the replica keeps what it copied")]
     public static partial void MigrationAborted(ILogger logger, string volume, string peer);

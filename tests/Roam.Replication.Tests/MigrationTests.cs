@@ -239,7 +239,7 @@ public sealed class MigrationTests : ReplicationTestBase
     {
         { "StopWrites", false },
         { "DrainInFlight", false },
-        { "FlushPeer", false },
+        { "CatchUp", false },
         { "SendPromote", true },
         { "AwaitConfirm", true },
         { "Demote", true },

@@ -57,4 +57,10 @@ internal static partial class Log
 
     [LoggerMessage(5109, LogLevel.Information, "VM {Vm}: volume {Volume} handed back to {Peer} after a failed incoming migration")]
     public static partial void VmVolumeReturned(ILogger logger, string vm, string volume, string peer);
+
+    [LoggerMessage(5116, LogLevel.Information, "VM {Vm} switch-over, from QEMU's pre-switchover event: disk handed over at {HandedOverMs:0.0} ms, migrate-continue at {ContinuedMs:0.0} ms, QEMU done sending at {CompletedMs:0.0} ms")]
+    public static partial void VmSwitchover(ILogger logger, string vm, double handedOverMs, double continuedMs, double completedMs);
+
+    [LoggerMessage(5117, LogLevel.Information, "VM {Vm} arriving: the stream loaded, resumed {ResumedMs:0.0} ms later")]
+    public static partial void VmResumedAfterLoad(ILogger logger, string vm, double resumedMs);
 }

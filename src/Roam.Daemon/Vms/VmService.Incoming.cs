@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -154,6 +155,7 @@ internal sealed partial class VmService
             // only once this host is the volume's primary: the source hands the disk over before it lets QEMU send the
             // last of the stream, and after that it never resumes the VM itself, so exactly one QEMU runs the guest.
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            var sinceLoaded = Stopwatch.StartNew();
             while (true)
             {
                 if (qemu.HasExited) throw new IOException($"QEMU exited: {JobManager.OneLine(qemu.StderrTail)}");
@@ -166,6 +168,7 @@ internal sealed partial class VmService
                     if (role.Role == VolumeRole.Primary && !role.WritesRefused)
                     {
                         await qemu.Qmp.ContAsync(tunnel.Stopping).ConfigureAwait(false);
+                        Log.VmResumedAfterLoad(logger, d.Name, sinceLoaded.Elapsed.TotalMilliseconds);
                         continue;
                     }
                 }

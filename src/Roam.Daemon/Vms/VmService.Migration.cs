@@ -205,11 +205,11 @@ internal sealed partial class VmService
                 await Task.WhenAny(paused, Task.Delay(200, ct)).ConfigureAwait(false);
             }
             var status = (await paused.ConfigureAwait(false)).GetString("status");
-            var atPause = await qmp.QueryMigrateAsync(ct).ConfigureAwait(false);
-            ReportMemory(job, atPause, diskTotal, synced.BytesOnWire, v => Set(v), view);
+            var switchover = Stopwatch.StartNew(); // the timeline of the pause, logged at the end
             if (status != QmpMigrationStatus.PreSwitchover)
             {
-                string qemuSays = $"QEMU's migration {status}: {atPause.ErrorDesc ?? "no reason given"}";
+                var failed = await qmp.QueryMigrateAsync(ct).ConfigureAwait(false);
+                string qemuSays = $"QEMU's migration {status}: {failed.ErrorDesc ?? "no reason given"}";
                 Exception? broke = null;
                 try { (_, _, broke) = await relay.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false); }
                 catch (Exception e) when (e is TimeoutException or IOException or SocketException or OperationCanceledException) { }
@@ -219,24 +219,30 @@ internal sealed partial class VmService
             }
 
             // The VM is paused with its disk flushed: hand the volume over (milliseconds), the last step before continue.
+            // Everything else waits until QEMU was told to go on: every millisecond here is guest-visible.
             ct.ThrowIfCancellationRequested();
             Set(view with { Phase = VmMigrationPhases.Switchover });
-            job.ReportMigration(new MigrationView(name, peer, "Switchover", diskTotal + (atPause.Ram?.Total ?? 0), diskTotal + (atPause.Ram?.Transferred ?? 0),
-                atPause.Ram?.Remaining ?? 0, synced.BytesOnWire + (atPause.Ram?.Transferred ?? 0), 0, null, null));
             HandOverResult? handOver = null;
             // Paused: no more writes. The new primary's link back to this host is a sync one, as before the memory phase.
             replication.SetMigrationMirroring(volume, ReplicaMode.Sync);
-            try { handOver = await replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None).ConfigureAwait(false); }
-            catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException)
+            // QEMU may go on once the destination confirmed; this host steps down meanwhile (its writes stay stopped).
+            var promoted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var handingOver = replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None, () => promoted.TrySetResult());
+            await Task.WhenAny(handingOver, promoted.Task).ConfigureAwait(false);
+            if (!promoted.Task.IsCompleted)
             {
-                // Only a hand-over that certainly did not promote the destination may be undone (the VM resumes here).
-                // One that did, or may have (in doubt), leaves the disk's fate to the replication layer: the VM stays
-                // paused here until it is settled.
-                if (!await HandOverTookPlaceAsync(vm, volume, peer, ex.Message, v => Set(v), view).ConfigureAwait(false))
-                    throw new IOException($"the disk hand-over to {peer} failed: {JobManager.OneLine(ex.Message)}; the VM keeps running here", ex);
+                try { handOver = await handingOver.ConfigureAwait(false); }
+                catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException)
+                {
+                    // Only a hand-over that certainly did not promote the destination may be undone (the VM resumes here).
+                    // One that did, or may have (in doubt), leaves the disk's fate to the replication layer: the VM stays
+                    // paused here until it is settled.
+                    if (!await HandOverTookPlaceAsync(vm, volume, peer, ex.Message, v => Set(v), view).ConfigureAwait(false))
+                        throw new IOException($"the disk hand-over to {peer} failed: {JobManager.OneLine(ex.Message)}; the VM keeps running here", ex);
+                }
             }
             Volatile.Write(ref handedOver, true);
-            if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
+            double handedOverMs = switchover.Elapsed.TotalMilliseconds;
             await HoldForTestsAsync("after-handover").ConfigureAwait(false);
 
             // From here on the guest may run only at the destination (it holds the disk): a resume here is undone at once.
@@ -244,7 +250,16 @@ internal sealed partial class VmService
             var guarding = KeepPausedAsync(vm, qemu, guard.Token);
             var finished = qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), CancellationToken.None);
             await qmp.MigrateContinueAsync(ct: CancellationToken.None).ConfigureAwait(false);
+            double continuedMs = switchover.Elapsed.TotalMilliseconds;
+            if (handOver is null && promoted.Task.IsCompleted)
+            {
+                // The destination is primary whatever this host's stepping down says; a failure there is logged by it.
+                try { handOver = await handingOver.ConfigureAwait(false); }
+                catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException) { }
+            }
+            if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
             var end = (await finished.ConfigureAwait(false)).GetString("status");
+            Log.VmSwitchover(logger, name, handedOverMs, continuedMs, switchover.Elapsed.TotalMilliseconds);
             var done = await qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
             for (int i = 0; i < 100 && end == QmpMigrationStatus.Completed && !(done.TotalTime > 0); i++)
             {

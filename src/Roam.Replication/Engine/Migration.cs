@@ -20,7 +20,7 @@ public sealed record HandOverResult(string Volume, string NewPrimary, TimeSpan W
 public sealed record MigrationResult(MigrationStatus Status, HandOverResult HandOver, TimeSpan Elapsed);
 
 /// <summary>The steps of a hand-over, in order (the fault-injection points of the tests).</summary>
-internal enum HandOverStep { StopWrites, DrainInFlight, FlushPeer, SendPromote, AwaitConfirm, Demote }
+internal enum HandOverStep { StopWrites, DrainInFlight, CatchUp, SendPromote, AwaitConfirm, Demote }
 
 /// <summary>Source-side state of one migration.</summary>
 internal sealed class Migration(string volume, string peer, PeerLink link, bool restorePaused, ReplicaMode restoreMode, bool newLink)

@@ -128,10 +128,13 @@ public sealed partial class ReplicationService
     /// Moves the primary role to the migration's destination: writes stop (new ones wait, and fail as
     /// read-only once the role moved), in-flight writes drain, the destination flushes, then HandOver
     /// makes it the primary under a new generation. This host becomes its replica
-    /// (<paramref name="keepReplica"/>) or drops the volume.
+    /// (<paramref name="keepReplica"/>) or drops the volume. <paramref name="promoted"/> is called as soon as the
+    /// destination confirmed, before this host steps down: a paused VM may go on from there (writes here stay stopped).
     /// </summary>
-    public async Task<HandOverResult> HandOverAsync(string volume, bool keepReplica = true, CancellationToken cancellationToken = default)
+    public async Task<HandOverResult> HandOverAsync(string volume, bool keepReplica = true, CancellationToken cancellationToken = default,
+        Action? promoted = null)
     {
+        long called = Stopwatch.GetTimestamp();
         await _admin.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -151,12 +154,12 @@ public sealed partial class ReplicationService
             migration.Phase = MigrationPhase.Copying;
             migration.Error = null;
             await WaitInSyncAsync(volume, cancellationToken).ConfigureAwait(false);
-            return await HandOverCoreAsync(migration, primary, keepReplica).ConfigureAwait(false);
+            return await HandOverCoreAsync(migration, primary, keepReplica, promoted, called).ConfigureAwait(false);
         }
         finally { _admin.Release(); }
     }
 
-    private async Task<HandOverResult> HandOverCoreAsync(Migration migration, ReplicatedVolume primary, bool keepReplica)
+    private async Task<HandOverResult> HandOverCoreAsync(Migration migration, ReplicatedVolume primary, bool keepReplica, Action? promoted, long called)
     {
         string volume = migration.Volume, peer = migration.Peer;
         var link = migration.Link;
@@ -170,7 +173,9 @@ public sealed partial class ReplicationService
         Task<bool>? confirm = null;
         bool demoted = false, volumeDeleted = false;
         HandOverStep step = HandOverStep.StopWrites;
-        var steps = new System.Text.StringBuilder();   // "StopWrites 0.0 ms, DrainInFlight 0.3 ms, ...": where a pause went
+        // "StopWrites 0.0 ms, DrainInFlight 0.3 ms, ...": where a pause went (after the checks before it, "Admission").
+        var steps = new System.Text.StringBuilder().Append("Admission ")
+            .Append(Stopwatch.GetElapsedTime(called).TotalMilliseconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms");
         long stepStarted = Stopwatch.GetTimestamp();
         try
         {
@@ -184,8 +189,9 @@ public sealed partial class ReplicationService
                 await primary.Gate.DrainAsync().WaitAsync(timeout).ConfigureAwait(false);
                 await DoneAsync(step).ConfigureAwait(false);
 
-                step = HandOverStep.FlushPeer;
-                await CatchUpAndFlushAsync(link, frozenAt, timeout).ConfigureAwait(false);
+                // No flush of its own: the replica flushes before it acts on HandOver, which follows every write in order.
+                step = HandOverStep.CatchUp;
+                await CatchUpAsync(link, frozenAt, timeout).ConfigureAwait(false);
                 await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.SendPromote;
@@ -200,6 +206,8 @@ public sealed partial class ReplicationService
                 if (!await confirm.WaitAsync(timeout).ConfigureAwait(false))
                     throw new ReplicationException($"{peer} did not confirm the hand-over (the link failed)");
                 await DoneAsync(step).ConfigureAwait(false);
+                try { promoted?.Invoke(); }
+                catch (Exception ex) when (ex is not OutOfMemoryException) { Log.HandOverFailed(_logger, volume, peer, $"the promoted callback failed: {ex.Message}"); }
 
                 step = HandOverStep.Demote;
                 volumeDeleted = await DemoteAsync(primary, peer, generations, keepReplica).ConfigureAwait(false);
@@ -251,7 +259,7 @@ public sealed partial class ReplicationService
         async Task DoneAsync(HandOverStep s)
         {
             long now = Stopwatch.GetTimestamp();
-            steps.Append(steps.Length == 0 ? "" : ", ").Append(s).Append(' ')
+            steps.Append(", ").Append(s).Append(' ')
                 .Append(Stopwatch.GetElapsedTime(stepStarted, now).TotalMilliseconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms");
             stepStarted = now;
             if (Hooks.CrashAfter == s)
@@ -263,23 +271,15 @@ public sealed partial class ReplicationService
         }
     }
 
-    /// <summary>Writes are stopped: waits until the replica acknowledged everything, then makes it durable there.</summary>
-    private static async Task CatchUpAndFlushAsync(PeerLink link, long since, TimeSpan timeout)
+    /// <summary>Writes are stopped: waits until the replica acknowledged everything (in memory; HandOver makes it durable).</summary>
+    private static async Task CatchUpAsync(PeerLink link, long since, TimeSpan timeout)
     {
-        while (true)
+        while (!link.IsCaughtUp)
         {
-            while (!link.IsCaughtUp)
-            {
-                if (Stopwatch.GetElapsedTime(since) > timeout) throw new TimeoutException("the replica did not catch up");
-                if (link.State is not (ReplicaState.InSync or ReplicaState.Syncing))
-                    throw new ReplicationException($"the replica is {link.State}");
-                await Task.Delay(1).ConfigureAwait(false);
-            }
-            var flushed = link.Mirror(OutFrame.Flush()) ?? throw new ReplicationException("the link went down before the flush");
-            var left = timeout - Stopwatch.GetElapsedTime(since);
-            if (!await flushed.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero).ConfigureAwait(false))
-                throw new ReplicationException("the link went down during the flush");
-            if (link.IsCaughtUp) return;
+            if (Stopwatch.GetElapsedTime(since) > timeout) throw new TimeoutException("the replica did not catch up");
+            if (link.State is not (ReplicaState.InSync or ReplicaState.Syncing))
+                throw new ReplicationException($"the replica is {link.State}");
+            await Task.Delay(1).ConfigureAwait(false);
         }
     }
 
@@ -470,7 +470,7 @@ public sealed partial class ReplicationService
     /// Target side of HandOver: this replica becomes the primary under the generations the old primary
     /// chose, durably, before the frame is acknowledged. Null when done, else why it is refused.
     /// </summary>
-    internal string? AcceptHandOver(string volume, string peer, PeerHandOver handOver, ReplicaSession session)
+    internal string? AcceptHandOver(string volume, string peer, PeerHandOver handOver, ReplicaSession session, long received)
     {
         lock (_gate)
         {
@@ -480,12 +480,15 @@ public sealed partial class ReplicationService
             bool keep = (handOver.Flags & PeerHandOverFlags.KeepOldPrimary) != 0;
             var mode = (handOver.Flags & PeerHandOverFlags.AsyncLink) != 0 ? ReplicaMode.Async : ReplicaMode.Sync;
             var generations = handOver.Generations;
+            long flushed = Stopwatch.GetTimestamp();
             var promoted = new ReplicationFile(1, VolumeRole.Primary, generations.Current, [.. generations.History],
                 keep ? [new ReplicaRecord(peer, mode, generations.Current)] : [], null);
             // What the old primary will hold once it steps down is exactly what is here: nothing to resync.
             if (keep) new RegionBitmap(Store.Get(volume).Size, Options.RegionSize).Save(BitmapPath(volume, peer));
             TryDelete(ActivityLogPath(volume));
+            long bitmapSaved = Stopwatch.GetTimestamp();
             promoted.Write(StatePath(volume));
+            long stateWritten = Stopwatch.GetTimestamp();
             _files[volume] = promoted;
             _sessions.Remove(volume);
             if (keep)
@@ -494,7 +497,10 @@ public sealed partial class ReplicationService
                 _primaries[volume] = replicated;
                 replicated.StartLinks();
             }
-            Log.PromotedByHandOver(_logger, volume, peer, generations.Current);
+            static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
+            long opened = Stopwatch.GetTimestamp();
+            Log.PromotedByHandOver(_logger, volume, peer, generations.Current, Ms(received, opened), Ms(received, flushed),
+                Ms(flushed, bitmapSaved), Ms(bitmapSaved, stateWritten), Ms(stateWritten, opened));
             return null;
         }
     }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Roam.Replication.Source;
 
 /// <summary>
@@ -12,11 +10,17 @@ namespace Roam.Replication.Source;
 internal sealed class WireBudget
 {
     private readonly Lock _gate = new();
+    private readonly TimeProvider _time;
     private long _bytesPerSecond;
     private double _balance;
-    private long _refilledAt = Stopwatch.GetTimestamp();
+    private long _refilledAt;
 
-    public WireBudget(long bytesPerSecond) => _bytesPerSecond = Math.Max(0, bytesPerSecond);
+    public WireBudget(long bytesPerSecond, TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _bytesPerSecond = Math.Max(0, bytesPerSecond);
+        _refilledAt = _time.GetTimestamp();
+    }
 
     public long BytesPerSecond
     {
@@ -52,14 +56,15 @@ internal sealed class WireBudget
                 wait = TimeSpan.FromSeconds(-_balance / _bytesPerSecond);
             }
             // The limit may change meanwhile; never sleep long without looking again.
-            await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait > TimeSpan.FromMilliseconds(200) ? TimeSpan.FromMilliseconds(200) : wait, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(wait < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : wait > TimeSpan.FromMilliseconds(200) ? TimeSpan.FromMilliseconds(200) : wait,
+                _time, cancellationToken).ConfigureAwait(false);
         }
     }
 
     private void Refill()
     {
-        long now = Stopwatch.GetTimestamp();
-        _balance = Math.Min(Burst, _balance + Stopwatch.GetElapsedTime(_refilledAt, now).TotalSeconds * _bytesPerSecond);
+        long now = _time.GetTimestamp();
+        _balance = Math.Min(Burst, _balance + _time.GetElapsedTime(_refilledAt, now).TotalSeconds * _bytesPerSecond);
         _refilledAt = now;
     }
 }

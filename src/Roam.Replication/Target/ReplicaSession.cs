@@ -241,8 +241,9 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     if (handOver.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
                     if (service.Hooks.RefuseHandOver) return (PeerErrorCode.Internal, "hand-over refused (test hook)");
                     // Everything before this frame is applied; durable before this host claims the primary role.
+                    long received = System.Diagnostics.Stopwatch.GetTimestamp();
                     await device.FlushAsync(ct).ConfigureAwait(false);
-                    if (service.AcceptHandOver(attach.Name, connection.PeerName, handOver, this) is { } refused)
+                    if (service.AcceptHandOver(attach.Name, connection.PeerName, handOver, this, received) is { } refused)
                         return (PeerErrorCode.UnknownVolume, refused);
                     _handedOver = true;
                     if (service.Hooks.DropBeforeHandOverAck) throw new IOException("connection dropped before acknowledging the hand-over (test hook)");

@@ -75,6 +75,47 @@ public sealed class ActivityLogTests : IDisposable
     }
 
     [Fact]
+    public async Task A_clean_shutdown_wakes_a_writer_waiting_for_a_slot()
+    {
+        using var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 2);
+        var a = await log.EnterAsync(0, 1);
+        var b = await log.EnterAsync(Extent, 1);
+        var third = log.EnterAsync(2L * Extent, 1).AsTask();
+        await Task.Delay(50);
+        Assert.False(third.IsCompleted);
+        log.MarkClean(); // the slots are free now: the waiter must not sleep until a pin it does not need goes
+        using (await third.WaitAsync(TimeSpan.FromSeconds(5))) { }
+        a.Dispose();
+        b.Dispose();
+    }
+
+    [Fact]
+    public async Task A_failed_commit_is_retried_by_the_next_write_and_keeps_other_writers_pins()
+    {
+        int failures = 1;
+        ValueTask BeforeEvict(Eviction eviction) =>
+            Interlocked.Decrement(ref failures) >= 0 ? throw new IOException("bitmap save failed (test)") : ValueTask.CompletedTask;
+        using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 2, beforeEvict: BeforeEvict))
+        {
+            using (await log.EnterAsync(0, 1)) { }
+            var inFlight = await log.EnterAsync(Extent, 1);           // pinned across the failure below
+            await Assert.ThrowsAsync<IOException>(async () => { using (await log.EnterAsync(2L * Extent, 1)) { } });
+            using (await log.EnterAsync(2L * Extent, 1)) { }         // evicts extent 0 this time
+
+            // Extents 1 and 3 pinned by writes in flight: a write to a fifth waits, the failure released no pin.
+            var crowding = await log.EnterAsync(3L * Extent, 1).AsTask().WaitAsync(TimeSpan.FromSeconds(5)); // evicts 2
+            var squeezed = log.EnterAsync(4L * Extent, 1).AsTask();
+            await Task.Delay(50);
+            Assert.False(squeezed.IsCompleted, "a pinned extent was evicted");
+            inFlight.Dispose();
+            using (await squeezed.WaitAsync(TimeSpan.FromSeconds(5))) { }
+            crowding.Dispose();
+        }
+        using var reopened = ActivityLog.Open(LogPath, out var hot, Extent, capacity: 2);
+        Assert.Equal([3L * Extent, 4L * Extent], hot.Select(h => h.Offset).Order());
+    }
+
+    [Fact]
     public async Task A_torn_newest_slot_falls_back_to_the_previous_one()
     {
         using (var log = ActivityLog.Open(LogPath, out _, Extent, capacity: 4))
