@@ -8,9 +8,11 @@ internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, i
     DateTimeOffset Created);
 
 /// <summary>Peer tunnel messages between roamds about VMs (see Roam.Replication.Tunnel).</summary>
-internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator);
+/// <param name="StreamCompression">What the sender can carry the memory stream in ("lz4", see TunnelCompression), or null: raw.</param>
+internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null);
 
-internal sealed record VmTunnelReply(bool Ok, string? Error);
+/// <param name="StreamCompression">What the stream will be carried in, as the receiver agreed (null: raw; an older roamd never sets it).</param>
+internal sealed record VmTunnelReply(bool Ok, string? Error, string? StreamCompression = null);
 
 internal static class VmTunnelOps
 {

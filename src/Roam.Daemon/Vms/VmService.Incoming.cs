@@ -59,11 +59,11 @@ internal sealed partial class VmService
         }
     }
 
-    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error)
+    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error), VmJsonContext.Default.VmTunnelReply), timeout.Token)
+        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression), VmJsonContext.Default.VmTunnelReply), timeout.Token)
             .ConfigureAwait(false);
     }
 
@@ -142,12 +142,14 @@ internal sealed partial class VmService
             await local.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), tunnel.Stopping).ConfigureAwait(false);
             using var loading = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
             var loaded = qemu.Qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), loading.Token);
-            await ReplyAsync(tunnel, true, null).ConfigureAwait(false);
+            // The memory stream is compressed when the source offers it and this host does not refuse compression.
+            bool compressed = request.StreamCompression == TunnelCompression.Lz4 && replication.Options.Compression != WireCompression.Off;
+            await ReplyAsync(tunnel, true, null, compressed ? TunnelCompression.Lz4 : null).ConfigureAwait(false);
             replied = true;
 
             // QEMU's word that it loaded the stream comes first (it is resumed at once below); the relay's end (the
             // source closing the tunnel) comes a little later, or alone if the stream broke off.
-            var relaying = TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping);
+            var relaying = TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping, compressed: compressed);
             await Task.WhenAny(relaying, loaded).ConfigureAwait(false);
             await loading.CancelAsync().ConfigureAwait(false);
 

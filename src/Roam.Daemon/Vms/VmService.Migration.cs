@@ -163,10 +163,12 @@ internal sealed partial class VmService
 
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
             tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
-                new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator), VmJsonContext.Default.VmTunnelRequest),
+                new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator,
+                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4), VmJsonContext.Default.VmTunnelRequest),
                 TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} could not prepare the VM: {reply.Error}");
+            bool compressed = reply.StreamCompression == TunnelCompression.Lz4;
 
             // (c) QEMU migrates to a unix socket only this roamd serves; the bytes go on inside the peer connection.
             listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -182,7 +184,7 @@ internal sealed partial class VmService
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
                 return await TunnelRelay.RunCheckedAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync,
-                    () => Volatile.Read(ref handedOver)).ConfigureAwait(false);
+                    () => Volatile.Read(ref handedOver), compressed).ConfigureAwait(false);
             }, CancellationToken.None);
 
             // (d) Pre-copy, paused before switch-over.

@@ -150,32 +150,39 @@ public static class TunnelRelay
     /// <param name="drainOnTunnelFailure">Asked when sending to the peer fails: true keeps reading the local side to its end,
     /// discarding, so the local writer (QEMU) sees its stream end normally instead of an error (see VmService: after the
     /// disk hand-over the source QEMU must not fail its migration, since QEMU resumes a guest whose migration failed).</param>
+    /// <param name="compressed">Both ends agreed on <see cref="TunnelCompression"/>: the tunnel carries its chunks both ways.</param>
     public static async Task<(long Sent, long Received)> RunAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local, bool localEndsIt,
-        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null)
+        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null, bool compressed = false)
     {
-        var (sent, received, _) = await RunCheckedAsync(tunnel, local, localEndsIt, cancellationToken, shutdownSend, drainOnTunnelFailure).ConfigureAwait(false);
+        var (sent, received, _) = await RunCheckedAsync(tunnel, local, localEndsIt, cancellationToken, shutdownSend, drainOnTunnelFailure, compressed).ConfigureAwait(false);
         return (sent, received);
     }
 
-    /// <summary>As <see cref="RunAsync"/>, and what broke the tunnel (an I/O error sending to or reading from the peer), or null.</summary>
+    /// <summary>As <see cref="RunAsync"/>, and what broke the tunnel (an I/O error sending to or reading from the peer), or null.
+    /// Sent and Received count the bytes on the tunnel (compressed, if it is).</summary>
     public static async Task<(long Sent, long Received, Exception? TunnelFailure)> RunCheckedAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local,
-        bool localEndsIt, CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null)
+        bool localEndsIt, CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null,
+        bool compressed = false)
     {
         long sent = 0, received = 0;
         Exception? failure = null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var toPeer = Task.Run(async () =>
         {
-            var buffer = new byte[256 * 1024];
+            var buffer = new byte[TunnelCompression.MaxChunk];
+            var encoded = compressed ? new byte[TunnelCompression.MaxEncodedLength] : null;
             try
             {
                 while (true)
                 {
                     int n = await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
                     if (n == 0) break;
+                    // Whatever QEMU wrote goes at once (compressing never waits for more): the last pages of a
+                    // migration are in the VM's pause.
+                    var chunk = encoded is null ? buffer.AsMemory(0, n) : encoded.AsMemory(0, TunnelCompression.Encode(buffer.AsSpan(0, n), encoded));
                     try
                     {
-                        await tunnel.Output.WriteAsync(buffer.AsMemory(0, n), stop.Token).ConfigureAwait(false);
+                        await tunnel.Output.WriteAsync(chunk, stop.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
                     {
@@ -184,7 +191,7 @@ public static class TunnelRelay
                         while (await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false) > 0) { }
                         return;
                     }
-                    Interlocked.Add(ref sent, n);
+                    Interlocked.Add(ref sent, chunk.Length);
                 }
                 await tunnel.Output.FlushAsync(stop.Token).ConfigureAwait(false);
                 if (shutdownSend is not null) await shutdownSend(stop.Token).ConfigureAwait(false);
@@ -197,19 +204,27 @@ public static class TunnelRelay
         }, CancellationToken.None);
         var fromPeer = Task.Run(async () =>
         {
+            var decoded = compressed ? new byte[TunnelCompression.MaxChunk] : null;
             try
             {
                 while (true)
                 {
                     var result = await tunnel.Input.ReadAsync(stop.Token).ConfigureAwait(false);
-                    foreach (var segment in result.Buffer)
+                    var buffer = result.Buffer;
+                    if (decoded is null)
                     {
-                        int off = 0;
-                        while (off < segment.Length)
-                            off += await local.SendAsync(segment[off..], System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
-                        Interlocked.Add(ref received, segment.Length);
+                        foreach (var segment in buffer) await SendAllAsync(segment).ConfigureAwait(false);
+                        Interlocked.Add(ref received, buffer.Length);
+                        buffer = buffer.Slice(buffer.End);
                     }
-                    tunnel.Input.AdvanceTo(result.Buffer.End);
+                    else
+                    {
+                        long before = buffer.Length;
+                        while (TryDecode(ref buffer, decoded, out int length)) await SendAllAsync(decoded.AsMemory(0, length)).ConfigureAwait(false);
+                        Interlocked.Add(ref received, before - buffer.Length);
+                        if (result.IsCompleted && !buffer.IsEmpty) throw new IOException("the tunnel ended inside a compressed chunk");
+                    }
+                    tunnel.Input.AdvanceTo(buffer.Start, buffer.End);
                     if (result.IsCompleted) break;
                 }
                 try { local.Shutdown(System.Net.Sockets.SocketShutdown.Send); }
@@ -221,6 +236,20 @@ public static class TunnelRelay
                 if (ex is IOException) Interlocked.CompareExchange(ref failure, ex, null);
             }
         }, CancellationToken.None);
+        async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
+        {
+            int off = 0;
+            while (off < bytes.Length)
+                off += await local.SendAsync(bytes[off..], System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+        }
+
+        // A malformed chunk is the peer's stream broken: it ends the relay as a failed read would.
+        static bool TryDecode(ref ReadOnlySequence<byte> buffer, byte[] decoded, out int length)
+        {
+            try { return TunnelCompression.TryDecode(ref buffer, decoded, out length); }
+            catch (InvalidDataException ex) { throw new IOException($"corrupt compressed tunnel stream: {ex.Message}", ex); }
+        }
+
         if (localEndsIt) await toPeer.ConfigureAwait(false);
         else await fromPeer.ConfigureAwait(false);
         // Let the other direction drain briefly, then stop it.
