@@ -158,6 +158,18 @@ internal sealed partial class VmService
             // last of the stream, and after that it never resumes the VM itself, so exactly one QEMU runs the guest.
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
             var sinceLoaded = Stopwatch.StartNew();
+            // The usual case, on the guest's pause: QEMU said it loaded everything (it sets the VM paused before it says
+            // so) and this host is already primary. Resume without more questions; the loop below confirms it runs.
+            if (loaded.IsCompletedSuccessfully && loaded.Result.GetString("status") == QmpMigrationStatus.Completed
+                && replication.GetStatus(d.Volume) is { Role: VolumeRole.Primary, WritesRefused: false })
+            {
+                try
+                {
+                    await qemu.Qmp.ContAsync(tunnel.Stopping).ConfigureAwait(false);
+                    Log.VmResumedAfterLoad(logger, d.Name, sinceLoaded.Elapsed.TotalMilliseconds);
+                }
+                catch (QmpException) { } // not yet after all: the loop below looks properly
+            }
             while (true)
             {
                 if (qemu.HasExited) throw new IOException($"QEMU exited: {JobManager.OneLine(qemu.StderrTail)}");

@@ -228,8 +228,24 @@ internal sealed partial class VmService
             // Paused: no more writes. The new primary's link back to this host is a sync one, as before the memory phase.
             replication.SetMigrationMirroring(volume, ReplicaMode.Sync);
             // QEMU may go on once the destination confirmed; this host steps down meanwhile (its writes stay stopped).
+            // The continue is sent from the confirmation itself, not after a hop through the thread pool: it is in the pause.
             var promoted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var handingOver = replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None, () => promoted.TrySetResult());
+            using var guard = new CancellationTokenSource();
+            Task? guarding = null, continuing = null;
+            var finished = qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), CancellationToken.None);
+            bool holdForTests = HoldRequested("after-handover");
+            void ContinueQemu()
+            {
+                Volatile.Write(ref handedOver, true);
+                // From here on the guest may run only at the destination (it holds the disk): a resume here is undone at once.
+                guarding = KeepPausedAsync(vm, qemu, guard.Token);
+                continuing = qmp.MigrateContinueAsync(ct: CancellationToken.None);
+            }
+            var handingOver = replication.HandOverAsync(volume, keepReplica: true, CancellationToken.None, () =>
+            {
+                if (!holdForTests) ContinueQemu();
+                promoted.TrySetResult();
+            });
             await Task.WhenAny(handingOver, promoted.Task).ConfigureAwait(false);
             if (!promoted.Task.IsCompleted)
             {
@@ -243,15 +259,15 @@ internal sealed partial class VmService
                         throw new IOException($"the disk hand-over to {peer} failed: {JobManager.OneLine(ex.Message)}; the VM keeps running here", ex);
                 }
             }
-            Volatile.Write(ref handedOver, true);
             double handedOverMs = switchover.Elapsed.TotalMilliseconds;
-            await HoldForTestsAsync("after-handover").ConfigureAwait(false);
-
-            // From here on the guest may run only at the destination (it holds the disk): a resume here is undone at once.
-            using var guard = new CancellationTokenSource();
-            var guarding = KeepPausedAsync(vm, qemu, guard.Token);
-            var finished = qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), CancellationToken.None);
-            await qmp.MigrateContinueAsync(ct: CancellationToken.None).ConfigureAwait(false);
+            if (continuing is null)
+            {
+                // Settled the slow way (in doubt, then found promoted), or held by a test.
+                Volatile.Write(ref handedOver, true);
+                await HoldForTestsAsync("after-handover").ConfigureAwait(false);
+                ContinueQemu();
+            }
+            await continuing!.ConfigureAwait(false);
             double continuedMs = switchover.Elapsed.TotalMilliseconds;
             if (handOver is null && promoted.Task.IsCompleted)
             {
@@ -288,14 +304,14 @@ internal sealed partial class VmService
                 // It did not arrive: the disk comes back, and the VM (paused here the whole time) resumes where it was.
                 await TakeBackAsync(vm, peer, diskTotal, v => Set(v), view).ConfigureAwait(false);
                 await guard.CancelAsync().ConfigureAwait(false);
-                await guarding.ConfigureAwait(false);
+                await guarding!.ConfigureAwait(false);
                 await qmp.ContAsync(CancellationToken.None).ConfigureAwait(false);
                 lock (_lock) vm.State = VmStates.Running;
                 throw new HandedBackException($"the VM did not arrive at {peer} after the disk hand-over ({failure}); {peer} handed the disk back " +
                                               "and the VM runs here again");
             }
             await guard.CancelAsync().ConfigureAwait(false);
-            await guarding.ConfigureAwait(false);
+            await guarding!.ConfigureAwait(false);
             var final = view with
             {
                 Phase = VmMigrationPhases.Completed,
@@ -529,12 +545,14 @@ internal sealed partial class VmService
     /// ("after-handover": the disk handed over, QEMU not yet told to finish) this roamd creates PATH and waits until it
     /// is deleted, so a test can cut a link at exactly that point.
     /// </summary>
+    private static bool HoldRequested(string step) =>
+        Environment.GetEnvironmentVariable("ROAM_TEST_HOLD_AT") is { } hold && hold.StartsWith(step + ":", StringComparison.Ordinal);
+
     private static async Task HoldForTestsAsync(string step)
     {
-        if (Environment.GetEnvironmentVariable("ROAM_TEST_HOLD_AT") is not { } hold) return;
-        int colon = hold.IndexOf(':', StringComparison.Ordinal);
-        if (colon < 0 || hold[..colon] != step) return;
-        var path = hold[(colon + 1)..];
+        if (!HoldRequested(step)) return;
+        var hold = Environment.GetEnvironmentVariable("ROAM_TEST_HOLD_AT")!;
+        var path = hold[(step.Length + 1)..];
         await File.WriteAllTextAsync(path, step).ConfigureAwait(false);
         while (File.Exists(path)) await Task.Delay(20).ConfigureAwait(false);
     }

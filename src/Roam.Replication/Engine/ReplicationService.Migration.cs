@@ -102,7 +102,9 @@ public sealed partial class ReplicationService
     }
 
     /// <summary>Waits until the destination holds every write made so far (and every new write is mirrored synchronously).</summary>
-    public async Task WaitInSyncAsync(string volume, CancellationToken cancellationToken = default)
+    public Task WaitInSyncAsync(string volume, CancellationToken cancellationToken = default) => WaitInSyncAsync(volume, cancellationToken, pollOnce: false);
+
+    private async Task WaitInSyncAsync(string volume, CancellationToken cancellationToken, bool pollOnce)
     {
         while (true)
         {
@@ -116,6 +118,7 @@ public sealed partial class ReplicationService
                     throw new ReplicationException($"migration of '{volume}' failed: {status.Error}");
             }
             await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+            if (pollOnce) return;
         }
     }
 
@@ -153,7 +156,9 @@ public sealed partial class ReplicationService
             }
             migration.Phase = MigrationPhase.Copying;
             migration.Error = null;
-            await WaitInSyncAsync(volume, cancellationToken).ConfigureAwait(false);
+            // Writes mirrored asynchronously (a VM's memory phase) may still be in flight: the catch-up below waits
+            // for them once writes are stopped, so they do not hold the hand-over back here (it runs in a VM's pause).
+            while (!migration.Link.IsInSyncBarInFlight) await WaitInSyncAsync(volume, cancellationToken, pollOnce: true).ConfigureAwait(false);
             return await HandOverCoreAsync(migration, primary, keepReplica, promoted, called).ConfigureAwait(false);
         }
         finally { _admin.Release(); }
@@ -483,8 +488,9 @@ public sealed partial class ReplicationService
             long flushed = Stopwatch.GetTimestamp();
             var promoted = new ReplicationFile(1, VolumeRole.Primary, generations.Current, [.. generations.History],
                 keep ? [new ReplicaRecord(peer, mode, generations.Current)] : [], null);
-            // What the old primary will hold once it steps down is exactly what is here: nothing to resync.
-            if (keep) new RegionBitmap(Store.Get(volume).Size, Options.RegionSize).Save(BitmapPath(volume, peer));
+            // What the old primary will hold once it steps down is exactly what is here: nothing to resync. Not synced
+            // (this runs in a VM's pause): a crash that loses the file costs a full resync to the old primary, no data.
+            if (keep) new RegionBitmap(Store.Get(volume).Size, Options.RegionSize).Save(BitmapPath(volume, peer), synced: false);
             TryDelete(ActivityLogPath(volume));
             long bitmapSaved = Stopwatch.GetTimestamp();
             promoted.Write(StatePath(volume));

@@ -80,6 +80,17 @@ internal sealed class PeerLink : IAsyncDisposable
     public long BytesResynced => Interlocked.Read(ref _bytesResynced);
 
     /// <summary>Attached, nothing out of sync, nothing unacknowledged: the replica holds every write made so far.</summary>
+    /// <summary>As <see cref="IsCaughtUp"/> but for mirrored writes still unacknowledged (asynchronous mirroring):
+    /// nothing is left to resync, and a hand-over waits for those with writes stopped.</summary>
+    public bool IsInSyncBarInFlight
+    {
+        get
+        {
+            lock (_gate)
+                return _session is { Live: true } && _state == ReplicaState.InSync && Bitmap.NextDirty(0) < 0;
+        }
+    }
+
     public bool IsCaughtUp
     {
         get

@@ -165,12 +165,14 @@ public sealed class RegionBitmap
     /// durably (see ActivityLog.WhileLogged), which a crash resyncs anyway. Left out, the writes in flight
     /// there do not linger in the file as stale bits that a crash would resync on top of the log's extents.
     /// </summary>
-    public void Save(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut = null)
+    /// <param name="synced">False: not waiting for the disk (see DurableFile.WriteUnsynced), where a crash may lose the
+    /// file and a load then finds everything dirty, which only costs a longer resync.</param>
+    public void Save(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut = null, bool synced = true)
     {
-        lock (_saveGate) SaveUnlocked(path, leaveOut);
+        lock (_saveGate) SaveUnlocked(path, leaveOut, synced);
     }
 
-    private void SaveUnlocked(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut)
+    private void SaveUnlocked(string path, IReadOnlyList<(long Offset, long Length)>? leaveOut, bool synced = true)
     {
         byte[] file;
         ulong[] snapshot;
@@ -192,7 +194,8 @@ public sealed class RegionBitmap
             BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(12), VolumeSize);
             BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(20), Checksum(bits));
         }
-        DurableFile.Write(path, file);
+        if (synced) DurableFile.Write(path, file);
+        else DurableFile.WriteUnsynced(path, file);
         lock (_gate)
         {
             // A grow meanwhile added words: the file has none of them.

@@ -71,6 +71,19 @@ public static class DurableFile
         NativeFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
+    /// <summary>
+    /// Replaces the file atomically (a temp file renamed over it) without waiting for the disk: after a crash the
+    /// old file, none, or an empty or torn one may be found. Only for files that readers check and whose loss
+    /// costs time, never data (a bitmap that, missing, reads as "everything may differ").
+    /// </summary>
+    public static void WriteUnsynced(string path, ReadOnlySpan<byte> content)
+    {
+        var temp = path + TempSuffix;
+        using (var handle = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            RandomAccess.Write(handle, content, 0);
+        File.Move(temp, path, overwrite: true);
+    }
+
     private static void Publish(string temp, string path)
     {
         File.Move(temp, path, overwrite: true);

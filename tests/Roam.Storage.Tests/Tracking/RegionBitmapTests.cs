@@ -97,6 +97,28 @@ public sealed class RegionBitmapTests : IDisposable
     }
 
     [Fact]
+    public void An_unsynced_save_reads_back_and_one_the_disk_lost_reads_as_everything_dirty()
+    {
+        var path = Path.Combine(_dir, "bm");
+        var bitmap = new RegionBitmap(16 * 4096, 4096);
+        bitmap.MarkDirty(5 * 4096, 1);
+        bitmap.Save(path, synced: false);
+        var loaded = RegionBitmap.LoadOrAllDirty(path, 16 * 4096, 4096);
+        Assert.Equal(1, loaded.DirtyRegions);
+        Assert.Equal(5, loaded.NextDirty(0));
+        Assert.False(File.Exists(path + ".tmp"));
+
+        // What a crash may leave of a rename whose data never reached the disk: an empty or cut file.
+        foreach (int length in new[] { 0, 20, (int)new FileInfo(path).Length - 1 })
+        {
+            var bytes = File.ReadAllBytes(path);
+            File.WriteAllBytes(path, bytes[..length]);
+            Assert.Equal(16, RegionBitmap.LoadOrAllDirty(path, 16 * 4096, 4096).DirtyRegions);
+            File.WriteAllBytes(path, bytes);
+        }
+    }
+
+    [Fact]
     public void Grow_keeps_old_marks_and_adds_clean_regions()
     {
         var bitmap = new RegionBitmap(8 * 4096, 4096);
