@@ -69,7 +69,7 @@ public readonly record struct PeerHandOver(Guid VolumeId, DataGenerations Genera
             {
                 ulong offset = PayloadReader.ReadUInt64(ref reader, type), length = PayloadReader.ReadUInt64(ref reader, type);
                 // Ascending, apart and non-empty: one way to write a set of ranges, so a frame means one thing.
-                if (length == 0 || offset < end || (e > 0 && offset == end) || length > long.MaxValue - offset)
+                if (length == 0 || offset < end || (e > 0 && offset == end) || offset > long.MaxValue || length > long.MaxValue - offset)
                     PayloadReader.Malformed(type, $"out-of-sync extent {e} ({offset}, {length}) is empty, out of order or overflows");
                 extents[e] = new PeerExtent(offset, length);
                 end = offset + length;
