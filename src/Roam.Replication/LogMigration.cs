@@ -40,3 +40,15 @@ internal static partial class Log
     [LoggerMessage(3139, LogLevel.Warning, "[{Volume} -> {Peer}] {Message}")]
     public static partial void HandOverInDoubt(ILogger logger, string volume, string peer, string message);
 }
+
+internal static partial class Log
+{
+    [LoggerMessage(3140, LogLevel.Warning, "[{Volume} -> {Peer}] replicas {Replicas}: {Message}")]
+    public static partial void ReplicasNotHandedOff(ILogger logger, string volume, string peer, string replicas, string message);
+
+    [LoggerMessage(3141, LogLevel.Information, "[{Volume} <- {Peer}] replica {Replica} of the old primary {What}")]
+    public static partial void ReplicaTakenOver(ILogger logger, string volume, string peer, string replica, string what);
+
+    [LoggerMessage(3142, LogLevel.Information, "[{Volume} -> {Peer}] hands over replica {Replica} ({Mode}, {OutOfSync} bytes out of sync)")]
+    public static partial void ReplicaHandedOff(ILogger logger, string volume, string peer, string replica, string mode, long outOfSync);
+}

@@ -177,6 +177,7 @@ public sealed partial class ReplicationService
         long frozenAt = 0;
         Task<bool>? confirm = null;
         bool demoted = false, volumeDeleted = false;
+        List<PeerHandOverReplica>? handedOff = null;
         HandOverStep step = HandOverStep.StopWrites;
         // "StopWrites 0.0 ms, DrainInFlight 0.3 ms, ...": where a pause went (after the checks before it, "Admission").
         var steps = new System.Text.StringBuilder().Append("Admission ")
@@ -200,10 +201,13 @@ public sealed partial class ReplicationService
                 await DoneAsync(step).ConfigureAwait(false);
 
                 step = HandOverStep.SendPromote;
+                // The other replicas go to the destination with what they lack: their links stop here first, so none
+                // can attach again and overwrite what the new primary writes, and their bitmaps are final.
+                handedOff = HandOffReplicas(primary, link);
                 // The intent is durable before the frame can leave: a crash from here on restarts this host
                 // read-only, asking the destination whether it took over (never as a writable primary).
                 primary.SetPendingHandOver(new PendingHandOver(peer, generations.Current, [.. generations.History], keepReplica));
-                confirm = link.Mirror(OutFrame.HandOver(generations, flags))
+                confirm = link.Mirror(OutFrame.HandOver(generations, flags, handedOff))
                     ?? throw new ReplicationException($"the link to {peer} went down before HandOver could be sent");
                 await DoneAsync(step).ConfigureAwait(false);
 
@@ -231,6 +235,7 @@ public sealed partial class ReplicationService
                     case HandOverOutcome.NotPromoted:
                         if (primary.PendingHandOver is not null) primary.SetPendingHandOver(null);
                         primary.Gate.Thaw();
+                        await UnhaltLinksAsync(primary).ConfigureAwait(false);
                         migration.Phase = MigrationPhase.Failed;
                         migration.Error = $"hand-over failed at {step}: {what}; {peer} was not promoted, this host stays primary";
                         Log.HandOverFailed(_logger, volume, peer, migration.Error);
@@ -253,6 +258,9 @@ public sealed partial class ReplicationService
             var pause = Stopwatch.GetElapsedTime(frozenAt);
             migration.End(MigrationPhase.Completed, null);
             Log.HandedOver(_logger, volume, peer, pause.TotalMilliseconds, steps.ToString(), generations.Current);
+            foreach (var r in handedOff ?? [])
+                Log.ReplicaHandedOff(_logger, volume, peer, r.Peer, (r.Flags & PeerHandOverReplicaFlags.Async) != 0 ? "async" : "sync",
+                    r.OutOfSync.Sum(e => (long)e.Length));
             return new HandOverResult(volume, peer, pause, generations, keepReplica, volumeDeleted);
         }
         finally
@@ -274,6 +282,42 @@ public sealed partial class ReplicationService
             }
             if (Hooks.FailAfter == s) throw new InjectedFaultException(s);
         }
+    }
+
+    /// <summary>
+    /// Writes are stopped and drained: halts the links to every replica but the destination and describes them
+    /// for the HandOver frame (null for a destination older than version 3, which cannot take them).
+    /// </summary>
+    private List<PeerHandOverReplica>? HandOffReplicas(ReplicatedVolume primary, PeerLink destination)
+    {
+        var others = primary.Links.Where(l => !ReferenceEquals(l, destination)).ToList();
+        foreach (var other in others) other.Halt();
+        if (destination.ProtocolVersion is not { } version || version < PeerProtocol.HandOverReplicasVersion)
+        {
+            if (others.Count > 0)
+                Log.ReplicasNotHandedOff(_logger, primary.Name, destination.Peer, string.Join(", ", others.Select(o => o.Peer)),
+                    $"{destination.Peer} speaks peer protocol v{destination.ProtocolVersion} (v{PeerProtocol.HandOverReplicasVersion} takes replicas along): "
+                    + $"they are left behind; add them on {destination.Peer} (roam volume replicate) after the migration");
+            return null;
+        }
+        var handedOff = new List<PeerHandOverReplica>();
+        foreach (var other in others.Take(PeerProtocol.MaxHandOverReplicas))
+        {
+            var ranges = other.Bitmap.DirtyRanges(PeerProtocol.MaxHandOverExtents);
+            var flags = (other.Mode == ReplicaMode.Async ? PeerHandOverReplicaFlags.Async : 0) | (other.Paused ? PeerHandOverReplicaFlags.Paused : 0);
+            handedOff.Add(new PeerHandOverReplica(other.Peer, flags, other.Bandwidth, other.SyncedGeneration,
+                ranges.ConvertAll(r => new PeerExtent((ulong)r.Offset, (ulong)r.Length))));
+        }
+        if (others.Count > PeerProtocol.MaxHandOverReplicas)
+            Log.ReplicasNotHandedOff(_logger, primary.Name, destination.Peer, string.Join(", ", others.Skip(PeerProtocol.MaxHandOverReplicas).Select(o => o.Peer)),
+                $"a hand-over takes at most {PeerProtocol.MaxHandOverReplicas} replicas along: these are left behind");
+        return handedOff;
+    }
+
+    /// <summary>The hand-over did not happen after all: the links it halted connect again (this host feeds its replicas).</summary>
+    private static async Task UnhaltLinksAsync(ReplicatedVolume primary)
+    {
+        foreach (var link in primary.Links) await link.UnhaltAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes are stopped: waits until the replica acknowledged everything (in memory; HandOver makes it durable).</summary>
@@ -331,6 +375,7 @@ public sealed partial class ReplicationService
         if (pending is null)
         {
             primary.Gate.Thaw();
+            await UnhaltLinksAsync(primary).ConfigureAwait(false);
             return false;
         }
         var outcome = await ResolveAsync(primary, migration.Link, Task.FromResult(false), pending.Value.Generations).ConfigureAwait(false);
@@ -345,6 +390,7 @@ public sealed partial class ReplicationService
             case HandOverOutcome.NotPromoted:
                 if (primary.PendingHandOver is not null) primary.SetPendingHandOver(null);
                 primary.Gate.Thaw();
+                await UnhaltLinksAsync(primary).ConfigureAwait(false);
                 return false;
             default:
                 throw new ReplicationException($"{migration.Peer} is still unreachable: whether it was promoted is unknown, writes stay stopped");
@@ -486,18 +532,44 @@ public sealed partial class ReplicationService
             var mode = (handOver.Flags & PeerHandOverFlags.AsyncLink) != 0 ? ReplicaMode.Async : ReplicaMode.Sync;
             var generations = handOver.Generations;
             long flushed = Stopwatch.GetTimestamp();
-            var promoted = new ReplicationFile(1, VolumeRole.Primary, generations.Current, [.. generations.History],
-                keep ? [new ReplicaRecord(peer, mode, generations.Current)] : [], null);
+            long size = Store.Get(volume).Size;
+            List<ReplicaRecord> replicas = keep ? [new ReplicaRecord(peer, mode, generations.Current)] : [];
             // What the old primary will hold once it steps down is exactly what is here: nothing to resync. Not synced
             // (this runs in a VM's pause): a crash that loses the file costs a full resync to the old primary, no data.
-            if (keep) new RegionBitmap(Store.Get(volume).Size, Options.RegionSize).Save(BitmapPath(volume, peer), synced: false);
+            if (keep) new RegionBitmap(size, Options.RegionSize).Save(BitmapPath(volume, peer), synced: false);
+            // Its other replicas, with what each may lack: saved before the promotion is (and so before it is
+            // acknowledged), so a crash here right after cannot forget what they miss.
+            foreach (var other in handOver.Replicas ?? [])
+            {
+                if (other.Peer == _identity.Name || other.Peer == peer)
+                {
+                    Log.ReplicaTakenOver(_logger, volume, peer, other.Peer, "skipped: it names this host or the old primary");
+                    continue;
+                }
+                if (_trust.Find(other.Peer) is null)
+                {
+                    Log.ReplicaTakenOver(_logger, volume, peer, other.Peer,
+                        $"not taken over: it is not a trusted peer of {_identity.Name}; trust it and add the replica here (it keeps its data)");
+                    continue;
+                }
+                var bitmap = new RegionBitmap(size, Options.RegionSize);
+                foreach (var extent in other.OutOfSync)
+                    if (extent.Offset < (ulong)size) bitmap.MarkDirty((long)extent.Offset, (long)Math.Min(extent.Length, (ulong)size - extent.Offset));
+                bitmap.Save(BitmapPath(volume, other.Peer));
+                bool async = (other.Flags & PeerHandOverReplicaFlags.Async) != 0, paused = (other.Flags & PeerHandOverReplicaFlags.Paused) != 0;
+                replicas.Add(new ReplicaRecord(other.Peer, async ? ReplicaMode.Async : ReplicaMode.Sync, other.SyncedGeneration, paused, other.Bandwidth));
+                Log.ReplicaTakenOver(_logger, volume, peer, other.Peer,
+                    $"taken over ({(async ? "async" : "sync")}{(paused ? ", paused" : "")}): {bitmap.DirtyBytes} bytes out of sync, "
+                    + $"last in sync at generation {other.SyncedGeneration?.ToString() ?? "none"}");
+            }
+            var promoted = new ReplicationFile(1, VolumeRole.Primary, generations.Current, [.. generations.History], replicas, null);
             TryDelete(ActivityLogPath(volume));
             long bitmapSaved = Stopwatch.GetTimestamp();
             promoted.Write(StatePath(volume));
             long stateWritten = Stopwatch.GetTimestamp();
             _files[volume] = promoted;
             _sessions.Remove(volume);
-            if (keep)
+            if (replicas.Count > 0)
             {
                 var replicated = ReplicatedVolume.Open(this, Store.Open(volume), promoted, _logger);
                 _primaries[volume] = replicated;
@@ -790,6 +862,7 @@ public sealed partial class ReplicationService
                 volume.LinksDeferred = false;
                 volume.StartLinks();
             }
+            await UnhaltLinksAsync(volume).ConfigureAwait(false);
             if (migration is not null && migration.Phase == MigrationPhase.Failed)
                 migration.Error = $"the hand-over in doubt had not happened: {pending.Peer} was not promoted, this host stays primary";
             Log.HandOverInDoubt(_logger, volume.Name, pending.Peer, $"the hand-over in doubt had not happened: {pending.Peer} was not promoted, this host is primary again");

@@ -53,6 +53,23 @@ internal static class PayloadReader
         }
     }
 
+    /// <summary>Reads <paramref name="length"/> bytes of UTF-8 with more payload after them.</summary>
+    public static string ReadText(ref SequenceReader<byte> reader, int length, PeerFrameType type)
+    {
+        if (reader.Remaining < length) Malformed(type, "text is cut short");
+        var bytes = reader.UnreadSequence.Slice(0, length);
+        reader.Advance(length);
+        try
+        {
+            return StrictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            Malformed(type, "text is not valid UTF-8");
+            return null;
+        }
+    }
+
     public static void ExpectEnd(ref SequenceReader<byte> reader, PeerFrameType type)
     {
         if (!reader.End) Malformed(type, $"{reader.Remaining} unexpected bytes after the payload");

@@ -159,17 +159,29 @@ public static class PeerFrameWriter
         Commit(output, frame, PeerFrameType.Generations, PeerFrameFlags.None, sequence);
     }
 
+    /// <summary>
+    /// HandOver; with <see cref="PeerHandOver.Replicas"/> (version 3) the payload can reach about a MiB, so it is
+    /// built in a pooled buffer and appended after the header, like Write data, not in one span of the output.
+    /// </summary>
     public static void WriteHandOver(IBufferWriter<byte> output, ulong sequence, in PeerHandOver handOver)
     {
-        int length = PeerProtocol.VolumeIdLength                        // volume id
-                   + GenerationsCodec.Length(handOver.Generations)      // generations
-                   + sizeof(byte);                                      // flags
-        var frame = Begin(output, length);
-        var payload = frame[PeerProtocol.HeaderSize..];
-        handOver.VolumeId.TryWriteBytes(payload, bigEndian: true, out _);
-        int at = 16 + GenerationsCodec.Write(payload[16..], handOver.Generations);
-        payload[at] = (byte)handOver.Flags;
-        Commit(output, frame, PeerFrameType.HandOver, PeerFrameFlags.None, sequence);
+        int length = handOver.PayloadLength;
+        var rented = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var payload = rented.AsSpan(0, length);
+            handOver.VolumeId.TryWriteBytes(payload, bigEndian: true, out _);
+            int at = 16 + GenerationsCodec.Write(payload[16..], handOver.Generations);
+            payload[at++] = (byte)handOver.Flags;
+            if (handOver.Replicas is { } replicas) PeerHandOver.WriteReplicas(payload[at..], replicas);
+            var header = output.GetSpan(PeerProtocol.HeaderSize)[..PeerProtocol.HeaderSize];
+            WriteHeader(header, PeerFrameType.HandOver, PeerFrameFlags.None, sequence, length);
+            uint crc = Crc32C.Append(Crc32C.Append(Crc32C.Seed, header[..PeerProtocol.ChecksumOffset]), payload);
+            BinaryPrimitives.WriteUInt32BigEndian(header[PeerProtocol.ChecksumOffset..], Crc32C.Finish(crc));
+            output.Advance(PeerProtocol.HeaderSize);
+            output.Write(payload);
+        }
+        finally { ArrayPool<byte>.Shared.Return(rented); }
     }
 
     public static void WriteDetach(IBufferWriter<byte> output, ulong sequence, in PeerDetach detach)

@@ -37,6 +37,9 @@ namespace Roam.Replication.Protocol;
 ///   AttachAck  flags (u8: 1 created, 2 primary here) | generations
 ///   Generations volume id (16) | generations
 ///   HandOver   volume id (16) | generations (the new primary's) | flags (u8: 1 keep the old primary as replica, 2 async link)
+///              [version 3, optional: replica count (u8) | replicas], the old primary's other replicas, each:
+///              name length (u8) | peer name (UTF-8) | flags (u8: 1 async, 2 paused) | bandwidth (u64) |
+///              synced generation (16, zero: none) | extent count (u32) | extents (offset u64 | length u64, ascending, apart)
 ///   Detach     name length (u8) | volume name (UTF-8): instead of Attach, stop replicating it here (answered by Ack)
 ///   where generations = current (16) | history count (u8) | history (16 x count)
 ///
@@ -54,10 +57,13 @@ public static class PeerProtocol
 
     /// <summary>The protocol versions this build speaks, negotiated by Hello/HelloAck.</summary>
     public const ushort MinVersion = 1;
-    public const ushort Version = 2;
+    public const ushort Version = 3;
 
     /// <summary>The first version whose receivers understand <see cref="PeerFrameFlags.Lz4"/>.</summary>
     public const ushort CompressionVersion = 2;
+
+    /// <summary>The first version whose HandOver may carry the old primary's other replicas (see <see cref="PeerHandOver.Replicas"/>).</summary>
+    public const ushort HandOverReplicasVersion = 3;
 
     /// <summary>TLS ALPN name, so that no other TLS protocol can be confused with this one.</summary>
     public const string ApplicationProtocol = "roam-peer/1";
@@ -87,6 +93,15 @@ public static class PeerProtocol
     /// <summary>Error messages longer than this are cut on the way out.</summary>
     public const int MaxErrorMessageLength = 1024;
 
+    /// <summary>Other replicas one HandOver may hand to the new primary (more are left behind, logged).</summary>
+    public const int MaxHandOverReplicas = 16;
+
+    /// <summary>
+    /// Out-of-sync ranges per handed-over replica: a more scattered bitmap is sent coarser (ranges merged across
+    /// their smallest gaps), which only copies more. Bounds the frame to about 1 MiB whatever the volume size.
+    /// </summary>
+    public const int MaxHandOverExtents = 4096;
+
     /// <summary>Largest data of one Write frame.</summary>
     public const int MaxWriteDataLength = 4 * 1024 * 1024;
 
@@ -113,7 +128,7 @@ public static class PeerProtocol
         PeerFrameType.Attach => length is >= PeerAttach.FixedLength + 1 and <= PeerAttach.FixedLength + MaxGenerationsHistory * 16 + MaxVolumeNameLength,
         PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.FixedLength + MaxGenerationsHistory * 16,
         PeerFrameType.Generations => length is >= PeerGenerations.FixedLength and <= PeerGenerations.FixedLength + MaxGenerationsHistory * 16,
-        PeerFrameType.HandOver => length is >= PeerHandOver.FixedLength and <= PeerHandOver.FixedLength + MaxGenerationsHistory * 16,
+        PeerFrameType.HandOver => length is >= PeerHandOver.FixedLength and <= PeerHandOver.FixedLength + MaxGenerationsHistory * 16 + PeerHandOver.MaxReplicasLength,
         PeerFrameType.Detach => length is >= PeerDetach.FixedLength + 1 and <= PeerDetach.FixedLength + MaxVolumeNameLength,
         _ => false,
     };

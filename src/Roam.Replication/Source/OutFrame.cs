@@ -14,6 +14,8 @@ internal sealed class OutFrame
     public ReadOnlyMemory<byte> Data;
     public DataGenerations? Generations;
     public PeerHandOverFlags HandOverFlags;
+    /// <summary>HandOver: the other replicas the new primary takes over (sent only to a version 3 peer).</summary>
+    public IReadOnlyList<PeerHandOverReplica>? HandOverReplicas;
     public long FirstRegion = -1;
     public long LastRegion = -1;
     public bool Resync;
@@ -41,6 +43,6 @@ internal sealed class OutFrame
 
     public static OutFrame Gens(DataGenerations generations) => new() { Type = PeerFrameType.Generations, Generations = generations };
 
-    public static OutFrame HandOver(DataGenerations generations, PeerHandOverFlags flags) =>
-        new() { Type = PeerFrameType.HandOver, Generations = generations, HandOverFlags = flags };
+    public static OutFrame HandOver(DataGenerations generations, PeerHandOverFlags flags, IReadOnlyList<PeerHandOverReplica>? replicas = null) =>
+        new() { Type = PeerFrameType.HandOver, Generations = generations, HandOverFlags = flags, HandOverReplicas = replicas };
 }

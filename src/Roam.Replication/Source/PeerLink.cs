@@ -30,6 +30,7 @@ internal sealed class PeerLink : IAsyncDisposable
     private long _bytesSavedByCompression;
     private volatile bool _keepsLocal;      // `resolve --keep` this host: the peer's newer data is to be overwritten, no fence
     private volatile bool _fenced;          // this link closed the volume's gate (an outdated copy)
+    private volatile bool _halted;          // stopped for a hand-over (see Halt)
     private readonly CompressionGovernor _compression = new();
     private long _bytesResynced;
     private volatile ReplicaState _state = ReplicaState.Connecting;
@@ -138,6 +139,39 @@ internal sealed class PeerLink : IAsyncDisposable
     public bool IsFenced => _fenced;
 
     public void LiftFence() => _fenced = false;
+
+    /// <summary>The protocol version of the attached connection, or null when none is.</summary>
+    public ushort? ProtocolVersion
+    {
+        get { lock (_gate) return _session is { Live: true } s ? s.Connection.ProtocolVersion : null; }
+    }
+
+    /// <summary>
+    /// A hand-over is about to move the primary role: stops connecting and drops the connection at once, without
+    /// waiting for the loop (that is <see cref="UnhaltAsync"/>'s job, off the write pause). From here nothing is
+    /// sent or acknowledged, so the bitmap is final: with writes stopped it holds every region the replica may lack.
+    /// </summary>
+    public void Halt()
+    {
+        _halted = true;
+        _stopping.Cancel();
+        Drop();
+    }
+
+    /// <summary>Halted for a hand-over that has not been settled yet.</summary>
+    public bool Halted => _halted;
+
+    /// <summary>The hand-over did not happen: the link connects again once its halted loop has ended.</summary>
+    public async Task UnhaltAsync()
+    {
+        if (!_halted) return;
+        try { await _loop.ConfigureAwait(false); }
+        catch (OperationCanceledException) { }
+        _halted = false;
+        _stopping = new CancellationTokenSource();
+        _state = ReplicaState.Connecting;
+        if (!Paused) Start(null);
+    }
 
     /// <summary>Connects again after <see cref="PauseAsync"/>.</summary>
     public void Resume()
@@ -453,12 +487,13 @@ internal sealed class PeerLink : IAsyncDisposable
         var output = s.Connection.Transport.Output;
         var ct = s.Cancel.Token;
         bool compress = _options.Compression == WireCompression.Auto && s.Connection.ProtocolVersion >= PeerProtocol.CompressionVersion;
+        bool handOverReplicas = s.Connection.ProtocolVersion >= PeerProtocol.HandOverReplicasVersion;
         while (await s.Outgoing.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
         {
             long bytes = 0;
             while (s.Outgoing.Reader.TryRead(out var f))
             {
-                bytes += WriteFrame(output, f, compress);
+                bytes += WriteFrame(output, f, compress, handOverReplicas);
                 if (bytes > 1024 * 1024) break;
             }
             Interlocked.Add(ref _bytesSent, bytes);
@@ -469,7 +504,7 @@ internal sealed class PeerLink : IAsyncDisposable
         }
     }
 
-    private long WriteFrame(IBufferWriter<byte> output, OutFrame f, bool compress)
+    private long WriteFrame(IBufferWriter<byte> output, OutFrame f, bool compress, bool handOverReplicas)
     {
         var id = _volume.VolumeId;
         switch (f.Type)
@@ -506,8 +541,11 @@ internal sealed class PeerLink : IAsyncDisposable
                 PeerFrameWriter.WriteHeartbeat(output, 0);
                 return PeerProtocol.HeaderSize;
             case PeerFrameType.HandOver:
-                PeerFrameWriter.WriteHandOver(output, f.Sequence, new PeerHandOver(id, f.Generations!, f.HandOverFlags));
-                return PeerProtocol.HeaderSize + PeerHandOver.FixedLength + 16 * f.Generations!.History.Count;
+            {
+                var handOver = new PeerHandOver(id, f.Generations!, f.HandOverFlags, handOverReplicas ? f.HandOverReplicas : null);
+                PeerFrameWriter.WriteHandOver(output, f.Sequence, handOver);
+                return PeerProtocol.HeaderSize + handOver.PayloadLength;
+            }
             default:
                 throw new InvalidOperationException($"cannot send {f.Type} on a replica link");
         }

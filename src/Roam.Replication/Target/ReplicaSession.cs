@@ -239,6 +239,8 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                 {
                     var handOver = PeerHandOver.Read(payload);
                     if (handOver.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
+                    if (handOver.Replicas is not null && connection.ProtocolVersion < PeerProtocol.HandOverReplicasVersion)
+                        return (PeerErrorCode.ProtocolError, $"a HandOver with replicas on a version {connection.ProtocolVersion} connection");
                     if (service.Hooks.RefuseHandOver) return (PeerErrorCode.Internal, "hand-over refused (test hook)");
                     // Everything before this frame is applied; durable before this host claims the primary role.
                     long received = System.Diagnostics.Stopwatch.GetTimestamp();

@@ -121,6 +121,65 @@ public sealed class RegionBitmap
         }
     }
 
+    /// <summary>
+    /// The dirty bits as byte ranges (ascending, apart, clipped to the volume), at most <paramref name="maxRanges"/>
+    /// of them: a more scattered bitmap is described coarser, ranges merged across their smallest gaps, which
+    /// only ever adds bytes. One pass over the words, so a large mostly clean bitmap costs microseconds.
+    /// </summary>
+    public List<(long Offset, long Length)> DirtyRanges(int maxRanges)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxRanges, 1);
+        var runs = new List<(long First, long Count)>();
+        long volumeSize;
+        lock (_gate)
+        {
+            volumeSize = VolumeSize;
+            long region = 0;
+            while (region < RegionCount)
+            {
+                long first = NextWithBit(region, set: true);
+                if (first < 0) break;
+                long end = NextWithBit(first, set: false);
+                if (end < 0) end = RegionCount;
+                runs.Add((first, end - first));
+                region = end;
+            }
+        }
+        // Too many: merge across every gap up to a width that doubles until they fit.
+        for (long gap = 1; runs.Count > maxRanges; gap *= 2)
+        {
+            var merged = new List<(long First, long Count)>(runs.Count);
+            foreach (var run in runs)
+            {
+                if (merged.Count > 0 && run.First - (merged[^1].First + merged[^1].Count) <= gap)
+                    merged[^1] = (merged[^1].First, run.First + run.Count - merged[^1].First);
+                else merged.Add(run);
+            }
+            runs = merged;
+        }
+        return runs.ConvertAll(r =>
+        {
+            long offset = r.First * RegionSize;
+            return (offset, Math.Min(r.Count * RegionSize, volumeSize - offset));
+        });
+    }
+
+    /// <summary>The first region at or after <paramref name="from"/> whose bit is <paramref name="set"/>, or -1; under _gate.</summary>
+    private long NextWithBit(long from, bool set)
+    {
+        for (long w = from >> 6; w < _words.Length; w++)
+        {
+            ulong word = set ? _words[w] : ~_words[w];
+            if (w == from >> 6) word &= ~0UL << (int)(from & 63);
+            if (word != 0)
+            {
+                long r = (w << 6) + BitOperations.TrailingZeroCount(word);
+                return r < RegionCount ? r : -1;
+            }
+        }
+        return -1;
+    }
+
     /// <summary>Byte range of a region, clipped to the volume.</summary>
     public (long Offset, int Length) RegionRange(long region)
     {

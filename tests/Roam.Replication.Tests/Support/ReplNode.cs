@@ -51,6 +51,34 @@ public sealed class ReplNode : IAsyncDisposable
         return (a, b);
     }
 
+    /// <summary>Started nodes with these names, each trusting all the others.</summary>
+    public static async Task<ReplNode[]> MeshAsync(ReplicationOptions options, params string[] names)
+    {
+        var nodes = names.Select(n => new ReplNode(n, options)).ToArray();
+        foreach (var node in nodes) await node.StartAsync();
+        foreach (var node in nodes)
+            foreach (var other in nodes.Where(o => o != node))
+                node.Trust.Add(other.Name, $"127.0.0.1:{other.Port}", other.Identity.Fingerprint.ToString());
+        return nodes;
+    }
+
+    /// <summary>The replica of <paramref name="volume"/> on <paramref name="peer"/>, as this (primary) host sees it.</summary>
+    public ReplicaStatus Replica(string volume, string peer) => Service.GetStatus(volume).Replicas.Single(r => r.Peer == peer);
+
+    public async Task WaitInSyncAsync(string volume, string peer, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            var r = Service.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
+            if (r is { State: ReplicaState.InSync, BytesOutOfSync: 0, PendingBytes: 0 }) return;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"{volume} not in sync on {peer}: {r?.ToString() ?? "no such replica"}; log: "
+                    + string.Join(" | ", Log.Entries.TakeLast(15).Select(e => e.Message)));
+            await Task.Delay(20);
+        }
+    }
+
     public async Task StartAsync()
     {
         Trust = TrustStore.Open(_dir.Path);

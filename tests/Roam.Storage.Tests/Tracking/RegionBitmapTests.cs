@@ -167,4 +167,30 @@ public sealed class RegionBitmapTests : IDisposable
     }
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
+    [Fact]
+    public void Dirty_ranges_are_the_runs_of_set_bits_clipped_to_the_volume()
+    {
+        const int region = 4096;
+        var bitmap = new RegionBitmap(100 * region + 100, region);   // a short last region
+        Assert.Empty(bitmap.DirtyRanges(10));
+        bitmap.MarkDirty(3 * region, 2 * region);
+        bitmap.MarkDirty(63 * region, 3 * region);                   // across a word boundary
+        bitmap.MarkDirty(100 * region, 1);
+        Assert.Equal([(3L * region, 2L * region), (63L * region, 3L * region), (100L * region, 100L)], bitmap.DirtyRanges(10));
+        bitmap.MarkAllDirty();
+        Assert.Equal([(0L, 100L * region + 100)], bitmap.DirtyRanges(1));
+    }
+
+    [Fact]
+    public void Too_many_dirty_ranges_are_merged_into_a_covering_few() =>
+        Gen.Select(Gen.Int[0, 2999].Array[0, 400], Gen.Int[1, 20]).Sample((dirty, max) =>
+        {
+            var bitmap = new RegionBitmap(3000L * 512, 512);
+            foreach (int r in dirty) bitmap.MarkDirty(r * 512L, 512);
+            var ranges = bitmap.DirtyRanges(max);
+            Assert.True(ranges.Count <= max, $"{ranges.Count} ranges, at most {max} asked");
+            for (int i = 1; i < ranges.Count; i++) Assert.True(ranges[i].Offset > ranges[i - 1].Offset + ranges[i - 1].Length, "not ascending and apart");
+            // Never finer than the bitmap: every dirty region is covered.
+            foreach (int r in dirty) Assert.Contains(ranges, x => x.Offset <= r * 512L && r * 512L + 512 <= x.Offset + x.Length);
+        }, iter: 200);
 }
