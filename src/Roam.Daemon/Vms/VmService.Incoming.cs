@@ -110,6 +110,9 @@ internal sealed partial class VmService
 
     private async Task IncomingAsync(VmTunnelRequest request, TunnelRequest tunnel)
     {
+        // The hand-over and the resume come within seconds, inside the VM's pause: compile them now.
+        _ = ReplicationService.WarmUpHandOver();
+        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelCompression));
         var d = request.Vm;
         var peer = tunnel.Peer;
         if (CheckArrival(request, peer) is { } refusal)

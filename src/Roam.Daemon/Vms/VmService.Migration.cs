@@ -101,6 +101,7 @@ internal sealed partial class VmService
     {
         var name = vm.Definition.Name;
         var volume = vm.Definition.Volume;
+        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelCompression));
         await vm.Gate.WaitAsync(ct).ConfigureAwait(false);
         var clock = Stopwatch.StartNew();
         string socketPath = Path.Combine("/tmp", $"roam-tun-{Guid.NewGuid():N}.sock");

@@ -29,6 +29,7 @@ public sealed partial class ReplicationService
     {
         if (_trust.Find(peer) is null) throw new ReplicationException($"no trusted peer is named {peer}");
         Store.Get(volume);
+        _ = WarmUpHandOver();
         ReplicatedVolume? primary;
         lock (_gate)
         {
@@ -89,6 +90,12 @@ public sealed partial class ReplicationService
         var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was prepared");
         migration.Link.Mode = mode;
     }
+
+    /// <summary>Compiles both sides of a hand-over in the background (see <see cref="JitWarmup"/>): the source's now, the
+    /// destination's when a VM is about to arrive.</summary>
+    public static Task WarmUpHandOver() => JitWarmup.PrepareAsync(typeof(ReplicationService), typeof(Migration), typeof(PeerLink),
+        typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
+        typeof(OutFrame), typeof(WriteGate), typeof(ReplicationFile), typeof(RegionBitmap), typeof(ActivityLog), typeof(DurableFile));
 
     /// <summary>The migration of a volume (the last one, when it ended); throws when none was started.</summary>
     public MigrationStatus GetMigration(string volume) =>
