@@ -61,6 +61,9 @@ internal static partial class Log
     [LoggerMessage(5116, LogLevel.Information, "VM {Vm} switch-over, from QEMU's pre-switchover event: disk handed over at {HandedOverMs:0.0} ms, migrate-continue at {ContinuedMs:0.0} ms, QEMU done sending at {CompletedMs:0.0} ms")]
     public static partial void VmSwitchover(ILogger logger, string vm, double handedOverMs, double continuedMs, double completedMs);
 
+    [LoggerMessage(5118, LogLevel.Information, "VM {Vm}: the memory has not converged after {Passes} passes (expected downtime {ExpectedMs} ms): downtime limit raised to {LimitMs} ms")]
+    public static partial void VmDowntimeRaised(ILogger logger, string vm, long limitMs, long passes, long? expectedMs);
+
     [LoggerMessage(5117, LogLevel.Information, "VM {Vm} arriving: the stream loaded, resumed {ResumedMs:0.0} ms later")]
     public static partial void VmResumedAfterLoad(ILogger logger, string vm, double resumedMs);
 }

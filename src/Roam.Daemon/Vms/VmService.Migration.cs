@@ -22,7 +22,6 @@ internal sealed partial class VmService
 {
     /// <summary>QEMU 7.2's own defaults for max-bandwidth (MAX_THROTTLE) and downtime-limit.</summary>
     private const long QemuDefaultMaxBandwidth = 128L << 20;
-    private const long QemuDefaultDowntimeLimitMs = 300;
 
     private readonly Dictionary<string, VmMigrationView> _departed = new(StringComparer.Ordinal);
 
@@ -192,10 +191,11 @@ internal sealed partial class VmService
             var qmp = qemu.Qmp;
             await qmp.MigrateSetCapabilitiesAsync([new(MigrationCapability.PauseBeforeSwitchover, true), new(MigrationCapability.Events, true)], ct).ConfigureAwait(false);
             // Always both: QEMU keeps parameters across migrations, so a retry without --bandwidth must not inherit an earlier limit.
+            var downtime = new DowntimeLimit(downtimeLimitMs);
             await qmp.MigrateSetParametersAsync(new MigrationParameters
             {
                 MaxBandwidth = bandwidth ?? QemuDefaultMaxBandwidth,
-                DowntimeLimit = downtimeLimitMs ?? QemuDefaultDowntimeLimitMs,
+                DowntimeLimit = downtime.Initial,
             }, ct).ConfigureAwait(false);
             var paused = qmp.WaitForEventAsync(QmpEvents.Migration,
                 e => e.GetString("status") is QmpMigrationStatus.PreSwitchover or QmpMigrationStatus.Failed or QmpMigrationStatus.Cancelled, ct);
@@ -205,6 +205,12 @@ internal sealed partial class VmService
                 if (relay.IsFaulted) await relay.ConfigureAwait(false);
                 var info = await qmp.QueryMigrateAsync(ct).ConfigureAwait(false);
                 ReportMemory(job, info, diskTotal, synced.BytesOnWire, v => Set(v), view);
+                if (info.Ram is { } ram && downtime.After(ram.DirtySyncCount) is { } raised)
+                {
+                    Log.VmDowntimeRaised(logger, name, raised, ram.DirtySyncCount, info.ExpectedDowntime);
+                    try { await qmp.MigrateSetParametersAsync(new MigrationParameters { DowntimeLimit = raised }, ct).ConfigureAwait(false); }
+                    catch (QmpException) { } // the migration just ended one way or the other
+                }
                 await Task.WhenAny(paused, Task.Delay(200, ct)).ConfigureAwait(false);
             }
             var status = (await paused.ConfigureAwait(false)).GetString("status");
