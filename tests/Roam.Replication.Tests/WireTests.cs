@@ -163,6 +163,35 @@ public sealed class FirstPassTests : WireTestBase
         AssertSame();
     }
 
+    /// <summary>A guest's flush during the first sweep does not wait for the replica: nothing was mirrored for it to make
+    /// durable, and on a link full of copy data it would stall the guest (here: a replica that stopped reading).</summary>
+    [Fact]
+    public async Task During_the_first_sweep_a_flush_does_not_wait_for_the_replica()
+    {
+        Primary.Store.Create(Vol, 32 * MiB);
+        using (var lease = Primary.Store.Open(Vol))
+            await lease.Device.WriteAsync(0, Random((int)(32 * MiB), 1), false, default);
+        Primary.Service.Hooks.ResyncPause = TimeSpan.FromMilliseconds(20);   // a first sweep of about ten seconds
+        await Primary.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync);
+        var device = Primary.Open(Vol, out _);
+        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.Syncing, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
+
+        Secondary.Service.Hooks.StallTargets();
+        await Task.Delay(300); // the replica's reader takes in the copy's next region (one per 20 ms), then stops at the stall
+        try
+        {
+            await device.WriteAsync(30 * MiB, Random(4096, 2), false, default);
+            var flush = device.FlushAsync(default).AsTask();
+            // Before: the flush waited the whole sync timeout (5 s here) and then cut the replica off as out of sync.
+            await flush.WaitAsync(TimeSpan.FromSeconds(2));
+            Assert.Equal(ReplicaState.Syncing, Primary.Replica(Vol).State);
+        }
+        finally { Secondary.Service.Hooks.Resume(); }
+        Primary.Service.Hooks.ResyncPause = TimeSpan.Zero;
+        await Primary.WaitInSyncAsync(Vol, TimeSpan.FromSeconds(60));
+        AssertSame();
+    }
+
     private static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
 
     private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)

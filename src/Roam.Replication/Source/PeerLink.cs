@@ -239,7 +239,9 @@ internal sealed class PeerLink : IAsyncDisposable
             var s = _session;
             if (s is not { Live: true }
                 || (Mode == ReplicaMode.Async && frame.Bytes > 0 && s.PendingBytes + frame.Bytes > _options.AsyncQueueBytes)
-                || (s.FirstPass && frame.FirstRegion >= 0))
+                // A first pass mirrors nothing (the writes it sees are only marked), so there is nothing for a flush to
+                // make durable there; sent, it would wait behind the copy on a busy link and stall the guest.
+                || (s.FirstPass && (frame.FirstRegion >= 0 || frame.Type == PeerFrameType.Flush)))
             {
                 if (frame.FirstRegion >= 0) MarkUnsentUnlocked(frame.FirstRegion, frame.LastRegion);
                 if (s is { Live: true }) Wake();
