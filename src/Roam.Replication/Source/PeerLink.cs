@@ -676,9 +676,13 @@ internal sealed class PeerLink : IAsyncDisposable
                 lock (_gate) covered = !Bitmap.IsDirty(dirty) || (_inflight.TryGetValue(dirty, out var e) && e.Ours);
                 if (!covered)
                 {
-                    await _volume.Local.ReadAsync(offset, buffer.AsMemory(0, length), ct).ConfigureAwait(false);
+                    // A hole (asked under the region's lock, so no write can land meanwhile) is not read at all: most
+                    // of a VM's disk is holes, and reading them costs a zero-filled copy and a scan per region.
+                    var extents = await _volume.Local.GetExtentsAsync(offset, length, ct).ConfigureAwait(false);
+                    bool hole = extents.Count == 1 && extents[0].IsZero;
+                    if (!hole) await _volume.Local.ReadAsync(offset, buffer.AsMemory(0, length), ct).ConfigureAwait(false);
                     var span = buffer.AsSpan(0, length);
-                    var frame = span.IndexOfAnyExcept((byte)0) < 0
+                    var frame = hole || span.IndexOfAnyExcept((byte)0) < 0
                         ? OutFrame.Zero(offset, length, fua: false, Bitmap.RegionSize)
                         : OutFrame.Write(offset, span.ToArray(), fua: false, Bitmap.RegionSize);
                     frame.Resync = true;
