@@ -30,6 +30,9 @@ public abstract class TwoHostsTest : IAsyncLifetime
 
     protected abstract bool FixedPorts { get; }
 
+    /// <summary>Extra environment for a host's roamd (test hooks), or null.</summary>
+    protected virtual IReadOnlyDictionary<string, string>? EnvironmentFor(string hostName) => null;
+
     protected string[] ArgumentsFor(string hostName, int port) =>
         ["--host-name", hostName, "--peer-listen", $"127.0.0.1:{port}", "--sync-timeout", "2"];
 
@@ -38,8 +41,8 @@ public abstract class TwoHostsTest : IAsyncLifetime
         if (FixedPorts) (PortA, PortB) = (FreePort(), FreePort());
         var starting = new[]
         {
-            RoamdProcess.StartAsync(DataA, ArgumentsFor("alpha", PortA)),
-            RoamdProcess.StartAsync(DataB, ArgumentsFor("beta", PortB)),
+            RoamdProcess.StartAsync(DataA, ArgumentsFor("alpha", PortA), EnvironmentFor("alpha")),
+            RoamdProcess.StartAsync(DataB, ArgumentsFor("beta", PortB), EnvironmentFor("beta")),
         };
         var started = await Task.WhenAll(starting);
         (A, B) = (started[0], started[1]);

@@ -14,6 +14,11 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
 {
     protected override bool FixedPorts => false;
 
+    /// <summary>beta acts as if it lacked the kernel and initrd at alpha's paths (the hosts share this file system):
+    /// alpha must send them.</summary>
+    protected override IReadOnlyDictionary<string, string>? EnvironmentFor(string hostName) =>
+        hostName == "beta" ? new Dictionary<string, string> { ["ROAM_TEST_BOOT_FILES_ELSEWHERE"] = "1" } : null;
+
     [RequiresToolsFact("qemu-system-x86_64", "python3")]
     public async Task Vm_migrates_live_to_a_trusted_peer_and_keeps_writing_there_after_the_source_is_gone()
     {
@@ -44,6 +49,13 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
         // beta runs it, continuing the heartbeat sequence.
         var onB = (await Roam(B, "vm", "show", "vm", "--json")).ShouldSucceed().Json;
         Assert.Equal("running", onB.GetProperty("state").GetString());
+        // It boots (were it restarted) from the kernel and initrd alpha sent, kept by content in beta's data dir.
+        foreach (var (file, original) in new[] { ("kernel", "vmlinuz"), ("initrd", "initrd.img") })
+        {
+            var kept = onB.GetProperty(file).GetString()!;
+            Assert.StartsWith(Path.Combine(DataB, "vms", "boot") + "/", kept, StringComparison.Ordinal);
+            Assert.Equal(File.ReadAllBytes(Path.Combine(guest, original)), File.ReadAllBytes(kept));
+        }
         var firstOnB = await WaitHeartbeatsAsync(serialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(60), "heartbeats on beta");
         Assert.True(firstOnB.Records >= lastOnA.Records);
         (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM"); // alpha forgot it (it keeps a warm replica of the volume)

@@ -9,10 +9,14 @@ internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, i
 
 /// <summary>Peer tunnel messages between roamds about VMs (see Roam.Replication.Tunnel).</summary>
 /// <param name="StreamCompression">What the sender can carry the memory stream in ("lz4", see TunnelCompression), or null: raw.</param>
-internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null);
+/// <param name="BootFiles">The VM's kernel and initrd as the source has them (a destination lacking one is sent it, see BootFiles);
+/// null from an older roamd, whose files must then be at the same paths on the destination.</param>
+internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null,
+    IReadOnlyList<BootFileOffer>? BootFiles = null);
 
 /// <param name="StreamCompression">What the stream will be carried in, as the receiver agreed (null: raw; an older roamd never sets it).</param>
-internal sealed record VmTunnelReply(bool Ok, string? Error, string? StreamCompression = null);
+/// <param name="NeedBootFiles">The SHA-256 of the offered boot files the destination lacks (vm-prepare, vm-boot-file).</param>
+internal sealed record VmTunnelReply(bool Ok, string? Error, string? StreamCompression = null, IReadOnlyList<string>? NeedBootFiles = null);
 
 internal static class VmTunnelOps
 {
@@ -28,6 +32,12 @@ internal static class VmTunnelOps
     /// asker is the volume's primary again.
     /// </summary>
     public const string Return = "vm-return";
+    /// <summary>
+    /// Here is a boot file (the request's single BootFiles entry): Ok with NeedBootFiles empty when this host has it
+    /// already; else Ok with its hash, then exactly its bytes follow on the tunnel, and a second answer says whether
+    /// they arrived whole (size and SHA-256).
+    /// </summary>
+    public const string BootFile = "vm-boot-file";
 }
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]

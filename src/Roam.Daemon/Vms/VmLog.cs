@@ -64,6 +64,9 @@ internal static partial class Log
     [LoggerMessage(5118, LogLevel.Information, "VM {Vm}: the memory has not converged after {Passes} passes (expected downtime {ExpectedMs} ms): downtime limit raised to {LimitMs} ms")]
     public static partial void VmDowntimeRaised(ILogger logger, string vm, long limitMs, long passes, long? expectedMs);
 
+    [LoggerMessage(5119, LogLevel.Information, "VM {Vm}: boot file {Path} ({Size} bytes) received from {Peer}, kept as {Kept}")]
+    public static partial void VmBootFileReceived(ILogger logger, string vm, string peer, string path, long size, string kept);
+
     [LoggerMessage(5117, LogLevel.Information, "VM {Vm} arriving: the stream loaded, resumed {ResumedMs:0.0} ms later")]
     public static partial void VmResumedAfterLoad(ILogger logger, string vm, double resumedMs);
 }

@@ -33,7 +33,8 @@ internal sealed partial class VmService
         {
             case VmTunnelOps.Prepare:
                 var refusal = CheckArrival(request, tunnel.Peer);
-                await ReplyAsync(tunnel, refusal is null, refusal).ConfigureAwait(false);
+                var lacking = (request.BootFiles ?? []).Where(f => _bootFiles.FindLocal(f) is null).Select(f => f.Sha256).ToList();
+                await ReplyAsync(tunnel, refusal is null, refusal, needBootFiles: lacking).ConfigureAwait(false);
                 break;
             case VmTunnelOps.Status:
                 string? state;
@@ -53,17 +54,49 @@ internal sealed partial class VmService
             case VmTunnelOps.Incoming:
                 await IncomingAsync(request, tunnel).ConfigureAwait(false);
                 break;
+            case VmTunnelOps.BootFile:
+                await ReceiveBootFileAsync(request, tunnel).ConfigureAwait(false);
+                break;
             default:
                 await ReplyAsync(tunnel, false, $"unknown request {request.Op}").ConfigureAwait(false);
                 break;
         }
     }
 
-    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null)
+    private async Task ReceiveBootFileAsync(VmTunnelRequest request, TunnelRequest tunnel)
+    {
+        if (request.BootFiles is not [var offer])
+        {
+            await ReplyAsync(tunnel, false, "a boot file request names exactly one file").ConfigureAwait(false);
+            return;
+        }
+        if (_bootFiles.FindLocal(offer) is not null)
+        {
+            await ReplyAsync(tunnel, true, null, needBootFiles: []).ConfigureAwait(false);
+            return;
+        }
+        await ReplyAsync(tunnel, true, null, needBootFiles: [offer.Sha256]).ConfigureAwait(false);
+        string? error = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
+            timeout.CancelAfter(TimeSpan.FromMinutes(10));
+            var kept = await _bootFiles.ReceiveAsync(offer, tunnel.Transport.Input, timeout.Token).ConfigureAwait(false);
+            Log.VmBootFileReceived(logger, request.Vm.Name, tunnel.Peer, offer.Path, offer.Size, kept);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidDataException or OperationCanceledException or UnauthorizedAccessException)
+        {
+            error = $"receiving {offer.Path} failed: {ex.Message}";
+        }
+        await ReplyAsync(tunnel, error is null, error).ConfigureAwait(false);
+    }
+
+    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null, IReadOnlyList<string>? needBootFiles = null)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression), VmJsonContext.Default.VmTunnelReply), timeout.Token)
+        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression, needBootFiles),
+            VmJsonContext.Default.VmTunnelReply), timeout.Token)
             .ConfigureAwait(false);
     }
 
@@ -91,8 +124,17 @@ internal sealed partial class VmService
         long available = MemAvailable();
         long needed = ((long)d.MemoryMiB << 20) + MemoryOverheadBytes;
         if (available >= 0 && available < needed) return $"not enough memory: the VM needs {d.MemoryMiB} MiB (+64 MiB for QEMU), {available >> 20} MiB are available";
-        foreach (var file in new[] { d.Kernel, d.Initrd })
-            if (file is not null && !File.Exists(file)) return $"{file} does not exist on this host";
+        if (request.BootFiles is null)
+        {
+            // An older source cannot send them: they must be here already.
+            foreach (var file in BootFiles.Of(d))
+                if (!File.Exists(file)) return $"{file} does not exist on this host";
+        }
+        else if (request.Op == VmTunnelOps.Incoming)
+        {
+            foreach (var file in request.BootFiles)
+                if (_bootFiles.FindLocal(file) is null) return $"this host lacks the VM's boot file {file.Path} ({file.Size} bytes, SHA-256 {file.Sha256})";
+        }
         return null;
     }
 
@@ -120,6 +162,9 @@ internal sealed partial class VmService
             await ReplyAsync(tunnel, false, refusal).ConfigureAwait(false);
             return;
         }
+        // The kernel and initrd as this host holds them (sent by the source when it lacked them).
+        string? Local(string? path) => path is null ? null : request.BootFiles?.FirstOrDefault(f => f.Path == path) is { } offer ? _bootFiles.FindLocal(offer) ?? path : path;
+        d = d with { Kernel = Local(d.Kernel), Initrd = Local(d.Initrd) };
         if (!store.TryGet(d.Volume, out _))
         {
             await ReplyAsync(tunnel, false, $"volume '{d.Volume}' is not replicated here yet").ConfigureAwait(false);

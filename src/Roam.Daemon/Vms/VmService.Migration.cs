@@ -55,13 +55,20 @@ internal sealed partial class VmService
 
         // Up front, through the authenticated peer channel: reachability and trust both ways (the tunnel's TLS), then
         // what the destination itself knows (name, volume, disk space, memory, kernel files).
-        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Prepare, vm.Definition, size, vm.Accelerator), cancellationToken).ConfigureAwait(false);
+        List<BootFileOffer> bootFiles;
+        try { bootFiles = [.. BootFiles.Of(vm.Definition).Select(_bootFiles.Describe)]; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new ApiException(ApiException.Conflict, $"VM '{name}' cannot be sent: {ex.Message}");
+        }
+        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
+            cancellationToken).ConfigureAwait(false);
         if (!reply.Ok) throw new ApiException(ApiException.Conflict, $"{peer} cannot take VM '{name}': {reply.Error}");
 
         return jobs.Start(VmJobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer),
             async (job, ct) =>
             {
-                await MigrateAsync(vm, peer, bandwidth, request.DowntimeLimitMs, job, ct).ConfigureAwait(false);
+                await MigrateAsync(vm, peer, bandwidth, request.DowntimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
                 return null;
             }, _ => Task.CompletedTask);
     }
@@ -96,7 +103,27 @@ internal sealed partial class VmService
         catch (JsonException ex) { throw new IOException($"{peer} answered nonsense: {ex.Message}"); }
     }
 
-    private async Task MigrateAsync(VmRuntime vm, string peer, long? bandwidth, long? downtimeLimitMs, Job job, CancellationToken ct)
+    /// <summary>Sends the boot files the destination lacks (each once: it keeps them by content).</summary>
+    private async Task SendBootFilesAsync(VmRuntime vm, string peer, long diskTotal, IReadOnlyList<BootFileOffer> bootFiles, CancellationToken ct)
+    {
+        foreach (var offer in bootFiles)
+        {
+            var request = new VmTunnelRequest(VmTunnelOps.BootFile, vm.Definition, diskTotal, vm.Accelerator, BootFiles: [offer]);
+            await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
+                TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            var reply = ParseReply(peer, tunnel.Reply);
+            if (!reply.Ok) throw new IOException($"{peer} does not take the boot file {offer.Path}: {reply.Error}");
+            if (reply.NeedBootFiles is not { Count: > 0 }) continue;
+            await BootFiles.SendAsync(offer, tunnel.Transport.Output, ct).ConfigureAwait(false);
+            var json = await TunnelProtocol.ReadFrameAsync(tunnel.Transport.Input, ct).ConfigureAwait(false)
+                ?? throw new IOException($"{peer} closed the tunnel while receiving the boot file {offer.Path}");
+            var received = ParseReply(peer, json);
+            if (!received.Ok) throw new IOException($"{peer} did not take the boot file {offer.Path}: {received.Error}");
+        }
+    }
+
+    private async Task MigrateAsync(VmRuntime vm, string peer, long? bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
+        Job job, CancellationToken ct)
     {
         var name = vm.Definition.Name;
         var volume = vm.Definition.Volume;
@@ -115,6 +142,9 @@ internal sealed partial class VmService
             if (vm.Qemu is not { } qemu || vm.State != VmStates.Running) throw new IOException($"VM '{name}' is not running any more");
             vm.State = VmStates.Migrating;
             Set(view);
+
+            // (0) The kernel and initrd, if the destination lacks them: its QEMU reads them when it starts.
+            await SendBootFilesAsync(vm, peer, diskTotal, bootFiles, ct).ConfigureAwait(false);
 
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
             // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap); without
@@ -164,7 +194,7 @@ internal sealed partial class VmService
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
             tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
                 new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator,
-                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4), VmJsonContext.Default.VmTunnelRequest),
+                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles), VmJsonContext.Default.VmTunnelRequest),
                 TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} could not prepare the VM: {reply.Error}");

@@ -54,6 +54,7 @@ internal sealed partial class VmService(
     private readonly Lock _lock = new();
     private readonly VmDefinitionStore _definitions = new(options.DataDir);
     private readonly VmRunRecordStore _runRecords = new(options.DataDir);
+    private readonly BootFiles _bootFiles = new(options.DataDir);
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {

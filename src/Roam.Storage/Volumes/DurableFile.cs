@@ -84,6 +84,9 @@ public static class DurableFile
         File.Move(temp, path, overwrite: true);
     }
 
+    /// <summary>Makes a rename or creation in <paramref name="path"/>'s directory durable.</summary>
+    public static void SyncDirectoryOf(string path) => NativeFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+
     private static void Publish(string temp, string path)
     {
         File.Move(temp, path, overwrite: true);
