@@ -104,7 +104,7 @@ internal static class ReplicationEndpoints
         if (status.Replicas.FirstOrDefault(r => string.Equals(r.Peer, keep, StringComparison.OrdinalIgnoreCase)) is { State: ReplicaState.InSync or ReplicaState.Syncing } linked)
             throw new ApiException(ApiException.Conflict, $"volume '{name}' is {(linked.State == ReplicaState.InSync ? "in sync" : "syncing")} with {keep}: there is no split brain to resolve");
         if (keepHere && status.Role == VolumeRole.Primary && status.PrimaryPeer is null
-            && !status.Replicas.Any(r => r.State is ReplicaState.SplitBrain or ReplicaState.Outdated))
+            && !status.Replicas.Any(r => r.State is ReplicaState.SplitBrain or ReplicaState.Outdated or ReplicaState.Parted))
             throw new ApiException(ApiException.Conflict, $"volume '{name}' has no split brain here: no replica is split from it (see: roam volume show {name})");
         await replication.ResolveAsync(name, keep, ct).ConfigureAwait(false);
         return VolumeEndpoints.View(store, nbd, replication, name);
