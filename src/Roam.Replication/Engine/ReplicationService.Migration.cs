@@ -684,7 +684,9 @@ public sealed partial class ReplicationService
                     _files[volume] = demoted;
                     _primaries.Remove(volume);
                 }
-                fence?.Close(reason);
+                // A promoted replica is a replicated primary now (its parted link), with no fence of its own: one is closed
+                // anyway, so that writes on connections already open say why they are refused.
+                (fence ?? FenceOf(volume)).Close(reason);
                 if (primary is not null)
                 {
                     primary.Gate.Close(reason);
