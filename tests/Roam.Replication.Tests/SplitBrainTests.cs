@@ -60,3 +60,132 @@ public sealed class SplitBrainTests : ReplicationTestBase
         Assert.Equal(VolumeRole.Primary, Secondary.Service.GetStatus(Vol).Role);
     }
 }
+
+/// <summary>
+/// A split brain resolved with bitmaps, as DRBD does: the copy over the losing side is the union of what both
+/// sides wrote apart, not the whole volume. alpha is the primary, beta is promoted while alpha is away, and both
+/// write a few small pieces before they meet again.
+/// </summary>
+public sealed class BitmapResolveTests : ReplicationTestBase
+{
+    private const long Size = 128 * MiB;
+    private const int Region = 64 * 1024;   // ReplicationOptions.RegionSize
+
+    private ReplicationService A => Primary.Service;
+    private ReplicationService B => Secondary.Service;
+
+    // beta's pieces touch 3 regions (the first straddles two), alpha's 2: 5 regions in all.
+    private static readonly (long Offset, int Length)[] BetaWrites = [(8 * MiB + 4096, 64 * 1024), (30 * MiB, 4096)];
+    private static readonly (long Offset, int Length)[] AlphaWrites = [(16 * MiB, 64 * 1024), (40 * MiB + 100, 4096)];
+    private const long UnionBytes = 5 * Region;
+
+    /// <summary>
+    /// In sync, then alpha stops (cleanly) and beta is promoted and writes; beta goes away (stopped, or crashed right
+    /// after its writes) while alpha comes back and writes; then beta is back, and alpha's link sees the split brain.
+    /// </summary>
+    private async Task SplitAsync(bool crashBeta = false)
+    {
+        var alpha = await ReplicatedAsync(Size, ReplicaMode.Sync);
+        for (long at = 0; at < 8 * MiB; at += MiB) await alpha.WriteAsync(at * 5, Random((int)MiB, (int)(at / MiB)), false, default);
+        await Primary.WaitInSyncAsync(Vol);
+        AssertSame();
+
+        await Primary.StopAsync();
+        await B.PromoteAsync(Vol, force: true);
+        Assert.Equal(ReplicaState.Parted, Secondary.Replica(Vol).State);
+        Assert.Contains("promoted while alpha", Secondary.Replica(Vol).Detail);
+        var beta = Secondary.Open(Vol, out bool readOnly);
+        Assert.False(readOnly);
+        foreach (var (offset, length) in BetaWrites) await beta.WriteAsync(offset, Random(length, (int)(offset % 977)), false, default);
+        // A crash straight after the writes: their bits are in no saved bitmap yet (a save leaves out what the
+        // activity log names), only in the log's extents.
+        await Secondary.StopAsync(crash: crashBeta);
+
+        await Primary.StartAgainAsync();
+        alpha = Primary.Open(Vol, out readOnly);
+        Assert.False(readOnly);
+        foreach (var (offset, length) in AlphaWrites) await alpha.WriteAsync(offset, Random(length, (int)(offset % 983)), false, default);
+
+        await Secondary.StartAgainAsync();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Primary.Replica(Vol).State != ReplicaState.SplitBrain && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(ReplicaState.SplitBrain, Primary.Replica(Vol).State);
+        Assert.Equal(ReplicaState.Parted, Secondary.Replica(Vol).State);
+        Assert.NotEqual(Primary.ReadRaw(Vol), Secondary.ReadRaw(Vol));
+    }
+
+    [Fact]
+    public async Task Keeping_the_promoted_side_copies_only_both_sides_diverged_regions()
+    {
+        await SplitAsync();
+        var kept = Secondary.ReadRaw(Vol);
+        await A.ResolveAsync(Vol, "beta");   // the loser first: it keeps its regions for beta
+        Assert.True(File.Exists(Path.Combine(Primary.DataDir, "replication", "disk.beta.diverged")));
+        await B.ResolveAsync(Vol, "beta");
+        await Secondary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.True(kept.AsSpan().SequenceEqual(Secondary.ReadRaw(Vol)), "the kept side's data changed");
+        long copied = Secondary.Replica(Vol).BytesResynced;
+        Assert.InRange(copied, UnionBytes, 2 * UnionBytes);
+        Assert.Contains(Secondary.Log.Entries, e => e.Message.Contains("union of both sides' diverged regions"));
+
+        // In sync: the loser has a generation, its regions file is gone, and a second resolve there changes nothing.
+        Assert.NotEqual(Guid.Empty, A.GetStatus(Vol).Generations.Current);
+        Assert.False(File.Exists(Path.Combine(Primary.DataDir, "replication", "disk.beta.diverged")));
+        await A.ResolveAsync(Vol, "beta");
+        await Secondary.Open(Vol, out _).WriteAsync(MiB, Random(4096, 11), false, default);
+        await Secondary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.Equal(copied, Secondary.Replica(Vol).BytesResynced);
+    }
+
+    [Fact]
+    public async Task Keeping_the_old_primary_copies_only_both_sides_diverged_regions()
+    {
+        await SplitAsync();
+        var kept = Primary.ReadRaw(Vol);
+        long before = Primary.Replica(Vol).BytesResynced;
+        await A.ResolveAsync(Vol, "alpha");   // the keeper first: its link waits for beta to step down
+        await Task.Delay(300);
+        Assert.Equal(before, Primary.Replica(Vol).BytesResynced);
+        await B.ResolveAsync(Vol, "alpha");
+        await Primary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.True(kept.AsSpan().SequenceEqual(Primary.ReadRaw(Vol)), "the kept side's data changed");
+        Assert.InRange(Primary.Replica(Vol).BytesResynced - before, UnionBytes, 2 * UnionBytes);
+        Assert.Equal(VolumeRole.Replica, B.GetStatus(Vol).Role);
+        Assert.Empty(B.GetStatus(Vol).Replicas);
+    }
+
+    [Fact]
+    public async Task A_promoted_side_that_crashed_after_writing_still_hands_its_writes_to_the_union()
+    {
+        await SplitAsync(crashBeta: true);
+        Assert.Contains(Secondary.Log.Entries, e => e.EventId.Id == 3108);   // its activity log was replayed
+        var kept = Secondary.ReadRaw(Vol);
+        await B.ResolveAsync(Vol, "beta");   // the keeper first this time
+        await A.ResolveAsync(Vol, "beta");
+        await Secondary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.True(kept.AsSpan().SequenceEqual(Secondary.ReadRaw(Vol)), "the kept side's data changed");
+        // The crash costs the activity log's extents (4 MiB each, two of them here), still far from the whole volume.
+        long copied = Secondary.Replica(Vol).BytesResynced;
+        Assert.InRange(copied, UnionBytes, 16 * MiB);
+    }
+
+    [Fact]
+    public async Task A_loser_without_its_diverged_regions_gets_the_whole_volume()
+    {
+        await SplitAsync();
+        await A.ResolveAsync(Vol, "beta");
+        // As if alpha had lost the file (or were an older version): nothing says what it wrote apart.
+        var diverged = Path.Combine(Primary.DataDir, "replication", "disk.beta.diverged");
+        Assert.True(File.Exists(diverged));
+        File.Delete(diverged);
+        await B.ResolveAsync(Vol, "beta");
+        await Secondary.WaitInSyncAsync(Vol, TimeSpan.FromSeconds(60));
+        AssertSame();
+        Assert.Equal(Size, Secondary.Replica(Vol).BytesResynced);
+        Assert.Contains(Secondary.Log.Entries, e => e.Message.Contains("sent no record of the regions it wrote apart"));
+    }
+}
