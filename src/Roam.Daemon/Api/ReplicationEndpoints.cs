@@ -134,7 +134,7 @@ internal static class ReplicationEndpoints
             ReplicationStatus status;
             try { status = replication.GetStatus(volume.Name); }
             catch (VolumeException) { continue; } // deleted meanwhile
-            foreach (var replica in status.Replicas)
+            foreach (var replica in status.Replicas.Where(r => r.State != ReplicaState.Parted))   // a parted link never tries to connect
                 states[replica.Peer] = states.GetValueOrDefault(replica.Peer) || replica.State is ReplicaState.Syncing or ReplicaState.InSync;
             if (status.Role == VolumeRole.Replica && status.PrimaryPeer is { } primary)
                 states[primary] = states.GetValueOrDefault(primary) || status.PrimaryConnected;

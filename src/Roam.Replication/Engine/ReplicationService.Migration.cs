@@ -765,6 +765,8 @@ public sealed partial class ReplicationService
             TryDelete(BitmapPath(volume, peer));
             lock (_gate) _files[volume] = ReplicationFile.Read(StatePath(volume));
             Log.ReplicaRemoved(_logger, volume, peer);
+            // A parted link's peer never was this host's replica (it was this host's primary): nothing to tell it.
+            if (link.Parted) return new ReplicaRemoval(GetStatus(volume), true, null);
             string? error = null;
             try
             {

@@ -144,8 +144,11 @@ public sealed partial class ReplicationService : IAsyncDisposable
             if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here; only a primary can add replicas");
             if (replicated?.PendingHandOver is { } doubt)
                 throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
-            if (replicated is not null && replicated.Links.Any(l => l.Peer == peerName))
-                throw new ReplicationException($"volume '{volume}' is already replicated to {peerName}");
+            if (replicated?.Links.FirstOrDefault(l => l.Peer == peerName) is { } existing)
+                throw new ReplicationException(existing.Parted
+                    ? $"volume '{volume}' was promoted here away from {peerName}, which may still hold it as primary: settle that with "
+                      + $"roam volume resolve {volume} --keep HOST (on both hosts), or drop the parted link with roam volume unreplicate {volume} --from {peerName}"
+                    : $"volume '{volume}' is already replicated to {peerName}");
             if (replicated is null)
             {
                 file ??= new ReplicationFile(1, VolumeRole.Primary, Guid.NewGuid(), [], [], null);

@@ -436,11 +436,12 @@ internal sealed class PeerLink : IAsyncDisposable
                 + $"diverged regions ({before} bytes out of sync here, {Bitmap.DirtyBytes} with its {diverged.Count} ranges), not the whole volume");
             return true;
         }
-        if (MergeDiverged && (ack.Flags & PeerAttachFlags.Primary) == 0)
+        if ((MergeDiverged || _state is ReplicaState.SplitBrain or ReplicaState.Outdated) && (ack.Flags & PeerAttachFlags.Primary) == 0)
         {
-            // Resolved in this host's favour, but the peer brought no record of what it wrote apart: a version 2
-            // peer, a lost or never kept bitmap (it was a plain primary or a replica when it lost, or its writes
-            // did not drain). Never less than the union: the whole volume.
+            // The peer stepped down from a split brain (resolved here, or last seen as a rival primary and demoted by
+            // its own resolve since) but brought no record of what it wrote apart: a version 2 peer, a lost or never
+            // kept bitmap (it was a plain primary or a replica when it lost, or its writes did not drain). Never less
+            // than the union: the whole volume.
             Bitmap.MarkAllDirty();
             SyncedGeneration = null;
             MergeDiverged = false;
