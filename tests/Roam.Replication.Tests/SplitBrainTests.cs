@@ -174,6 +174,56 @@ public sealed class BitmapResolveTests : ReplicationTestBase
     }
 
     [Fact]
+    public async Task A_loser_promoted_again_before_the_copy_keeps_its_earlier_regions_as_written_apart()
+    {
+        await SplitAsync();
+        await Primary.StopAsync();           // alpha away again before it could copy anything over beta
+        await B.ResolveAsync(Vol, "alpha");  // beta loses: its regions wait in a file for alpha
+        Assert.Equal(VolumeRole.Replica, B.GetStatus(Vol).Role);
+        await B.PromoteAsync(Vol, force: true);
+        // The parted link starts with what beta wrote in the first split brain: still beta's own data.
+        Assert.Equal(3 * Region, Secondary.Replica(Vol).BytesOutOfSync);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(Secondary.DataDir, "replication"), "*.diverged"));
+
+        await Primary.StartAgainAsync();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Primary.Replica(Vol).State != ReplicaState.SplitBrain && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Equal(ReplicaState.SplitBrain, Primary.Replica(Vol).State);
+        var kept = Primary.ReadRaw(Vol);
+        await B.ResolveAsync(Vol, "alpha");
+        await A.ResolveAsync(Vol, "alpha");
+        await Primary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.True(kept.AsSpan().SequenceEqual(Primary.ReadRaw(Vol)), "the kept side's data changed");
+        Assert.InRange(Primary.Replica(Vol).BytesResynced, UnionBytes, 2 * UnionBytes);
+    }
+
+    [Fact]
+    public async Task A_parted_link_is_dropped_without_telling_the_old_primary()
+    {
+        await ReplicatedAsync(8 * MiB, ReplicaMode.Sync);
+        await Primary.StopAsync();   // alpha unreachable: a Detach attempt would fail
+        await B.PromoteAsync(Vol, force: true);
+        var refused = await Assert.ThrowsAsync<Source.ReplicationException>(() => B.AddReplicaAsync(Vol, "alpha", ReplicaMode.Sync));
+        Assert.Contains("resolve", refused.Message);
+        var removal = await B.RemoveReplicaAsync(Vol, "alpha");
+        Assert.True(removal.PeerDetached, removal.PeerError);
+        Assert.Empty(B.GetStatus(Vol).Replicas);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(Secondary.DataDir, "replication"), "*.bitmap"));
+    }
+
+    [Fact]
+    public async Task A_promoted_volume_with_its_parted_link_can_be_deleted()
+    {
+        await ReplicatedAsync(8 * MiB, ReplicaMode.Sync);
+        await Primary.StopAsync();
+        await B.PromoteAsync(Vol, force: true);
+        await B.ForgetVolumeAsync(Vol);
+        Secondary.Store.Delete(Vol);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(Secondary.DataDir, "replication"), "disk.*"));
+    }
+
+    [Fact]
     public async Task A_loser_without_its_diverged_regions_gets_the_whole_volume()
     {
         await SplitAsync();
