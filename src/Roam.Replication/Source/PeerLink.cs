@@ -424,8 +424,8 @@ internal sealed class PeerLink : IAsyncDisposable
             // The peer lost a split brain to this host (its resolve demoted it) and says where it wrote since the two
             // parted. Everywhere else its copy is what this bitmap's baseline says: the union of both is all that can
             // differ (DRBD's bitmap exchange). That covers this side's writes apart, the writes in flight at the cut
-            // (never acknowledged, so still marked here) and what the peer lacked when it was promoted. A second
-            // attach before the copy ends brings the same ranges again: merged twice, copied once.
+            // (never acknowledged, so still marked here) and what the peer lacked when it was promoted. An attach
+            // again before the copy ends brings the same ranges again: merged again, they are copied again (never less).
             long before = Bitmap.DirtyBytes;
             foreach (var range in diverged) Bitmap.MarkDirty((long)range.Offset, (long)range.Length);   // the reader bounds both by long.MaxValue
             SyncedGeneration = null;
