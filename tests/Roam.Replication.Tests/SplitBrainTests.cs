@@ -174,6 +174,27 @@ public sealed class BitmapResolveTests : ReplicationTestBase
     }
 
     [Fact]
+    public async Task A_copy_cut_by_the_losers_restart_resumes_from_the_union_and_ends_equal()
+    {
+        await SplitAsync();
+        var kept = Secondary.ReadRaw(Vol);
+        B.Hooks.ResyncPause = TimeSpan.FromMilliseconds(150);
+        await B.ResolveAsync(Vol, "beta");   // the keeper first, the loser last
+        await A.ResolveAsync(Vol, "beta");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Secondary.Replica(Vol).BytesResynced == 0 && DateTime.UtcNow < deadline) await Task.Delay(5);
+        Assert.InRange(Secondary.Replica(Vol).BytesResynced, 1, UnionBytes - 1);
+        await Primary.RestartAsync(crash: true);   // the loser, mid-copy: still no generation, it hands its regions over again
+        Assert.True(File.Exists(Path.Combine(Primary.DataDir, "replication", "disk.beta.diverged")));
+        B.Hooks.ResyncPause = TimeSpan.Zero;
+        await Secondary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.True(kept.AsSpan().SequenceEqual(Secondary.ReadRaw(Vol)), "the kept side's data changed");
+        Assert.InRange(Secondary.Replica(Vol).BytesResynced, UnionBytes, 3 * UnionBytes);
+        Assert.False(File.Exists(Path.Combine(Primary.DataDir, "replication", "disk.beta.diverged")));
+    }
+
+    [Fact]
     public async Task A_loser_promoted_again_before_the_copy_keeps_its_earlier_regions_as_written_apart()
     {
         await SplitAsync();
