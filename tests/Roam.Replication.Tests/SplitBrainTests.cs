@@ -146,6 +146,7 @@ public sealed class BitmapResolveTests : ReplicationTestBase
         var kept = Primary.ReadRaw(Vol);
         long before = Primary.Replica(Vol).BytesResynced;
         await A.ResolveAsync(Vol, "alpha");   // the keeper first: its link waits for beta to step down
+        await A.ResolveAsync(Vol, "alpha");   // twice: the same
         await Task.Delay(300);
         Assert.Equal(before, Primary.Replica(Vol).BytesResynced);
         await B.ResolveAsync(Vol, "alpha");
@@ -155,6 +156,12 @@ public sealed class BitmapResolveTests : ReplicationTestBase
         Assert.InRange(Primary.Replica(Vol).BytesResynced - before, UnionBytes, 2 * UnionBytes);
         Assert.Equal(VolumeRole.Replica, B.GetStatus(Vol).Role);
         Assert.Empty(B.GetStatus(Vol).Replicas);
+        long copied = Primary.Replica(Vol).BytesResynced;
+        await A.ResolveAsync(Vol, "alpha");   // once more, in sync: nothing to do, nothing copied again
+        await Primary.Open(Vol, out _).WriteAsync(MiB, Random(4096, 12), false, default);
+        await Primary.WaitInSyncAsync(Vol);
+        AssertSame();
+        Assert.Equal(copied, Primary.Replica(Vol).BytesResynced);
     }
 
     [Fact]
