@@ -5,7 +5,6 @@ namespace Roam.Storage.Tests.Tracking;
 
 public sealed class RegionBitmapTests : IDisposable
 {
-    private const long MiB = 1024 * 1024;
     private readonly string _dir = Directory.CreateTempSubdirectory("roam-bitmap-").FullName;
 
     [Fact]
@@ -116,38 +115,6 @@ public sealed class RegionBitmapTests : IDisposable
             File.WriteAllBytes(path, bytes[..length]);
             Assert.Equal(16, RegionBitmap.LoadOrAllDirty(path, 16 * 4096, 4096).DirtyRegions);
             File.WriteAllBytes(path, bytes);
-        }
-    }
-
-    [Fact]
-    public void Dirty_ranges_are_the_runs_of_dirty_regions_clipped_to_the_volume()
-    {
-        var bitmap = new RegionBitmap(10 * 65536 + 100, 65536);
-        bitmap.MarkDirty(65536 + 10, 2 * 65536);   // regions 1..3
-        bitmap.MarkDirty(5 * 65536, 1);            // region 5
-        bitmap.MarkDirty(10 * 65536, 50);          // the short last region
-        Assert.Equal(new (long, long)[] { (65536, 3 * 65536), (5 * 65536, 65536), (10 * 65536, 100) }, bitmap.DirtyRanges(100));
-        Assert.Empty(new RegionBitmap(MiB, 65536).DirtyRanges(1));
-    }
-
-    [Fact]
-    public void Too_many_dirty_runs_are_coarsened_to_fit_and_still_cover_every_dirty_region()
-    {
-        const int regionSize = 4096;
-        var bitmap = new RegionBitmap(64 * MiB + 12345, regionSize);
-        var random = new Random(7);
-        for (int i = 0; i < 3000; i++) bitmap.MarkDirty(random.NextInt64(bitmap.VolumeSize), random.Next(1, 3 * regionSize));
-        var exact = bitmap.DirtyRanges(int.MaxValue);
-        Assert.True(exact.Count > 1000);
-        foreach (int max in new[] { 1000, 100, 7, 1 })
-        {
-            var ranges = bitmap.DirtyRanges(max);
-            Assert.InRange(ranges.Count, 1, max);
-            for (int i = 1; i < ranges.Count; i++) Assert.True(ranges[i].Offset > ranges[i - 1].Offset + ranges[i - 1].Length, "ranges must be ascending and apart");
-            Assert.True(ranges[^1].Offset + ranges[^1].Length <= bitmap.VolumeSize);
-            var covered = new RegionBitmap(bitmap.VolumeSize, regionSize);
-            foreach (var (offset, length) in ranges) covered.MarkDirty(offset, length);
-            for (long r = bitmap.NextDirty(0); r >= 0; r = bitmap.NextDirty(r + 1)) Assert.True(covered.IsDirty(r), $"dirty region {r} is not covered with {max} ranges");
         }
     }
 
