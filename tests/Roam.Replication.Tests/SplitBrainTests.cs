@@ -1,4 +1,5 @@
 using Roam.Replication.Engine;
+using Roam.Replication.Tests.Support;
 using Roam.Storage.Devices;
 
 namespace Roam.Replication.Tests;
@@ -265,5 +266,42 @@ public sealed class BitmapResolveTests : ReplicationTestBase
         AssertSame();
         Assert.Equal(Size, Secondary.Replica(Vol).BytesResynced);
         Assert.Contains(Secondary.Log.Entries, e => e.Message.Contains("sent no record of the regions it wrote apart"));
+    }
+}
+
+/// <summary>A promoted volume migrated on: its parted link stays behind (it is no replica to hand over).</summary>
+[Collection(ReplicationCollection.Name)]
+public sealed class PartedLinkMigrationTests : IAsyncLifetime
+{
+    private const string Vol = "disk";
+    private const long MiB = 1024 * 1024;
+    private ReplNode Alpha = null!, Beta = null!, Gamma = null!;
+
+    public async Task InitializeAsync() => (Alpha, Beta, Gamma) = await ReplNode.MeshAsync(ReplNode.TestOptions, "alpha", "beta", "gamma") switch
+    {
+        var n => (n[0], n[1], n[2]),
+    };
+
+    public async Task DisposeAsync()
+    {
+        await Alpha.DisposeAsync();
+        await Beta.DisposeAsync();
+        await Gamma.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_promoted_volume_migrated_on_does_not_hand_its_parted_link_to_the_new_primary()
+    {
+        Alpha.Store.Create(Vol, 8 * MiB);
+        await Alpha.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync);
+        await Alpha.WaitInSyncAsync(Vol, "beta");
+        await Alpha.StopAsync();
+        await Beta.Service.PromoteAsync(Vol, force: true);
+        Assert.Equal(ReplicaState.Parted, Beta.Service.GetStatus(Vol).Replicas.Single().State);
+
+        await Beta.Service.MigrateAsync(Vol, "gamma");
+        var gamma = Gamma.Service.GetStatus(Vol);
+        Assert.Equal(VolumeRole.Primary, gamma.Role);
+        Assert.Equal(["beta"], gamma.Replicas.Select(r => r.Peer));
     }
 }

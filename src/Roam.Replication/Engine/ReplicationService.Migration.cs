@@ -297,7 +297,8 @@ public sealed partial class ReplicationService
     /// </summary>
     private List<PeerHandOverReplica>? HandOffReplicas(ReplicatedVolume primary, PeerLink destination)
     {
-        var others = primary.Links.Where(l => !ReferenceEquals(l, destination)).ToList();
+        // A parted link is no replica (its peer was this host's primary): it is not handed on, and goes with the demotion.
+        var others = primary.Links.Where(l => !ReferenceEquals(l, destination) && !l.Parted).ToList();
         foreach (var other in others) other.Halt();
         if (destination.ProtocolVersion is not { } version || version < PeerProtocol.HandOverReplicasVersion)
         {
