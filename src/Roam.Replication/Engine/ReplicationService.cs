@@ -15,7 +15,8 @@ namespace Roam.Replication.Engine;
 /// <summary>
 /// Volume replication for one roamd: the primary side (replicating devices, links to replicas,
 /// resync) and the target side (the peer listener applying frames to replica volumes). State lives
-/// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al.
+/// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al, and on a
+/// split brain's loser NAME.KEEPER.diverged (the regions it wrote apart, until the keeper's copy completes).
 /// A volume without a NAME.json is a plain primary with no replicas.
 /// </summary>
 public sealed partial class ReplicationService : IAsyncDisposable
