@@ -342,7 +342,13 @@ public sealed class SplitBrainTests(ITestOutputHelper output) : LinkedHostsTest(
         (await Roam(A, "volume", "resolve", Vol, "--keep", "gamma")).ShouldFail(1, "gamma is neither this host (alpha) nor a trusted peer");
         (await Roam(A, "volume", "resolve", "nope", "--keep", "alpha")).ShouldFail(1, "no volume named 'nope'");
 
-        // alpha wins: beta becomes its replica and gets alpha's data; alpha's is untouched.
+        // beta, promoted while alpha was away, tracks what it wrote since on a parted link to alpha.
+        Assert.Contains("parted", textB);
+        Assert.Equal("Parted", (await ReplicaAsync(B)).GetProperty("state").GetString());
+
+        // alpha wins: beta becomes its replica and gets alpha's data; alpha's is untouched. Only what either side
+        // wrote apart crosses (alpha's 4 MiB and beta's 4 MiB), not the whole 64 MiB volume.
+        long resyncedBefore = (await ReplicaAsync(A)).GetProperty("bytesResynced").GetInt64();
         var onB = (await Roam(B, "volume", "resolve", Vol, "--keep", "alpha")).ShouldSucceed();
         Assert.Contains("replica of alpha", onB.Stdout);
         Assert.Equal("replica", (await ReplicationOf(B)).GetProperty("role").GetString());
@@ -351,6 +357,8 @@ public sealed class SplitBrainTests(ITestOutputHelper output) : LinkedHostsTest(
         Assert.Contains("keeps this host's data", onA.Stdout);
         await WaitInSyncAndEqualAsync(A, TimeSpan.FromSeconds(30));
         Assert.Equal(hashA, Images.Sha256(FileA));
+        long copied = (await ReplicaAsync(A)).GetProperty("bytesResynced").GetInt64() - resyncedBefore;
+        Assert.InRange(copied, 8 * MiB, 12 * MiB);
         await AssertReadsAsync(B, 0xaa, "0", "4M");
         await AssertReadsAsync(B, 0x11, "4M", "4M");
         await WriteAsync(A, 0xac, "16M", "1M");

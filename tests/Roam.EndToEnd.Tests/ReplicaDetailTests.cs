@@ -84,5 +84,9 @@ public sealed class ReplicaDetailTests : TwoHostsTest
         Assert.Equal("replica", (await ShowAsync(B)).GetProperty("replication").GetProperty("role").GetString());
         (await Roam(B, "volume", "promote", Vol)).ShouldSucceed();
         await WriteAsync(B, 0x44, "0", "64k");
+        // Promoted, it tracks what it writes for alpha on a parted link: shown, in the way of a resize, not of a delete.
+        Assert.Equal("Parted", (await ReplicaAsync(B)).GetProperty("state").GetString());
+        (await Roam(B, "volume", "resize", Vol, "--size", "64M")).ShouldFail(1, "promoted away from alpha");
+        (await Roam(B, "volume", "delete", Vol)).ShouldSucceed();
     }
 }

@@ -128,7 +128,7 @@ public sealed class FrameFuzzTests
         {
             var volume = new Guid(Bytes(rng, 16));
             ulong seq = (ulong)rng.NextInt64();
-            switch (rng.Next(8))
+            switch (rng.Next(9))
             {
                 case 0: PeerFrameWriter.WriteHello(buffer, seq, new PeerHello(1, (ushort)rng.Next(1, 5), "host-" + rng.Next())); break;
                 case 1: PeerFrameWriter.WriteHelloAck(buffer, seq, new PeerHelloAck(1, "peer-" + rng.Next())); break;
@@ -137,6 +137,17 @@ public sealed class FrameFuzzTests
                 case 4: PeerFrameWriter.WriteFlush(buffer, seq, new PeerFlush(volume)); break;
                 case 5: PeerFrameWriter.WriteAck(buffer, seq, new PeerAck((ulong)rng.NextInt64())); break;
                 case 6: PeerFrameWriter.WriteError(buffer, seq, new PeerError(seq, PeerErrorCode.IoError, new string('e', rng.Next(0, 200)))); break;
+                case 7:
+                    ulong at = 0;
+                    var ranges = Enumerable.Range(0, rng.Next(0, 40)).Select(_ =>
+                    {
+                        var range = new DivergedRange(at + (ulong)rng.Next(0, 1 << 20), (ulong)rng.Next(1, 1 << 20));
+                        at = range.Offset + range.Length;
+                        return range;
+                    }).ToArray();
+                    PeerFrameWriter.WriteAttachAck(buffer, seq, new PeerAttachAck(PeerAttachFlags.Created,
+                        new Storage.Tracking.DataGenerations(volume, [new Guid(Bytes(rng, 16))]), rng.Next(2) == 0 ? null : ranges));
+                    break;
                 default: PeerFrameWriter.WriteHeartbeat(buffer, seq); break;
             }
         }

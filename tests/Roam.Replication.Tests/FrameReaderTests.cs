@@ -157,6 +157,14 @@ public sealed class FrameReaderTests
         { PeerFrameType.Zero, "0f1e2d3c4b5a69788796a5b4c3d2e1f0 ffffffffffffff00 0000000000000100" },  // overflows
         { PeerFrameType.Write, "0f1e2d3c4b5a69788796a5b4c3d2e1f0 ffffffffffffffff 00" },               // overflows
         { PeerFrameType.Error, "0000000000000000 00000001 0005 6f6f7073" },
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000001 0000000000000000" },                                      // a range cut short
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000001 0000000000000000 0000000000000000" },                     // an empty range
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000002 0000000000001000 0000000000000010 0000000000000000 0000000000000001" },  // out of order
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000002 0000000000001000 0000000000000010 0000000000001008 0000000000000001" },  // overlapping
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000001 7fffffffffffffff 0000000000000002" },                     // past what a size can address
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00001001" },                                                        // more ranges than allowed
+        { PeerFrameType.AttachAck, "04 00000000000000000000000000000000 00 00000000 00" },                                                     // bytes after the ranges
+        { PeerFrameType.AttachAck, "00 00000000000000000000000000000000 00 00000000" },                     // ranges without the flag
     };
 
     [Theory]
@@ -261,6 +269,7 @@ public sealed class FrameReaderTests
             case PeerFrameType.Ack: PeerAck.Read(payload); break;
             case PeerFrameType.Error: PeerError.Read(payload); break;
             case PeerFrameType.Heartbeat: break;
+            case PeerFrameType.AttachAck: PeerAttachAck.Read(payload); break;
             default: throw new ArgumentException(type.ToString());
         }
     }

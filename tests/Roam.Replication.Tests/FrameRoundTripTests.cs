@@ -2,6 +2,7 @@ using System.Buffers;
 using CsCheck;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
+using Roam.Storage.Tracking;
 
 namespace Roam.Replication.Tests;
 
@@ -92,6 +93,45 @@ public sealed class FrameRoundTripTests
                 Assert.Equal(PeerFrameType.Error, header.Type);
                 Assert.Equal(error, PeerError.Read(payload));
             }, iter: Iterations);
+
+    private static readonly Gen<DataGenerations> Generations =
+        Gen.Select(Gen.Guid, Gen.Guid.Array[0, PeerProtocol.MaxGenerationsHistory]).Select((current, history) => new DataGenerations(current, history));
+
+    /// <summary>Ascending, disjoint ranges, as a loser's bitmap gives them (up to the maximum an AttachAck carries).</summary>
+    private static readonly Gen<DivergedRange[]?> Diverged =
+        Gen.Select(Gen.ULong[0, 1UL << 40], Gen.ULong[1, 1UL << 30]).Array[0, 60].Select(pairs =>
+        {
+            ulong at = 0;
+            return pairs.Select(p => { var range = new DivergedRange(at + p.Item1, p.Item2); at += p.Item1 + p.Item2; return range; }).ToArray();
+        }).Select(Gen.Bool, (ranges, present) => present ? ranges : null);
+
+    [Fact]
+    public void AttachAck() =>
+        Gen.Select(Gen.Byte[0, 3], Generations, Diverged, Gen.ULong, Gen.Bool).Sample((flags, generations, diverged, seq, perByte) =>
+        {
+            var ack = new PeerAttachAck((PeerAttachFlags)flags, generations, diverged);
+            var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, seq, ack)), perByte);
+            Assert.Equal((PeerFrameType.AttachAck, seq), (header.Type, header.Sequence));
+            var read = PeerAttachAck.Read(payload);
+            Assert.Equal((PeerAttachFlags)flags | (diverged is null ? 0 : PeerAttachFlags.Diverged), read.Flags);
+            Assert.Equal(generations.Current, read.Generations.Current);
+            Assert.Equal(generations.History, read.Generations.History);
+            if (diverged is null) Assert.Null(read.Diverged);
+            else Assert.Equal(diverged, read.Diverged!);
+        }, iter: Iterations);
+
+    [Fact]
+    public void AttachAck_with_the_most_diverged_ranges_fits_the_length_the_reader_admits()
+    {
+        var ranges = Enumerable.Range(0, PeerProtocol.MaxDivergedRanges).Select(i => new DivergedRange((ulong)i * 2, 1)).ToArray();
+        var history = Enumerable.Range(0, PeerProtocol.MaxGenerationsHistory).Select(_ => Guid.NewGuid()).ToArray();
+        var bytes = Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, 1, new PeerAttachAck(PeerAttachFlags.None, new DataGenerations(Guid.NewGuid(), history), ranges)));
+        Assert.Equal(PeerProtocol.HeaderSize + PeerAttachAck.MaxLength, bytes.Length);
+        var (_, payload) = RoundTrip(bytes, perByte: false);
+        Assert.Equal(ranges, PeerAttachAck.Read(payload).Diverged!);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, 1,
+            new PeerAttachAck(PeerAttachFlags.None, new DataGenerations(Guid.Empty, []), [.. ranges, new DivergedRange(1UL << 40, 1)]))));
+    }
 
     [Fact]
     public void Heartbeat() =>

@@ -69,7 +69,7 @@ internal static class VolumeOutput
                 .AddColumn(new TableColumn("SENT").RightAligned())
                 .AddColumn(new TableColumn("LIMIT").RightAligned());
             foreach (var replica in replication.Replicas)
-                table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State == ReplicaStates.SplitBrain ? "split brain" : replica.State),
+                table.AddRow(Markup.Escape(replica.Peer), Markup.Escape(replica.Mode), Markup.Escape(replica.State switch { ReplicaStates.SplitBrain => "split brain", ReplicaStates.Parted => "parted", _ => replica.State }),
                     Sizes.Format(replica.BytesOutOfSync), Sizes.Seconds(replica.LagSeconds), Markup.Escape(Sent(replica)),
                     replica.Bandwidth > 0 ? Sizes.Format(replica.Bandwidth) + "/s" : "-");
             console.Write(table);

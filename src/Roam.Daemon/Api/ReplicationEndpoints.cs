@@ -104,7 +104,7 @@ internal static class ReplicationEndpoints
         if (status.Replicas.FirstOrDefault(r => string.Equals(r.Peer, keep, StringComparison.OrdinalIgnoreCase)) is { State: ReplicaState.InSync or ReplicaState.Syncing } linked)
             throw new ApiException(ApiException.Conflict, $"volume '{name}' is {(linked.State == ReplicaState.InSync ? "in sync" : "syncing")} with {keep}: there is no split brain to resolve");
         if (keepHere && status.Role == VolumeRole.Primary && status.PrimaryPeer is null
-            && !status.Replicas.Any(r => r.State is ReplicaState.SplitBrain or ReplicaState.Outdated))
+            && !status.Replicas.Any(r => r.State is ReplicaState.SplitBrain or ReplicaState.Outdated or ReplicaState.Parted))
             throw new ApiException(ApiException.Conflict, $"volume '{name}' has no split brain here: no replica is split from it (see: roam volume show {name})");
         await replication.ResolveAsync(name, keep, ct).ConfigureAwait(false);
         return VolumeEndpoints.View(store, nbd, replication, name);
@@ -134,7 +134,7 @@ internal static class ReplicationEndpoints
             ReplicationStatus status;
             try { status = replication.GetStatus(volume.Name); }
             catch (VolumeException) { continue; } // deleted meanwhile
-            foreach (var replica in status.Replicas)
+            foreach (var replica in status.Replicas.Where(r => r.State != ReplicaState.Parted))   // a parted link never tries to connect
                 states[replica.Peer] = states.GetValueOrDefault(replica.Peer) || replica.State is ReplicaState.Syncing or ReplicaState.InSync;
             if (status.Role == VolumeRole.Replica && status.PrimaryPeer is { } primary)
                 states[primary] = states.GetValueOrDefault(primary) || status.PrimaryConnected;

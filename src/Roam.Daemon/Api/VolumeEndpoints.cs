@@ -36,7 +36,7 @@ internal static class VolumeEndpoints
 
         volumes.MapDelete("/{name}", async (string name, VolumeStore store, ReplicationService replication, CancellationToken ct) =>
         {
-            RefuseIfReplicated(replication, name, "delete");
+            RefuseIfReplicated(replication, name, "delete", partedLinksGo: true);
             store.Get(name);
             await replication.ForgetVolumeAsync(name, ct).ConfigureAwait(false);
             store.Delete(name);
@@ -64,16 +64,23 @@ internal static class VolumeEndpoints
             replication.FindMigration(name) is { } migration ? MigrationEndpoints.View(migration) : null);
     }
 
-    /// <summary>A replica, or a primary with replicas, must not change under replication's feet (404 first for a missing volume).</summary>
-    private static void RefuseIfReplicated(ReplicationService replication, string name, string verb)
+    /// <summary>
+    /// A replica, or a primary with replicas, must not change under replication's feet (404 first for a missing volume).
+    /// A promoted volume's parted link (see ReplicaState.Parted) replicates nothing: it goes with a deleted volume, but
+    /// a resize would make its bitmap meaningless, so that is refused until it is resolved or dropped.
+    /// </summary>
+    private static void RefuseIfReplicated(ReplicationService replication, string name, string verb, bool partedLinksGo = false)
     {
         var status = replication.GetStatus(name);
         if (status.Role == VolumeRole.Replica)
             throw new ApiException(ApiException.Conflict,
                 $"cannot {verb} volume '{name}': it is a replica of {status.PrimaryPeer ?? "another host"}; promote it first (roam volume promote {name})");
-        if (status.Replicas.Count > 0)
+        if (status.Replicas.Where(r => r.State != ReplicaState.Parted).Select(r => r.Peer).ToList() is { Count: > 0 } replicas)
+            throw new ApiException(ApiException.Conflict, $"cannot {verb} volume '{name}': it is replicated to {string.Join(", ", replicas)}");
+        if (!partedLinksGo && status.Replicas.FirstOrDefault(r => r.State == ReplicaState.Parted) is { } parted)
             throw new ApiException(ApiException.Conflict,
-                $"cannot {verb} volume '{name}': it is replicated to {string.Join(", ", status.Replicas.Select(r => r.Peer))}");
+                $"cannot {verb} volume '{name}': it was promoted away from {parted.Peer} and tracks what it wrote since, for a split brain's resolve; "
+                + $"resolve it (roam volume resolve {name} --keep HOST, on both hosts) or drop that with: roam volume unreplicate {name} --from {parted.Peer}");
     }
 
     private static long ParseSize(string? text)

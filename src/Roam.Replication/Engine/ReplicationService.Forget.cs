@@ -26,8 +26,9 @@ public sealed partial class ReplicationService
                 throw new ReplicationException($"volume '{volume}' is a replica here; promote it first");
             if (primary is not null)
             {
-                if (primary.Links.Count > 0)
-                    throw new ReplicationException($"volume '{volume}' is replicated to {string.Join(", ", primary.Links.Select(l => l.Peer))}");
+                // A parted link (this host was promoted away from its old primary) replicates nothing: it goes with the volume.
+                if (primary.Links.Where(l => !l.Parted).ToList() is { Count: > 0 } replicas)
+                    throw new ReplicationException($"volume '{volume}' is replicated to {string.Join(", ", replicas.Select(l => l.Peer))}");
                 if (primary.PendingHandOver is not null)
                     throw new ReplicationException($"a hand-over of '{volume}' is in doubt; it must be settled first");
                 // The primary's own lease is one of the store's; any more are NBD clients still connected.
@@ -41,6 +42,7 @@ public sealed partial class ReplicationService
             TryDelete(StatePath(volume));
             TryDelete(ActivityLogPath(volume));
             foreach (var bitmap in Directory.EnumerateFiles(_dir, volume + ".*.bitmap")) TryDelete(bitmap);
+            DeleteDivergedFiles(volume);
         }
         finally { _admin.Release(); }
     }

@@ -63,7 +63,7 @@ public sealed partial class ReplicationService
                     (restorePaused, restoreMode, restoreBandwidth) = (previous.RestorePaused, previous.RestoreMode, previous.RestoreBandwidth);
                 else (restorePaused, restoreMode, restoreBandwidth) = (link.Paused, link.Mode, link.Bandwidth);
             }
-            if (link.State is ReplicaState.SplitBrain or ReplicaState.Outdated)
+            if (link.State is ReplicaState.SplitBrain or ReplicaState.Outdated or ReplicaState.Parted)
                 throw new ReplicationException($"the replica of '{volume}' on {peer} is {link.State}; resolve that first");
             if (link.Mode != ReplicaMode.Sync || link.Paused || (bandwidth is { } limit && limit != link.Bandwidth))
             {
@@ -297,7 +297,8 @@ public sealed partial class ReplicationService
     /// </summary>
     private List<PeerHandOverReplica>? HandOffReplicas(ReplicatedVolume primary, PeerLink destination)
     {
-        var others = primary.Links.Where(l => !ReferenceEquals(l, destination)).ToList();
+        // A parted link is no replica (its peer was this host's primary): it is not handed on, and goes with the demotion.
+        var others = primary.Links.Where(l => !ReferenceEquals(l, destination) && !l.Parted).ToList();
         foreach (var other in others) other.Halt();
         if (destination.ProtocolVersion is not { } version || version < PeerProtocol.HandOverReplicasVersion)
         {
@@ -597,10 +598,18 @@ public sealed partial class ReplicationService
     /// Resolves a split brain: <paramref name="keepHost"/>'s data wins. Run it on both hosts (in any
     /// order). On the host that loses, the volume becomes a replica of <paramref name="keepHost"/> (a
     /// replicated primary's writes are refused from then on) with no generation, and nothing is
-    /// overwritten yet; on the host that keeps, its replica of the other host is marked wholly out of
-    /// sync (the loser's own writes were never tracked here), so the reconnecting link copies the
-    /// volume over it. A loser that was never primary with replicas has no replica link on the keeper:
-    /// one is added there.
+    /// overwritten yet; it keeps the regions it wrote apart (its bitmap for the keeper: an old primary's
+    /// link, or a promoted replica's parted link) in a file, and hands them over when the keeper attaches.
+    /// On the host that keeps, the link to the loser keeps its bitmap (what this side wrote apart, and
+    /// what the loser never acknowledged) and adds the loser's regions to it when it attaches: the copy
+    /// is the union of both, DRBD's bitmap-based resolve. Whatever is missing (an older peer, a volume
+    /// promoted by an older version, bitmaps lost) makes it a copy of the whole volume, never less.
+    ///
+    /// Either order works: a keeper that resolves first waits, its link seeing the loser still primary; a
+    /// loser that resolves first is picked up by the keeper's link, which merges its regions at once (an
+    /// old primary's link reconnects by itself; a promoted keeper's parted link waits for its resolve).
+    /// A crash between the two resolves loses nothing: the loser's file and the keeper's record are durable,
+    /// and the loser sends its file again on every attach until a complete copy gives it a generation.
     /// </summary>
     public async Task<ReplicationStatus> ResolveAsync(string volume, string keepHost, CancellationToken cancellationToken = default)
     {
@@ -622,37 +631,53 @@ public sealed partial class ReplicationService
             if (keepHost == _identity.Name)
             {
                 if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here: there is no data of its own to keep");
-                var torn = primary?.Links.Where(l => l.State is ReplicaState.SplitBrain or ReplicaState.Outdated).ToList() ?? [];
-                foreach (var link in torn) link.DiscardPeerData();
+                var torn = primary?.Links.Where(l => l.State is ReplicaState.SplitBrain or ReplicaState.Outdated or ReplicaState.Parted).ToList() ?? [];
+                foreach (var link in torn)
+                {
+                    bool parted = link.Parted;
+                    if (!link.KeepLocal()) continue;
+                    primary!.SaveResolved(link);
+                    if (parted) link.Start(null);   // it never connected while parted
+                }
                 // An outdated copy was fenced when that was found (see PeerLink.Decide): kept, it takes writes again.
                 if (torn.Any(l => l.IsFenced) && primary!.PendingHandOver is null) { foreach (var l in torn) l.LiftFence(); primary.Gate.Reopen(); }
-                primary?.SaveBitmaps();
                 if (torn.Count == 0)
                 {
-                    // A promoted replica: it has no link to its old primary, the host that loses; add one (a full sync).
+                    // Promoted by an older version (no parted link): nothing here knows what was written since, so the
+                    // link added to the old primary, the host that loses, copies the whole volume.
                     addPeer = file?.PrimaryPeer;
                     if (addPeer is null) return GetStatus(volume);
+                    Log.SyncDecided(_logger, volume, addPeer, "no record of what was written here since the promotion: the whole volume is copied");
                 }
-                Log.SplitBrainResolved(_logger, volume, keepHost, "keeps its data; the other side will be overwritten");
+                Log.SplitBrainResolved(_logger, volume, keepHost, "keeps its data; the other side will be overwritten where either side wrote apart");
             }
             else
             {
+                if (file is { Role: VolumeRole.Replica } && file.PrimaryPeer == keepHost)
+                {
+                    // Already lost to the keeper (a second resolve): its copy is under way or done, and the regions kept
+                    // for it stay until it is complete. Starting over would only make the keeper copy everything.
+                    Log.SplitBrainResolved(_logger, volume, keepHost, "wins; this host already follows it");
+                    return GetStatus(volume);
+                }
                 // Writes stop first (on NBD connections already open too) and those in flight finish, then the role goes.
                 WriteGate? fence;
                 lock (_gate) _fences.TryGetValue(volume, out fence);
                 var gate = primary?.Gate ?? fence;
                 string reason = $"volume '{volume}' lost a split brain to {keepHost}: it is read-only on this host now";
+                bool drained = true;
                 if (gate is not null)
                 {
                     gate.Freeze();
                     try { await gate.DrainAsync().WaitAsync(Options.HandOverTimeout, cancellationToken).ConfigureAwait(false); }
-                    catch (TimeoutException) { }
+                    catch (TimeoutException) { drained = false; }
                     catch (OperationCanceledException)
                     {
                         gate.Thaw();
                         throw;
                     }
                 }
+                KeepDivergedRegions(volume, keepHost, primary, drained);
                 var demoted = new ReplicationFile(1, VolumeRole.Replica, Guid.Empty, [], [], keepHost);
                 lock (_gate)
                 {
@@ -660,7 +685,9 @@ public sealed partial class ReplicationService
                     _files[volume] = demoted;
                     _primaries.Remove(volume);
                 }
-                fence?.Close(reason);
+                // A promoted replica is a replicated primary now (its parted link), with no fence of its own: one is closed
+                // anyway, so that writes on connections already open say why they are refused.
+                (fence ?? FenceOf(volume)).Close(reason);
                 if (primary is not null)
                 {
                     primary.Gate.Close(reason);
@@ -677,6 +704,35 @@ public sealed partial class ReplicationService
         if (addPeer is not null && !GetStatus(volume).Replicas.Any(r => r.Peer == addPeer))
             await AddReplicaAsync(volume, addPeer, ReplicaMode.Sync, cancellationToken: cancellationToken).ConfigureAwait(false);
         return GetStatus(volume);
+    }
+
+    /// <summary>
+    /// The losing side of a resolve, writes stopped: saves the regions this host wrote apart from
+    /// <paramref name="keepHost"/> (its link's bitmap for it), before the state file says it lost, so a crash
+    /// in between leaves it a primary that simply resolves again. With no such bitmap the file is removed
+    /// (a stale one must never stand for this split brain) and the keeper copies the whole volume.
+    /// </summary>
+    private void KeepDivergedRegions(string volume, string keepHost, ReplicatedVolume? primary, bool drained)
+    {
+        var path = DivergedPath(volume, keepHost);
+        var link = primary?.Links.FirstOrDefault(l => l.Peer == keepHost);
+        string? missing = primary is null ? $"this host tracked no writes for {keepHost} (a plain primary, a replica, or promoted by an older version)"
+            : link is null ? $"this host has no replica link to {keepHost}"
+            : !drained ? "writes in flight did not finish in time"
+            : null;
+        if (missing is null)
+        {
+            // Every completed write is marked (the gate is drained); a crash before this point replays the activity
+            // log into the link's bitmap on restart, and this host is still primary then.
+            link!.Bitmap.Save(path);
+            DeleteDivergedFiles(volume, except: path);
+            Log.SplitBrainResolved(_logger, volume, keepHost, $"wins; the {link.Bitmap.DirtyBytes} bytes this host wrote apart (or never got acknowledged) are handed over, so only those and {keepHost}'s are copied");
+        }
+        else
+        {
+            DeleteDivergedFiles(volume);
+            Log.SplitBrainResolved(_logger, volume, keepHost, $"wins; {missing}: it will copy the whole volume over this one");
+        }
     }
 }
 
@@ -710,6 +766,8 @@ public sealed partial class ReplicationService
             TryDelete(BitmapPath(volume, peer));
             lock (_gate) _files[volume] = ReplicationFile.Read(StatePath(volume));
             Log.ReplicaRemoved(_logger, volume, peer);
+            // A parted link's peer never was this host's replica (it was this host's primary): nothing to tell it.
+            if (link.Parted) return new ReplicaRemoval(GetStatus(volume), true, null);
             string? error = null;
             try
             {
@@ -756,6 +814,7 @@ public sealed partial class ReplicationService
             _files.Remove(volume);
             _sessions.Remove(volume, out session);
             TryDelete(StatePath(volume));
+            DeleteDivergedFiles(volume);
         }
         if (session is not null) await session.StopAsync().ConfigureAwait(false);
         Log.ReplicaDetached(_logger, volume, peer, "detached this replica: it is a volume of its own here now");

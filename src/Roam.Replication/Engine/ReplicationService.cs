@@ -15,7 +15,8 @@ namespace Roam.Replication.Engine;
 /// <summary>
 /// Volume replication for one roamd: the primary side (replicating devices, links to replicas,
 /// resync) and the target side (the peer listener applying frames to replica volumes). State lives
-/// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al.
+/// in DATA_DIR/replication: NAME.json (role, generations, replicas), NAME.PEER.bitmap, NAME.al, and on a
+/// split brain's loser NAME.KEEPER.diverged (the regions it wrote apart, until the keeper's copy completes).
 /// A volume without a NAME.json is a plain primary with no replicas.
 /// </summary>
 public sealed partial class ReplicationService : IAsyncDisposable
@@ -79,6 +80,18 @@ public sealed partial class ReplicationService : IAsyncDisposable
     internal string BitmapPath(string volume, string peer) => Path.Combine(_dir, $"{volume}.{peer}.bitmap");
     internal string ActivityLogPath(string volume) => Path.Combine(_dir, volume + ".al");
 
+    /// <summary>
+    /// A split brain's loser: the regions it wrote since it parted from <paramref name="keeper"/>, kept from its
+    /// resolve until the keeper's copy over it completes, and handed to the keeper in AttachAck.
+    /// </summary>
+    internal string DivergedPath(string volume, string keeper) => Path.Combine(_dir, $"{volume}.{keeper}.diverged");
+
+    private void DeleteDivergedFiles(string volume, string? except = null)
+    {
+        foreach (var path in Directory.EnumerateFiles(_dir, volume + ".*.diverged"))
+            if (except is null || path != except) TryDelete(path);
+    }
+
     /// <summary>Loads the replication state, opens replicated primaries (replaying their activity logs) and listens for peers.</summary>
     public Task StartAsync(IPEndPoint? peerListen, CancellationToken cancellationToken = default)
     {
@@ -132,8 +145,11 @@ public sealed partial class ReplicationService : IAsyncDisposable
             if (file is { Role: VolumeRole.Replica }) throw new ReplicationException($"volume '{volume}' is a replica here; only a primary can add replicas");
             if (replicated?.PendingHandOver is { } doubt)
                 throw new ReplicationException($"a hand-over of '{volume}' to {doubt.Peer} is in doubt: it is settled first (read-only until then)");
-            if (replicated is not null && replicated.Links.Any(l => l.Peer == peerName))
-                throw new ReplicationException($"volume '{volume}' is already replicated to {peerName}");
+            if (replicated?.Links.FirstOrDefault(l => l.Peer == peerName) is { } existing)
+                throw new ReplicationException(existing.Parted
+                    ? $"volume '{volume}' was promoted here away from {peerName}, which may still hold it as primary: settle that with "
+                      + $"roam volume resolve {volume} --keep HOST (on both hosts), or drop the parted link with roam volume unreplicate {volume} --from {peerName}"
+                    : $"volume '{volume}' is already replicated to {peerName}");
             if (replicated is null)
             {
                 file ??= new ReplicationFile(1, VolumeRole.Primary, Guid.NewGuid(), [], [], null);
@@ -223,8 +239,34 @@ public sealed partial class ReplicationService : IAsyncDisposable
             if (session is not null && !force)
                 throw new ReplicationException($"volume '{volume}' is attached to its primary {file.PrimaryPeer}; promoting now would make a split brain (use force)");
             var promoted = file.With(file.Generations.Next()) with { Role = VolumeRole.Primary };
+            if (file.PrimaryPeer is { } oldPrimary)
+            {
+                // A parted link to the old primary records every region written here from now on, crash-safe like any link
+                // (activity log, saved bitmap), so that a split brain with it resolves by copying only what either side
+                // wrote apart. What this copy lacked when it was promoted (a resync under way, frames never acknowledged)
+                // is in the old primary's bitmap for this host, which the resolve adds on its side.
+                var parted = new RegionBitmap(Store.Get(volume).Size, Options.RegionSize);
+                var diverged = DivergedPath(volume, oldPrimary);
+                if (File.Exists(diverged))
+                {
+                    // This copy lost an earlier split brain to the same host and was not fully overwritten yet: what it
+                    // wrote then is still its own, and goes on being tracked as written apart.
+                    var earlier = RegionBitmap.LoadOrAllDirty(diverged, parted.VolumeSize, Options.RegionSize);
+                    foreach (var (offset, length) in earlier.DirtyRanges(int.MaxValue)) parted.MarkDirty(offset, length);
+                }
+                parted.Save(BitmapPath(volume, oldPrimary));
+                promoted = promoted with { Peers = [new ReplicaRecord(oldPrimary, ReplicaMode.Sync, null, Parted: true)] };
+            }
+            TryDelete(ActivityLogPath(volume));
             promoted.Write(StatePath(volume));
             _files[volume] = promoted;
+            DeleteDivergedFiles(volume);
+            if (promoted.Peers.Count > 0)
+            {
+                var replicated = ReplicatedVolume.Open(this, Store.Open(volume), promoted, _logger);
+                _primaries[volume] = replicated;
+                replicated.StartLinks();
+            }
             Log.Promoted(_logger, volume, promoted.Current, force);
         }
         if (session is not null) await session.StopAsync().ConfigureAwait(false);
@@ -242,7 +284,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
             var output = connection.Transport.Output;
             PeerFrameWriter.WriteAttach(output, 1, new PeerAttach(volume.VolumeId, (ulong)volume.Size, volume.Generations, volume.Name));
             await output.FlushAsync(timeout.Token).ConfigureAwait(false);
-            var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, timeout.Token).ConfigureAwait(false)
+            var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerAttachAck.MaxLength, timeout.Token).ConfigureAwait(false)
                 ?? throw new ReplicationException($"{peer} closed the connection instead of answering Attach");
             if (frame.Type == PeerFrameType.Error)
             {
@@ -250,7 +292,10 @@ public sealed partial class ReplicationService : IAsyncDisposable
                 throw new ReplicationException($"{peer} refused to replicate '{volume.Name}': {error.Code}: {error.Message}");
             }
             if (frame.Type != PeerFrameType.AttachAck) throw new ReplicationException($"{peer} answered Attach with {frame.Type}");
-            return new AttachedConnection(connection, PeerAttachAck.Read(frame.Payload));
+            var ack = PeerAttachAck.Read(frame.Payload);
+            if (ack.Diverged is not null && connection.ProtocolVersion < PeerProtocol.DivergedRegionsVersion)
+                throw new ReplicationException($"{peer} sent diverged regions on a version {connection.ProtocolVersion} connection");
+            return new AttachedConnection(connection, ack);
         }
         catch
         {
@@ -277,7 +322,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
     /// Target side of Attach: creates the replica volume if missing, or checks the one held; a
     /// previous session for the volume is stopped first, so frames of a dead link never land after new ones.
     /// </summary>
-    internal async Task<(PeerAttachAck Ack, VolumeLease? Lease)> AcceptAttachAsync(PeerAttach attach, string peer, ReplicaSession session)
+    internal async Task<(PeerAttachAck Ack, VolumeLease? Lease)> AcceptAttachAsync(PeerAttach attach, string peer, ReplicaSession session, int protocolVersion)
     {
         if (!VolumeName.IsValid(attach.Name)) throw new AttachRefused(PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a valid volume name");
         await WaitHandOverSettledAsync(attach.Name).ConfigureAwait(false);
@@ -327,7 +372,21 @@ public sealed partial class ReplicationService : IAsyncDisposable
             _sessions[attach.Name] = session;
         }
         if (previous is not null) await previous.StopAsync().ConfigureAwait(false);
-        return (new PeerAttachAck(flags, generations), Store.Open(attach.Name));
+        return (new PeerAttachAck(flags, generations, DivergedFor(attach.Name, peer, generations, protocolVersion)), Store.Open(attach.Name));
+    }
+
+    /// <summary>
+    /// What a split brain's loser tells its keeper on attach: the regions it wrote apart, until the keeper's copy
+    /// completes (the replica has no generation until then; a reconnect in the middle sends them again).
+    /// </summary>
+    private IReadOnlyList<DivergedRange>? DivergedFor(string volume, string peer, DataGenerations generations, int protocolVersion)
+    {
+        if (generations.Current != Guid.Empty || protocolVersion < PeerProtocol.DivergedRegionsVersion) return null;
+        var path = DivergedPath(volume, peer);
+        if (!File.Exists(path)) return null;
+        // A damaged file loads as all dirty: the keeper copies everything, never less than what was written here.
+        var bitmap = RegionBitmap.LoadOrAllDirty(path, Store.Get(volume).Size, Options.RegionSize);
+        return [.. bitmap.DirtyRanges(PeerProtocol.MaxDivergedRanges).Select(r => new DivergedRange((ulong)r.Offset, (ulong)r.Length))];
     }
 
     internal void SessionEnded(string volume, ReplicaSession session)
@@ -352,6 +411,8 @@ public sealed partial class ReplicationService : IAsyncDisposable
             file = file.With(generations);
             file.Write(StatePath(volume));
             _files[volume] = file;
+            // A generation means a complete copy from the primary: a split brain lost earlier is fully overwritten.
+            if (generations.Current != Guid.Empty) DeleteDivergedFiles(volume);
         }
     }
 

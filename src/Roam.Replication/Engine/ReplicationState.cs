@@ -11,9 +11,11 @@ public enum ReplicaMode { Sync, Async }
 
 /// <summary>
 /// A replica link's state. <see cref="Paused"/>: not connecting (after an aborted migration), its
-/// bitmap still tracking what the replica lacks, so a retry resumes.
+/// bitmap still tracking what the replica lacks, so a retry resumes. <see cref="Parted"/>: the link of
+/// a promoted replica to its old primary, never connecting, its bitmap tracking what was written here
+/// since the promotion (for a bitmap-based resolve of a split brain).
 /// </summary>
-public enum ReplicaState { Connecting, Syncing, InSync, OutOfSync, SplitBrain, Disconnected, Outdated, Paused }
+public enum ReplicaState { Connecting, Syncing, InSync, OutOfSync, SplitBrain, Disconnected, Outdated, Paused, Parted }
 
 /// <summary>One replica of a primary volume, as GetStatus reports it.</summary>
 public sealed record ReplicaStatus(string Peer, ReplicaMode Mode, ReplicaState State, long BytesOutOfSync, long BytesSent,
@@ -61,8 +63,12 @@ internal sealed record ReplicationFile(int Version, VolumeRole Role, Guid Curren
     public ReplicationFile With(DataGenerations generations) => this with { Current = generations.Current, History = [.. generations.History] };
 }
 
-/// <summary>A replica of a primary; <see cref="Paused"/>: not connected (an aborted migration), its bitmap still kept.</summary>
-internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false, long Bandwidth = 0);
+/// <summary>
+/// A replica of a primary; <see cref="Paused"/>: not connected (an aborted migration), its bitmap still kept;
+/// <see cref="Parted"/> and <see cref="MergeDiverged"/>: see <see cref="Source.PeerLink"/>.
+/// </summary>
+internal sealed record ReplicaRecord(string Peer, ReplicaMode Mode, Guid? SyncedGeneration, bool Paused = false, long Bandwidth = 0,
+    bool Parted = false, bool MergeDiverged = false);
 
 /// <summary>
 /// A hand-over in progress, written before HandOver is sent: until the destination is known to have been

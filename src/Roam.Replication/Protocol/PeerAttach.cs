@@ -33,21 +33,57 @@ public enum PeerAttachFlags : byte
     Created = 1 << 0,
     /// <summary>The volume is primary on the answering host (it was promoted).</summary>
     Primary = 1 << 1,
+    /// <summary>
+    /// Version 3: the replica lost a split brain to the attaching host and the payload ends with the regions
+    /// it wrote since the two parted (see <see cref="PeerAttachAck.Diverged"/>).
+    /// </summary>
+    Diverged = 1 << 2,
 }
 
-/// <summary>AttachAck (replica to primary): what the replica holds.</summary>
-public readonly record struct PeerAttachAck(PeerAttachFlags Flags, DataGenerations Generations)
+/// <summary>A byte range of a volume.</summary>
+public readonly record struct DivergedRange(ulong Offset, ulong Length);
+
+/// <summary>
+/// AttachAck (replica to primary): what the replica holds. <see cref="Diverged"/>, when not null (flag
+/// <see cref="PeerAttachFlags.Diverged"/>, version 3 and later): the replica lost a split brain to the
+/// attaching host, and these ranges cover every region it changed since the two parted; the attaching
+/// host resyncs them together with its own out-of-sync bitmap instead of the whole volume.
+/// </summary>
+public readonly record struct PeerAttachAck(PeerAttachFlags Flags, DataGenerations Generations, IReadOnlyList<DivergedRange>? Diverged = null)
 {
     /// <summary>Flags, current generation, history count.</summary>
     public const int FixedLength = sizeof(byte) + 16 + sizeof(byte);
+
+    /// <summary>The diverged section: range count (u32), then offset (u64) and length (u64) per range.</summary>
+    public const int DivergedRangeLength = 2 * sizeof(ulong);
+
+    public const int MaxLength = FixedLength + PeerProtocol.MaxGenerationsHistory * 16 + sizeof(uint) + PeerProtocol.MaxDivergedRanges * DivergedRangeLength;
 
     public static PeerAttachAck Read(in ReadOnlySequence<byte> payload)
     {
         var reader = new SequenceReader<byte>(payload);
         if (!reader.TryRead(out byte flags)) PayloadReader.Malformed(PeerFrameType.AttachAck, "payload is cut short");
         var generations = GenerationsCodec.Read(ref reader, PeerFrameType.AttachAck);
+        List<DivergedRange>? diverged = null;
+        if ((flags & (byte)PeerAttachFlags.Diverged) != 0)
+        {
+            uint count = PayloadReader.ReadUInt32(ref reader, PeerFrameType.AttachAck);
+            if (count > PeerProtocol.MaxDivergedRanges) PayloadReader.Malformed(PeerFrameType.AttachAck, $"{count} diverged ranges");
+            diverged = new List<DivergedRange>((int)count);
+            ulong end = 0;
+            for (uint i = 0; i < count; i++)
+            {
+                ulong offset = PayloadReader.ReadUInt64(ref reader, PeerFrameType.AttachAck);
+                ulong length = PayloadReader.ReadUInt64(ref reader, PeerFrameType.AttachAck);
+                // Ascending, apart and inside what a volume size (a long) can address.
+                if (length == 0 || offset < end || offset > long.MaxValue || length > long.MaxValue - offset)
+                    PayloadReader.Malformed(PeerFrameType.AttachAck, $"diverged range {i} ({offset}, {length}) is empty, out of order or out of range");
+                diverged.Add(new DivergedRange(offset, length));
+                end = offset + length;
+            }
+        }
         PayloadReader.ExpectEnd(ref reader, PeerFrameType.AttachAck);
-        return new PeerAttachAck((PeerAttachFlags)flags, generations);
+        return new PeerAttachAck((PeerAttachFlags)flags, generations, diverged);
     }
 }
 

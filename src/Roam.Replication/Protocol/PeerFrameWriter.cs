@@ -139,12 +139,29 @@ public static class PeerFrameWriter
 
     public static void WriteAttachAck(IBufferWriter<byte> output, ulong sequence, in PeerAttachAck ack)
     {
+        var diverged = ack.Diverged;
+        if (diverged is { Count: > PeerProtocol.MaxDivergedRanges })
+            throw new ArgumentOutOfRangeException(nameof(ack), $"an AttachAck carries at most {PeerProtocol.MaxDivergedRanges} diverged ranges");
         int length = sizeof(byte)                                       // flags
-                   + GenerationsCodec.Length(ack.Generations);          // generations
+                   + GenerationsCodec.Length(ack.Generations)           // generations
+                   + (diverged is null ? 0 : sizeof(uint)               // diverged range count
+                       + diverged.Count * PeerAttachAck.DivergedRangeLength);
         var frame = Begin(output, length);
         var payload = frame[PeerProtocol.HeaderSize..];
-        payload[0] = (byte)ack.Flags;
-        GenerationsCodec.Write(payload[1..], ack.Generations);
+        var flags = ack.Flags & ~PeerAttachFlags.Diverged;
+        payload[0] = (byte)(diverged is null ? flags : flags | PeerAttachFlags.Diverged);
+        int at = 1 + GenerationsCodec.Write(payload[1..], ack.Generations);
+        if (diverged is not null)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(payload[at..], (uint)diverged.Count);
+            at += sizeof(uint);
+            foreach (var range in diverged)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(payload[at..], range.Offset);
+                BinaryPrimitives.WriteUInt64BigEndian(payload[(at + 8)..], range.Length);
+                at += PeerAttachAck.DivergedRangeLength;
+            }
+        }
         Commit(output, frame, PeerFrameType.AttachAck, PeerFrameFlags.None, sequence);
     }
 

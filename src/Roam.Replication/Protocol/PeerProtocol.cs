@@ -34,7 +34,9 @@ namespace Roam.Replication.Protocol;
 ///   Error      sequence it answers, 0 for the connection (u64) | code (u32) | message length (u16) | message (UTF-8)
 ///   Heartbeat  (empty)
 ///   Attach     volume id (16) | size (u64) | generations | name length (u8) | volume name (UTF-8)
-///   AttachAck  flags (u8: 1 created, 2 primary here) | generations
+///   AttachAck  flags (u8: 1 created, 2 primary here, 4 diverged) | generations
+///              [with flag 4 (version 3): range count (u32) | ranges, each offset (u64) | length (u64), ascending:
+///              the regions a split brain's loser wrote since it parted from the attaching host]
 ///   Generations volume id (16) | generations
 ///   HandOver   volume id (16) | generations (the new primary's) | flags (u8: 1 keep the old primary as replica, 2 async link)
 ///              [version 3, optional: replica count (u8) | replicas], the old primary's other replicas, each:
@@ -65,6 +67,9 @@ public static class PeerProtocol
     /// <summary>The first version whose HandOver may carry the old primary's other replicas (see <see cref="PeerHandOver.Replicas"/>).</summary>
     public const ushort HandOverReplicasVersion = 3;
 
+    /// <summary>The first version whose primaries understand <see cref="PeerAttachFlags.Diverged"/> in AttachAck.</summary>
+    public const ushort DivergedRegionsVersion = 3;
+
     /// <summary>TLS ALPN name, so that no other TLS protocol can be confused with this one.</summary>
     public const string ApplicationProtocol = "roam-peer/1";
 
@@ -86,6 +91,12 @@ public static class PeerProtocol
 
     /// <summary>Generation history entries a frame may carry.</summary>
     public const int MaxGenerationsHistory = 32;
+
+    /// <summary>
+    /// Diverged ranges an AttachAck may carry (64 KiB of them): a loser's bitmap with more runs is sent
+    /// coarser (neighbouring runs merged), which only copies more, never less.
+    /// </summary>
+    public const int MaxDivergedRanges = 4096;
 
     /// <summary>Volume names in Attach: at most 255 bytes of UTF-8.</summary>
     public const int MaxVolumeNameLength = 255;
@@ -126,7 +137,7 @@ public static class PeerProtocol
         PeerFrameType.Error => length is >= PeerError.FixedLength and <= PeerError.FixedLength + MaxErrorMessageLength,
         PeerFrameType.Heartbeat => length == 0,
         PeerFrameType.Attach => length is >= PeerAttach.FixedLength + 1 and <= PeerAttach.FixedLength + MaxGenerationsHistory * 16 + MaxVolumeNameLength,
-        PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.FixedLength + MaxGenerationsHistory * 16,
+        PeerFrameType.AttachAck => length is >= PeerAttachAck.FixedLength and <= PeerAttachAck.MaxLength,
         PeerFrameType.Generations => length is >= PeerGenerations.FixedLength and <= PeerGenerations.FixedLength + MaxGenerationsHistory * 16,
         PeerFrameType.HandOver => length is >= PeerHandOver.FixedLength and <= PeerHandOver.FixedLength + MaxGenerationsHistory * 16 + PeerHandOver.MaxReplicasLength,
         PeerFrameType.Detach => length is >= PeerDetach.FixedLength + 1 and <= PeerDetach.FixedLength + MaxVolumeNameLength,

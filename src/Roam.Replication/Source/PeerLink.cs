@@ -62,6 +62,21 @@ internal sealed class PeerLink : IAsyncDisposable
 
     /// <summary>Not connecting (an aborted migration): writes only mark the bitmap, so a retry resumes.</summary>
     public bool Paused { get; set; }
+
+    /// <summary>
+    /// This host was promoted while <see cref="Peer"/>, its primary until then, was away: the link never connects
+    /// (the peer still takes itself for the primary), and its bitmap records every region written here since, so
+    /// a split brain with the peer resolves by copying both sides' diverged regions instead of the whole volume
+    /// (DRBD keeps a peer's bitmap while it is disconnected for the same reason). Persisted; `resolve` ends it.
+    /// </summary>
+    public bool Parted { get; set; }
+
+    /// <summary>
+    /// A split brain with the peer was resolved in this host's favour (persisted): the next attach of the peer,
+    /// demoted by its own resolve, brings the regions it wrote apart (AttachAck's diverged ranges), which are
+    /// added to this bitmap; a peer that brings none gets the whole volume.
+    /// </summary>
+    public bool MergeDiverged { get; set; }
     public RegionBitmap Bitmap { get; }
     public Guid? SyncedGeneration { get; set; }
     /// <summary>Paused wins over Connecting/Disconnected/OutOfSync (it says why nothing connects); split brain and outdated win over it.</summary>
@@ -69,6 +84,7 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         get
         {
+            if (Parted) return ReplicaState.Parted;
             var state = _state;
             return Paused && state is not (ReplicaState.SplitBrain or ReplicaState.Outdated) ? ReplicaState.Paused : state;
         }
@@ -121,17 +137,23 @@ internal sealed class PeerLink : IAsyncDisposable
     }
 
     /// <summary>
-    /// A split brain resolved in this host's favour: everything may differ on the replica (its own writes
-    /// were never tracked here), so the next attach copies the whole volume over it.
+    /// A split brain resolved in this host's favour: the peer's data is to be overwritten. This bitmap already
+    /// holds what this host wrote apart (and what the peer never acknowledged before the two parted); the
+    /// peer's own writes since are merged in when it attaches (<see cref="MergeDiverged"/>). Its generation says
+    /// nothing any more. False (nothing changed) when the link is attached and syncing already: the peer resolved
+    /// first and that attach took care of it. The caller persists the record and starts a parted link.
     /// </summary>
-    public void DiscardPeerData()
+    public bool KeepLocal()
     {
         lock (_gate)
         {
+            if (_session is { Live: true }) return false;
             _keepsLocal = true;
-            Bitmap.MarkAllDirty();
+            MergeDiverged = true;
+            Parted = false;
             SyncedGeneration = null;
             _state = ReplicaState.Disconnected;
+            return true;
         }
     }
 
@@ -213,6 +235,9 @@ internal sealed class PeerLink : IAsyncDisposable
                 ? $"out of sync by {dirty} bytes, paused (an aborted migration): not connecting; a new migration to {Peer} resumes it, or remove the replica"
                 : $"paused (an aborted migration): not connecting; a new migration to {Peer} resumes it, or remove the replica",
             ReplicaState.SplitBrain => $"split brain: this host and {Peer} both wrote apart; nothing syncs until it is resolved",
+            ReplicaState.Parted => $"this host was promoted while {Peer}, its primary until then, was away: not connecting; the {dirty} bytes "
+                + $"written here since are tracked, so a split brain with {Peer} resolves by copying only what either side wrote apart "
+                + $"(roam volume resolve, on both hosts); if {Peer} is gone for good, drop this with: roam volume unreplicate {_volume.Name} --from {Peer}",
             ReplicaState.Outdated => $"{Peer} holds newer data (it was promoted): this host is outdated; nothing syncs",
             ReplicaState.OutOfSync => $"out of sync by {dirty} bytes: {Peer} did not answer in time; reconnecting",
             _ => null,
@@ -394,6 +419,37 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         var local = _volume.Generations;
         var ack = attached.Ack;
+        if (ack.Diverged is { } diverged && (ack.Flags & PeerAttachFlags.Primary) == 0 && ack.Generations.Current == Guid.Empty)
+        {
+            // The peer lost a split brain to this host (its resolve demoted it) and says where it wrote since the two
+            // parted. Everywhere else its copy is what this bitmap's baseline says: the union of both is all that can
+            // differ (DRBD's bitmap exchange). That covers this side's writes apart, the writes in flight at the cut
+            // (never acknowledged, so still marked here) and what the peer lacked when it was promoted. An attach
+            // again before the copy ends brings the same ranges again: merged again, they are copied again (never less).
+            long before = Bitmap.DirtyBytes;
+            foreach (var range in diverged) Bitmap.MarkDirty((long)range.Offset, (long)range.Length);   // the reader bounds both by long.MaxValue
+            SyncedGeneration = null;
+            MergeDiverged = false;
+            _keepsLocal = true;
+            _volume.SaveResolved(this);   // the merged bits are durable before the flag that asked for them goes
+            Log.SyncDecided(_logger, _volume.Name, Peer, $"the peer lost a split brain to this host: resync the union of both sides' "
+                + $"diverged regions ({before} bytes out of sync here, {Bitmap.DirtyBytes} with its {diverged.Count} ranges), not the whole volume");
+            return true;
+        }
+        if ((MergeDiverged || _state is ReplicaState.SplitBrain or ReplicaState.Outdated) && (ack.Flags & PeerAttachFlags.Primary) == 0)
+        {
+            // The peer stepped down from a split brain (resolved here, or last seen as a rival primary and demoted by
+            // its own resolve since) but brought no record of what it wrote apart: a version 2 peer, a lost or never
+            // kept bitmap (it was a plain primary or a replica when it lost, or its writes did not drain). Never less
+            // than the union: the whole volume.
+            Bitmap.MarkAllDirty();
+            SyncedGeneration = null;
+            MergeDiverged = false;
+            _volume.SaveResolved(this);
+            Log.SyncDecided(_logger, _volume.Name, Peer, $"the peer lost a split brain to this host but sent no record of the regions it wrote apart "
+                + $"(protocol v{attached.Connection.ProtocolVersion}; an older version, or it kept none): full sync");
+            return true;
+        }
         if ((ack.Flags & PeerAttachFlags.Created) != 0)
         {
             Bitmap.MarkAllDirty();
@@ -437,7 +493,7 @@ internal sealed class PeerLink : IAsyncDisposable
                 Log.SyncDecided(_logger, _volume.Name, Peer, "the peer's data is newer (it was promoted): this host is outdated, nothing syncs; writes refused here");
                 // A write here now would turn an outdated copy into a split brain: refuse them (DRBD's fencing of an
                 // outdated node) until `resolve` says which side is kept.
-                if (_keepsLocal) return false;
+                if (_keepsLocal || MergeDiverged) return false;
                 _fenced = true;
                 _volume.Gate.Close($"volume '{_volume.Name}': {Peer} holds newer data (it was promoted while this host was away), so this copy is "
                     + $"outdated and read-only; keep {Peer}'s data with, on both hosts: roam volume resolve {_volume.Name} --keep {Peer} "

@@ -62,11 +62,16 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         foreach (var peer in file.Peers)
         {
             var bitmap = RegionBitmap.LoadOrAllDirty(service.BitmapPath(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
-            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) { Paused = peer.Paused, Bandwidth = peer.Bandwidth });
+            volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) {
+                Paused = peer.Paused,
+                Bandwidth = peer.Bandwidth,
+                Parted = peer.Parted,
+                MergeDiverged = peer.MergeDiverged,
+            });
         }
         if (volume.HotAtCrash.Count > 0)
         {
-            // A crash: the extents that were hot may hold writes no replica got.
+            // A crash: the extents that were hot may hold writes no replica got (nor a parted link recorded).
             foreach (var link in volume._links)
                 foreach (var (offset, length) in volume.HotAtCrash)
                     link.Bitmap.MarkDirty(offset, Math.Min(length, volume.Size - offset));
@@ -83,7 +88,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _linksStarted, 1) != 0) return;
         foreach (var link in Links)
-            if (!link.Paused) link.Start(null);
+            if (!link.Paused && !link.Parted) link.Start(null);
     }
 
     /// <summary>Why a hand-over in doubt keeps this volume read-only, as the last attempt to settle it found.</summary>
@@ -97,14 +102,30 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     /// <summary>Changes admission: frozen and closed by a hand-over.</summary>
     public WriteGate Gate { get; } = new();
 
-    /// <summary>Persists a replica's mode and paused flag (the link applies them itself).</summary>
+    /// <summary>Persists a replica's mode, flags and synced generation (the link applies them itself).</summary>
     public void SaveRecord(PeerLink link)
     {
         lock (_gate)
         {
-            _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { Mode = link.Mode, Paused = link.Paused, Bandwidth = link.Bandwidth } : p)] };
+            _file = _file with
+            {
+                Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer
+                    ? p with
+                    {
+                        Mode = link.Mode, Paused = link.Paused, Bandwidth = link.Bandwidth, SyncedGeneration = link.SyncedGeneration,
+                        Parted = link.Parted, MergeDiverged = link.MergeDiverged,
+                    }
+                    : p)],
+            };
             _file.Write(_service.StatePath(Name));
         }
+    }
+
+    /// <summary>A split brain's resolution changed the link's bitmap and record: the bitmap is saved first, so a crash never keeps the record without the bits.</summary>
+    public void SaveResolved(PeerLink link)
+    {
+        link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+        SaveRecord(link);
     }
 
     public Task<AttachedConnection> ConnectAsync(string peer, CancellationToken ct) => _service.AttachAsync(this, peer, ct);

@@ -54,7 +54,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             PeerAttachAck ack;
             try
             {
-                (ack, lease) = await service.AcceptAttachAsync(attach, connection.PeerName, this).ConfigureAwait(false);
+                (ack, lease) = await service.AcceptAttachAsync(attach, connection.PeerName, this, connection.ProtocolVersion).ConfigureAwait(false);
             }
             catch (AttachRefused ex)
             {

@@ -82,6 +82,7 @@ internal static class ReplicaStates
     public const string Disconnected = "Disconnected";
     public const string Outdated = "Outdated";
     public const string Paused = "Paused";
+    public const string Parted = "Parted";
 }
 
 internal static class VolumeRoles
