@@ -9,24 +9,8 @@ namespace Roam.Replication.Tests;
 /// gamma must end up a replica of beta, caught up with what it lacks (never a full copy).
 /// </summary>
 [Collection(ReplicationCollection.Name)]
-public sealed class ReplicaHandOffTests : IAsyncLifetime
+public sealed class ReplicaHandOffTests : ThreeHostsTest
 {
-    private const string Vol = "disk";
-    private const long MiB = 1024 * 1024;
-    private ReplNode Alpha = null!, Beta = null!, Gamma = null!;
-
-    public async Task InitializeAsync() => (Alpha, Beta, Gamma) = await ReplNode.MeshAsync(ReplNode.TestOptions, "alpha", "beta", "gamma") switch
-    {
-        var n => (n[0], n[1], n[2]),
-    };
-
-    public async Task DisposeAsync()
-    {
-        await Alpha.DisposeAsync();
-        await Beta.DisposeAsync();
-        await Gamma.DisposeAsync();
-    }
-
     private static byte[] Random(int length, int seed)
     {
         var data = new byte[length];

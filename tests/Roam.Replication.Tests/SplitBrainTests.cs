@@ -271,24 +271,8 @@ public sealed class BitmapResolveTests : ReplicationTestBase
 
 /// <summary>A promoted volume migrated on: its parted link stays behind (it is no replica to hand over).</summary>
 [Collection(ReplicationCollection.Name)]
-public sealed class PartedLinkMigrationTests : IAsyncLifetime
+public sealed class PartedLinkMigrationTests : ThreeHostsTest
 {
-    private const string Vol = "disk";
-    private const long MiB = 1024 * 1024;
-    private ReplNode Alpha = null!, Beta = null!, Gamma = null!;
-
-    public async Task InitializeAsync() => (Alpha, Beta, Gamma) = await ReplNode.MeshAsync(ReplNode.TestOptions, "alpha", "beta", "gamma") switch
-    {
-        var n => (n[0], n[1], n[2]),
-    };
-
-    public async Task DisposeAsync()
-    {
-        await Alpha.DisposeAsync();
-        await Beta.DisposeAsync();
-        await Gamma.DisposeAsync();
-    }
-
     [Fact]
     public async Task A_promoted_volume_migrated_on_does_not_hand_its_parted_link_to_the_new_primary()
     {
