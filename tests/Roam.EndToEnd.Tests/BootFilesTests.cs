@@ -71,5 +71,14 @@ public sealed class BootFilesTests : IDisposable
         Assert.Empty(Directory.Exists(receiver.Directory) ? Directory.GetFiles(receiver.Directory) : []);
     }
 
+    [Fact]
+    public void A_named_path_that_is_no_file_of_the_offered_size_is_not_read()
+    {
+        // A peer names the path: /dev/zero would keep this host hashing forever, were it read.
+        var files = new BootFiles(Path.Combine(_dir.Path, "b"));
+        Assert.Null(files.FindLocal(new BootFileOffer("/dev/zero", 0, new string('a', 64))));
+        Assert.Null(files.FindLocal(new BootFileOffer("/dev/zero", 4096, new string('a', 64))));
+    }
+
     public void Dispose() => _dir.Dispose();
 }

@@ -43,7 +43,10 @@ internal sealed class BootFiles(string dataDir)
     public string? FindLocal(BootFileOffer offer)
     {
         if (!IsSha256(offer.Sha256)) return null;
-        if (!IgnoreSamePath && File.Exists(offer.Path))
+        // Only a regular file of the offered size is hashed: the path comes from a peer (trusted, but a /dev/zero or a
+        // huge file must not keep this host hashing).
+        var same = new FileInfo(offer.Path);
+        if (!IgnoreSamePath && offer.Size > 0 && same.Exists && same.Length == offer.Size && !same.Attributes.HasFlag(FileAttributes.Device))
         {
             try
             {
@@ -71,7 +74,7 @@ internal sealed class BootFiles(string dataDir)
     /// </summary>
     public async Task<string> ReceiveAsync(BootFileOffer offer, PipeReader input, CancellationToken cancellationToken)
     {
-        if (!IsSha256(offer.Sha256) || offer.Size is < 0 or > MaxSize) throw new InvalidDataException($"not a boot file: {offer.Size} bytes, SHA-256 '{offer.Sha256}'");
+        if (!IsSha256(offer.Sha256) || offer.Size is < 1 or > MaxSize) throw new InvalidDataException($"not a boot file: {offer.Size} bytes, SHA-256 '{offer.Sha256}'");
         System.IO.Directory.CreateDirectory(Directory);
         var path = Path.Combine(Directory, offer.Sha256);
         var temp = path + "." + Guid.NewGuid().ToString("N") + ".part";

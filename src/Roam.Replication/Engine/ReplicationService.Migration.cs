@@ -311,7 +311,9 @@ public sealed partial class ReplicationService
         var handedOff = new List<PeerHandOverReplica>();
         foreach (var other in others.Take(PeerProtocol.MaxHandOverReplicas))
         {
-            var ranges = other.Bitmap.DirtyRanges(PeerProtocol.MaxHandOverExtents);
+            // A replica in the middle of a split brain's resolve lacks more than this bitmap says (its own writes apart,
+            // which this host may not have merged yet): the new primary copies all of it over.
+            var ranges = other.IsSettlingSplit ? [(0L, primary.Size)] : other.Bitmap.DirtyRanges(PeerProtocol.MaxHandOverExtents);
             var flags = (other.Mode == ReplicaMode.Async ? PeerHandOverReplicaFlags.Async : 0) | (other.Paused ? PeerHandOverReplicaFlags.Paused : 0);
             handedOff.Add(new PeerHandOverReplica(other.Peer, flags, other.Bandwidth, other.SyncedGeneration,
                 ranges.ConvertAll(r => new PeerExtent((ulong)r.Offset, (ulong)r.Length))));

@@ -88,8 +88,30 @@ public sealed partial class ReplicationService : IAsyncDisposable
 
     private void DeleteDivergedFiles(string volume, string? except = null)
     {
-        foreach (var path in Directory.EnumerateFiles(_dir, volume + ".*.diverged"))
+        foreach (var path in DivergedFiles(volume))
             if (except is null || path != except) TryDelete(path);
+    }
+
+    /// <summary>This volume's diverged files, one per keeper (a trusted peer: names may hold dots, so no wildcard).</summary>
+    private IEnumerable<string> DivergedFiles(string volume) =>
+        _trust.List().Select(p => DivergedPath(volume, p.Name)).Where(File.Exists);
+
+    /// <summary>
+    /// The regions this host wrote apart in split brains it lost and whose keeper has not overwritten them yet, from
+    /// any keeper (they are relative to the split, so they hold for whichever descendant primary attaches: the keeper
+    /// may have migrated the volume on meanwhile), or null when there are none.
+    /// </summary>
+    private RegionBitmap? LoadDiverged(string volume)
+    {
+        RegionBitmap? union = null;
+        foreach (var path in DivergedFiles(volume))
+        {
+            // A damaged file loads as all dirty: never less than what was written here.
+            var bitmap = RegionBitmap.LoadOrAllDirty(path, Store.Get(volume).Size, Options.RegionSize);
+            if (union is null) union = bitmap;
+            else foreach (var (offset, length) in bitmap.DirtyRanges(int.MaxValue)) union.MarkDirty(offset, length);
+        }
+        return union;
     }
 
     /// <summary>Loads the replication state, opens replicated primaries (replaying their activity logs) and listens for peers.</summary>
@@ -246,12 +268,10 @@ public sealed partial class ReplicationService : IAsyncDisposable
                 // wrote apart. What this copy lacked when it was promoted (a resync under way, frames never acknowledged)
                 // is in the old primary's bitmap for this host, which the resolve adds on its side.
                 var parted = new RegionBitmap(Store.Get(volume).Size, Options.RegionSize);
-                var diverged = DivergedPath(volume, oldPrimary);
-                if (File.Exists(diverged))
+                if (LoadDiverged(volume) is { } earlier)
                 {
-                    // This copy lost an earlier split brain to the same host and was not fully overwritten yet: what it
-                    // wrote then is still its own, and goes on being tracked as written apart.
-                    var earlier = RegionBitmap.LoadOrAllDirty(diverged, parted.VolumeSize, Options.RegionSize);
+                    // This copy lost an earlier split brain (to this host or to one its volume came from) and was not fully
+                    // overwritten yet: what it wrote then is still its own, and goes on being tracked as written apart.
                     foreach (var (offset, length) in earlier.DirtyRanges(int.MaxValue)) parted.MarkDirty(offset, length);
                 }
                 parted.Save(BitmapPath(volume, oldPrimary));
@@ -372,20 +392,17 @@ public sealed partial class ReplicationService : IAsyncDisposable
             _sessions[attach.Name] = session;
         }
         if (previous is not null) await previous.StopAsync().ConfigureAwait(false);
-        return (new PeerAttachAck(flags, generations, DivergedFor(attach.Name, peer, generations, protocolVersion)), Store.Open(attach.Name));
+        return (new PeerAttachAck(flags, generations, DivergedFor(attach.Name, generations, protocolVersion)), Store.Open(attach.Name));
     }
 
     /// <summary>
     /// What a split brain's loser tells its keeper on attach: the regions it wrote apart, until the keeper's copy
     /// completes (the replica has no generation until then; a reconnect in the middle sends them again).
     /// </summary>
-    private IReadOnlyList<DivergedRange>? DivergedFor(string volume, string peer, DataGenerations generations, int protocolVersion)
+    private IReadOnlyList<DivergedRange>? DivergedFor(string volume, DataGenerations generations, int protocolVersion)
     {
         if (generations.Current != Guid.Empty || protocolVersion < PeerProtocol.DivergedRegionsVersion) return null;
-        var path = DivergedPath(volume, peer);
-        if (!File.Exists(path)) return null;
-        // A damaged file loads as all dirty: the keeper copies everything, never less than what was written here.
-        var bitmap = RegionBitmap.LoadOrAllDirty(path, Store.Get(volume).Size, Options.RegionSize);
+        if (LoadDiverged(volume) is not { } bitmap) return null;
         return [.. bitmap.DirtyRanges(PeerProtocol.MaxDivergedRanges).Select(r => new DivergedRange((ulong)r.Offset, (ulong)r.Length))];
     }
 

@@ -77,6 +77,10 @@ internal sealed class PeerLink : IAsyncDisposable
     /// added to this bitmap; a peer that brings none gets the whole volume.
     /// </summary>
     public bool MergeDiverged { get; set; }
+
+    /// <summary>Between a split brain (or an outdated peer) and the end of its resolve's copy: the bitmap alone does not
+    /// say what the peer lacks (its own writes apart are not in it).</summary>
+    public bool IsSettlingSplit => MergeDiverged || _keepsLocal || _state is ReplicaState.SplitBrain or ReplicaState.Outdated;
     public RegionBitmap Bitmap { get; }
     public Guid? SyncedGeneration { get; set; }
     /// <summary>Paused wins over Connecting/Disconnected/OutOfSync (it says why nothing connects); split brain and outdated win over it.</summary>
@@ -176,9 +180,14 @@ internal sealed class PeerLink : IAsyncDisposable
     public void Halt()
     {
         _halted = true;
+        // A decision under way (it may add to the bitmap) ends first, so the bitmap a hand-over takes next is complete;
+        // none starts after (the loop looks at _halted under the same lock).
+        lock (_deciding) { }
         _stopping.Cancel();
         Drop();
     }
+
+    private readonly Lock _deciding = new();
 
     /// <summary>Halted for a hand-over that has not been settled yet.</summary>
     public bool Halted => _halted;
@@ -386,7 +395,9 @@ internal sealed class PeerLink : IAsyncDisposable
                     if (_state is not (ReplicaState.OutOfSync or ReplicaState.SplitBrain or ReplicaState.Outdated)) _state = ReplicaState.Connecting;
                     attached = await _volume.ConnectAsync(Peer, ct).ConfigureAwait(false);
                 }
-                if (!Decide(attached))
+                bool decided;
+                lock (_deciding) decided = !_halted && Decide(attached);
+                if (!decided)
                 {
                     await attached.Connection.DisposeAsync().ConfigureAwait(false);
                     await Task.Delay(_options.ReconnectMaxDelay, ct).ConfigureAwait(false);
@@ -436,7 +447,10 @@ internal sealed class PeerLink : IAsyncDisposable
                 + $"diverged regions ({before} bytes out of sync here, {Bitmap.DirtyBytes} with its {diverged.Count} ranges), not the whole volume");
             return true;
         }
-        if ((MergeDiverged || _state is ReplicaState.SplitBrain or ReplicaState.Outdated) && (ack.Flags & PeerAttachFlags.Primary) == 0)
+        // Only a peer with no generation stepped down by a resolve: one that holds a generation is some other primary's
+        // replica now (the rival migrated its volume on), and the generations below decide (nothing syncs into it).
+        if ((MergeDiverged || _state is ReplicaState.SplitBrain or ReplicaState.Outdated) && (ack.Flags & PeerAttachFlags.Primary) == 0
+            && ack.Generations.Current == Guid.Empty)
         {
             // The peer stepped down from a split brain (resolved here, or last seen as a rival primary and demoted by
             // its own resolve since) but brought no record of what it wrote apart: a version 2 peer, a lost or never
@@ -733,7 +747,9 @@ internal sealed class PeerLink : IAsyncDisposable
                 if (!covered)
                 {
                     // A hole (asked under the region's lock, so no write can land meanwhile) is not read at all: most
-                    // of a VM's disk is holes, and reading them costs a zero-filled copy and a scan per region.
+                    // of a VM's disk is holes, and reading them costs a zero-filled copy and a scan per region. This
+                    // trusts SEEK_DATA to see data still in the page cache, as ext4, XFS, btrfs and tmpfs do (and as
+                    // the NBD export's block status, which nbdcopy and qemu-img rely on, already does).
                     var extents = await _volume.Local.GetExtentsAsync(offset, length, ct).ConfigureAwait(false);
                     bool hole = extents.Count == 1 && extents[0].IsZero;
                     if (!hole) await _volume.Local.ReadAsync(offset, buffer.AsMemory(0, length), ct).ConfigureAwait(false);
