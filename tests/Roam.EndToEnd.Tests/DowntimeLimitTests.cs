@@ -17,11 +17,11 @@ public sealed class DowntimeLimitTests
     public void The_default_starts_low_and_rises_step_by_step_while_passes_do_not_converge()
     {
         var limit = new DowntimeLimit(null);
-        Assert.Equal(100, limit.Initial);
+        Assert.Equal(200, limit.Initial);
         var seen = new List<long>();
         for (long passes = 0; passes < 40; passes++)
             if (limit.After(passes) is { } raised) seen.Add(raised);
-        Assert.Equal([200L, 300, 500, 1000, 2000], seen);
+        Assert.Equal([300L, 500, 1000, 2000], seen);
     }
 
     [Fact]
@@ -29,8 +29,8 @@ public sealed class DowntimeLimitTests
     {
         var limit = new DowntimeLimit(null);
         Assert.Null(limit.After(1));
-        Assert.Equal(500, limit.After(12));
+        Assert.Equal(1000, limit.After(12));
         Assert.Null(limit.After(12));
-        Assert.Equal(1000, limit.After(14));
+        Assert.Equal(2000, limit.After(14));
     }
 }

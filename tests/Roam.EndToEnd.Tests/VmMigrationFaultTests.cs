@@ -200,6 +200,51 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
     }
 
     [RequiresToolsFact("qemu-system-x86_64")]
+    public async Task Kill9_of_the_destination_roamd_in_the_memory_phase_leaves_the_vm_running_on_the_source_and_a_retry_succeeds()
+    {
+        var total = Stopwatch.StartNew();
+        await StartVmOnAAsync("64M", waitForGuest: true);
+
+        var migrating = await MigrateIntoTheMemoryPhaseAsync();
+        Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
+        int incoming = (await VmAsync(B)).GetProperty("pid").GetInt32();
+        Log.WriteLine($"killing beta's roamd (its incoming QEMU is pid {incoming}) at {(await VmAsync(A)).GetProperty("migration")}");
+        await KillAsync(B);
+
+        // The memory stream ran through beta's roamd: QEMU's migration fails before any hand-over, and the VM goes on here.
+        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(90));
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        Assert.Equal("failed", (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString());
+        await AssertStillRunningOnAAsync("with beta's roamd killed in the memory phase");
+
+        // beta comes back: its half-arrived VM is gone (the QEMU that lost its stream ends, or is ended by the restart).
+        await RestartBAsync();
+        await WaitForAsync(() => Task.FromResult(!IsAlive(incoming)), TimeSpan.FromSeconds(30), $"beta's incoming QEMU (pid {incoming}) to end");
+        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+
+        var again = Stopwatch.StartNew();
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        Log.WriteLine($"the retry took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        Assert.Equal("running", (await VmAsync(B)).GetProperty("state").GetString());
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+        Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
+    }
+
+    /// <summary>The process runs (a zombie left to its new parent does not count).</summary>
+    private static bool IsAlive(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/stat").Split(')')[^1].TrimStart()[0] != 'Z'; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    [RequiresToolsFact("qemu-system-x86_64")]
     public async Task A_link_cut_in_the_memory_phase_fails_the_migration_the_vm_goes_on_at_the_source_and_a_later_migration_succeeds()
     {
         var total = Stopwatch.StartNew();

@@ -61,7 +61,9 @@ internal sealed class Migration(string volume, string peer, PeerLink link, bool 
                     ? $"split brain with {Peer}: both sides wrote apart; resolve it first"
                     : $"{Peer} holds newer data (it was promoted): this host is outdated";
             }
-            else if (Link.IsCaughtUp) phase = MigrationPhase.InSync;
+            // Converged: nothing left to copy, every write mirrored; a write still awaiting its acknowledgement does not
+            // make it "copying" again (the hand-over waits for those with writes stopped).
+            else if (Link.IsInSyncBarInFlight) phase = MigrationPhase.InSync;
             else if (st.State == ReplicaState.Syncing || done > 0) phase = MigrationPhase.Copying;
             else phase = MigrationPhase.Preparing;
         }

@@ -109,9 +109,7 @@ public sealed partial class ReplicationService
     }
 
     /// <summary>Waits until the destination holds every write made so far (and every new write is mirrored synchronously).</summary>
-    public Task WaitInSyncAsync(string volume, CancellationToken cancellationToken = default) => WaitInSyncAsync(volume, cancellationToken, pollOnce: false);
-
-    private async Task WaitInSyncAsync(string volume, CancellationToken cancellationToken, bool pollOnce)
+    public async Task WaitInSyncAsync(string volume, CancellationToken cancellationToken = default)
     {
         while (true)
         {
@@ -125,7 +123,6 @@ public sealed partial class ReplicationService
                     throw new ReplicationException($"migration of '{volume}' failed: {status.Error}");
             }
             await Task.Delay(10, cancellationToken).ConfigureAwait(false);
-            if (pollOnce) return;
         }
     }
 
@@ -163,9 +160,9 @@ public sealed partial class ReplicationService
             }
             migration.Phase = MigrationPhase.Copying;
             migration.Error = null;
-            // Writes mirrored asynchronously (a VM's memory phase) may still be in flight: the catch-up below waits
-            // for them once writes are stopped, so they do not hold the hand-over back here (it runs in a VM's pause).
-            while (!migration.Link.IsInSyncBarInFlight) await WaitInSyncAsync(volume, cancellationToken, pollOnce: true).ConfigureAwait(false);
+            // Writes still in flight (asynchronous mirroring in a VM's memory phase) do not hold the hand-over back here
+            // (it runs in a VM's pause): the catch-up below waits for them once writes are stopped.
+            await WaitInSyncAsync(volume, cancellationToken).ConfigureAwait(false);
             return await HandOverCoreAsync(migration, primary, keepReplica, promoted, called).ConfigureAwait(false);
         }
         finally { _admin.Release(); }

@@ -221,7 +221,7 @@ internal sealed class VmMigrateCommand : Command
     private readonly Argument<string> _name = VmCommand.NameArgument();
     private readonly Option<string> _to = new("--to") { Description = "The trusted peer host to move the VM to (see: roam host list)", HelpName = "HOST", Required = true };
     private readonly Option<string?> _bandwidth = new("--bandwidth") { Description = "Memory copy bandwidth limit, bytes per second (like 100M)", HelpName = "RATE" };
-    private readonly Option<long?> _downtime = new("--downtime-limit") { Description = "Largest acceptable pause at switch-over, in ms (default: 100, raised step by step while the memory does not converge)", HelpName = "MS" };
+    private readonly Option<long?> _downtime = new("--downtime-limit") { Description = "Largest acceptable pause at switch-over, in ms (default: 200, raised step by step while the memory does not converge)", HelpName = "MS" };
 
     public VmMigrateCommand(CliEnvironment environment)
         : base("migrate", "Live-migrate a running VM to a trusted peer: its disk (mirrored), then its memory through roamd's authenticated peer channel")
