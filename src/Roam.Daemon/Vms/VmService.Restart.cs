@@ -100,6 +100,15 @@ internal sealed partial class VmService
             qemu = await QemuProcess.AttachAsync(identity, record.QmpSocket,
                 new QemuProcessOptions { Logger = logger, LogPath = record.LogPath, StartTimeout = AttachTimeout }).ConfigureAwait(false);
         }
+        catch (QemuExitedException ex) when (record.Incoming && replication.GetStatus(volume).Role == VolumeRole.Replica)
+        {
+            // A destination QEMU that ended (its stream broke with the old roamd) before the disk was handed over here:
+            // the VM never ran on this host and still runs at the source. Forgotten, so that a later migration may come.
+            Log.VmIncomingDropped(logger, name, identity?.Pid ?? record.Pid);
+            Log.VmDiedWhileAway(logger, name, identity?.Pid ?? record.Pid, JobManager.OneLine(ex.Exit.StderrTail));
+            Forget(vm);
+            return true;
+        }
         catch (QemuExitedException ex)
         {
             lock (_lock)
