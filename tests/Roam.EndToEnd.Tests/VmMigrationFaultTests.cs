@@ -77,6 +77,37 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         verify.ShouldSucceed("workload --verify");
     }
 
+    /// <summary>The migration command fails with a one-line reason (no stack trace) and alpha records it as failed.</summary>
+    private async Task<CliResult> AssertMigrationFailsAsync(Task<CliResult> migrating, TimeSpan timeout)
+    {
+        var failed = await migrating.WaitAsync(timeout);
+        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
+        Assert.NotEqual(0, failed.ExitCode);
+        Assert.StartsWith("roam: ", failed.Stderr);
+        Assert.DoesNotContain("   at ", failed.Stderr);
+        var migration = (await VmAsync(A)).GetProperty("migration");
+        Assert.Equal("failed", migration.GetProperty("phase").GetString());
+        Log.WriteLine($"alpha's view: {migration}");
+        return failed;
+    }
+
+    /// <summary>A later `roam vm migrate vm --to beta` succeeds: the guest goes on at beta, alpha forgets the VM, the disk verifies on beta.</summary>
+    private async Task AssertALaterMigrationSucceedsAsync(string what)
+    {
+        var again = Stopwatch.StartNew();
+        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
+        Log.WriteLine($"{what} took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
+        var lastOnA = LastHeartbeat(SerialA)!.Value;
+        var arrived = await VmAsync(B);
+        Assert.True(arrived.GetProperty("state").GetString() == "running", $"beta: {arrived}");
+        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
+        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
+        Assert.True(onB.Records >= lastOnA.Records);
+        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
+        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
+        await VerifyVolumeAsync(FileB, "beta");
+    }
+
     private static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
@@ -138,27 +169,12 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.Equal("primary", (await ReplicationOf(A)).GetProperty("role").GetString());
         await AssertGuestWritesOnAAsync("while the migration waits for beta");
-        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
-        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
-        Assert.NotEqual(0, failed.ExitCode);
+        var failed = await AssertMigrationFailsAsync(migrating, TimeSpan.FromSeconds(60));
         Assert.Contains("lost the destination beta", failed.Stderr);
-        Assert.StartsWith("roam: ", failed.Stderr);
-        Assert.DoesNotContain("   at ", failed.Stderr);
-        Assert.Equal("failed", (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString());
         await AssertStillRunningOnAAsync("with beta's roamd killed");
 
         await RestartBAsync();
-        var again = Stopwatch.StartNew();
-        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
-        Log.WriteLine($"the retry took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
-
-        var lastOnA = LastHeartbeat(SerialA)!.Value;
-        Assert.Equal("running", (await VmAsync(B)).GetProperty("state").GetString());
-        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
-        Assert.True(onB.Records >= lastOnA.Records);
-        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
-        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
-        await VerifyVolumeAsync(FileB, "beta");
+        await AssertALaterMigrationSucceedsAsync("the retry");
         using (var file = File.OpenHandle(FileB))
         {
             var onBeta = new byte[64 * MiB];
@@ -182,15 +198,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         Log.WriteLine($"killing beta's QEMU (pid {pid}) at {(await VmAsync(A)).GetProperty("migration")}");
         RoamdProcess.Signal(pid, RoamdProcess.SigKill);
 
-        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
-        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
-        Assert.NotEqual(0, failed.ExitCode);
-        Assert.StartsWith("roam: ", failed.Stderr);
-        Assert.DoesNotContain("   at ", failed.Stderr);
-        var migration = (await VmAsync(A)).GetProperty("migration");
-        Assert.Equal("failed", migration.GetProperty("phase").GetString());
-        Log.WriteLine($"alpha's view: {migration}");
-
+        await AssertMigrationFailsAsync(migrating, TimeSpan.FromSeconds(60));
         await AssertStillRunningOnAAsync("after beta's QEMU was killed");
         await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
 
@@ -212,12 +220,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await KillAsync(B);
 
         // The memory stream ran through beta's roamd: QEMU's migration fails before any hand-over, and the VM goes on here.
-        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(90));
-        Log.WriteLine($"the migration failed (exit {failed.ExitCode}): {failed.Stderr.Trim()}");
-        Assert.NotEqual(0, failed.ExitCode);
-        Assert.StartsWith("roam: ", failed.Stderr);
-        Assert.DoesNotContain("   at ", failed.Stderr);
-        Assert.Equal("failed", (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString());
+        await AssertMigrationFailsAsync(migrating, TimeSpan.FromSeconds(90));
         await AssertStillRunningOnAAsync("with beta's roamd killed in the memory phase");
 
         // beta comes back: its half-arrived VM is gone (the QEMU that lost its stream ends, or is ended by the restart).
@@ -225,15 +228,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await WaitForAsync(() => Task.FromResult(!IsAlive(incoming)), TimeSpan.FromSeconds(30), $"beta's incoming QEMU (pid {incoming}) to end");
         await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
 
-        var again = Stopwatch.StartNew();
-        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
-        Log.WriteLine($"the retry took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
-        var lastOnA = LastHeartbeat(SerialA)!.Value;
-        Assert.Equal("running", (await VmAsync(B)).GetProperty("state").GetString());
-        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
-        Assert.True(onB.Records >= lastOnA.Records);
-        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
-        await VerifyVolumeAsync(FileB, "beta");
+        await AssertALaterMigrationSucceedsAsync("the retry");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
@@ -259,15 +254,10 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         Log.WriteLine($"cutting both links at {(await VmAsync(A)).GetProperty("migration")}");
         CutBoth();
 
-        var failed = await migrating.WaitAsync(TimeSpan.FromSeconds(60));
-        Log.WriteLine($"the migration failed (exit {failed.ExitCode}) {total.Elapsed.TotalSeconds:0.0} s in: {failed.Stderr.Trim()}");
+        var failed = await AssertMigrationFailsAsync(migrating, TimeSpan.FromSeconds(60));
         Assert.Equal(1, failed.ExitCode);
-        Assert.StartsWith("roam: ", failed.Stderr);
-        Assert.DoesNotContain("   at ", failed.Stderr);
         Assert.Contains("the link to beta broke during the memory copy", failed.Stderr);
         Assert.Contains("the VM keeps running here", failed.Stderr);
-        var migration = (await VmAsync(A)).GetProperty("migration");
-        Assert.Equal("failed", migration.GetProperty("phase").GetString());
 
         // The source: still the primary, the guest runs and writes there, with the link still down.
         await AssertStillRunningOnAAsync("with the link cut");
@@ -279,18 +269,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
 
         // Link back: a later migration succeeds, and the disk verifies on the destination.
         RestoreBoth();
-        var again = Stopwatch.StartNew();
-        var result = (await Roam(A, "vm", "migrate", "vm", "--to", "beta")).ShouldSucceed();
-        Log.WriteLine($"the later migration took {again.Elapsed.TotalSeconds:0.0} s: {result.Stdout.Trim()}");
-        var lastOnA = LastHeartbeat(SerialA)!.Value;
-        var arrived = await VmAsync(B);
-        Assert.True(arrived.GetProperty("state").GetString() == "running", $"beta: {arrived}");
-        Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
-        var onB = await WaitHeartbeatsAsync(SerialB, hb => hb.Seq > lastOnA.Seq + 20, TimeSpan.FromSeconds(90), "heartbeats on beta");
-        Assert.True(onB.Records >= lastOnA.Records);
-        (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM");
-        (await Roam(B, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
-        await VerifyVolumeAsync(FileB, "beta");
+        await AssertALaterMigrationSucceedsAsync("the later migration");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
