@@ -14,7 +14,8 @@
 #   7. the VM stops; every record on the final volume is checked (workload --verify)
 #
 # Env: ROAM_VM_ACCELERATOR (default tcg; kvm, or empty for roamd's probe), ROAM_DEMO_VOLUME_SIZE (256M),
-# ROAM_DEMO_RATE (100mbit), ROAM_DEMO_NETNS=0 (loopback even as root), ROAM_DEMO_KEEP=1 (keep the work dir).
+# ROAM_DEMO_RATE (100mbit), ROAM_DEMO_NETNS=0 (loopback even as root), ROAM_DEMO_KEEP=1 (keep the work dir),
+# ROAM_DEMO_DIR (the work dir), ROAM_DEMO_SKIP_BUILD=1 (no bootstrap: the tests run the demo on their own build).
 # Exits non-zero, saying why, when any step fails.
 set -Eeuo pipefail
 cd "$(dirname "$0")"
@@ -59,7 +60,11 @@ trap 'if [ "$BASHPID" = "$$" ]; then die "line $LINENO: $BASH_COMMAND"; fi' ERR
 
 # ------------------------------------------------------------------------------------------------------------
 step "1. Bootstrap: apt packages, Release build, the guest (kernel, initrd, workload)"
-scripts/bootstrap.sh 2>&1 | sed -e '/^[[:space:]]*$/d' -e 's/^/   /' || die "scripts/bootstrap.sh failed"
+if [ "${ROAM_DEMO_SKIP_BUILD:-0}" = 1 ]; then
+  say "skipped (ROAM_DEMO_SKIP_BUILD=1): using the build and the guest already there"
+else
+  scripts/bootstrap.sh 2>&1 | sed -e '/^[[:space:]]*$/d' -e 's/^/   /' || die "scripts/bootstrap.sh failed"
+fi
 for f in "$ROAMD_DLL" "$ROAM_DLL" "$GUEST/vmlinuz" "$GUEST/initrd.img" "$GUEST/workload"; do
   [ -e "$f" ] || die "$f is missing after scripts/bootstrap.sh"
 done

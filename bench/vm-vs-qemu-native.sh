@@ -70,6 +70,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Not for processes put in the background: "py ... &" would be a subshell whose python3 outlives a kill of $!.
 py() { python3 bench/vm-bench.py "$@"; }
 now() { date +%s.%N; }
 log() { echo "== $*" >&2; }
@@ -90,7 +91,7 @@ run_native() {
   disk_args() { echo "-blockdev driver=file,filename=$1,node-name=proto0 -blockdev driver=raw,file=proto0,node-name=disk0 -device virtio-blk-pci,drive=disk0,id=disk0-dev"; }
   cp --sparse=always "$work/base.raw" "$work/native-src.raw"
   truncate -s "$disk" "$work/native-dst.raw"
-  py tail "$work/native.stamps" "$work/native-src.serial" "$work/native-dst.serial" & pids+=($!); local tailer=$!
+  python3 bench/vm-bench.py tail "$work/native.stamps" "$work/native-src.serial" "$work/native-dst.serial" & pids+=($!); local tailer=$!
   # shellcheck disable=SC2046
   ip netns exec "$SRC" "${qemu_common[@]}" -serial "file:$work/native-src.serial" -qmp "unix:$work/native-src.qmp,server=on,wait=off" \
     $(disk_args "$work/native-src.raw") >"$work/native-src.log" 2>&1 & pids+=($!); local qsrc=$!
@@ -140,7 +141,7 @@ run_roam() {
   trust_each_other "$a" src "$b" dst "$SRC_IP:10810" "$DST_IP:10810"
   roam_on "$a" volume import vol "$work/base.raw" >/dev/null
   roam_on "$a" vm create vm --volume vol --memory 256M --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initrd.img" --append "$APPEND" >/dev/null
-  py tail "$work/roam.stamps" "$a/vms/vm.serial" "$b/vms/vm.serial" & pids+=($!); local tailer=$!
+  python3 bench/vm-bench.py tail "$work/roam.stamps" "$a/vms/vm.serial" "$b/vms/vm.serial" & pids+=($!); local tailer=$!
   roam_on "$a" vm start vm >/dev/null
   log "Roam: VM started on src (volume allocated: $(( $(api_get "$a" v1/volumes/vol | json - "j['allocatedBytes']") >> 20 )) MiB); waiting for $warmup s of workload"
   py wait-hb "$a/vms/vm.serial" $((warmup * 100)) 180

@@ -23,6 +23,10 @@ internal sealed partial class VmService
     /// <summary>QEMU 7.2's own defaults for max-bandwidth (MAX_THROTTLE) and downtime-limit.</summary>
     private const long QemuDefaultMaxBandwidth = 128L << 20;
 
+    /// <summary>The disk backlog's bound in the memory phase (see SetMigrationMirroring): it drains inside the pause,
+    /// with the link to itself by then, in about half of this when the memory took half the link before.</summary>
+    internal static readonly TimeSpan MemoryPhaseDiskLag = TimeSpan.FromMilliseconds(50);
+
     private readonly Dictionary<string, VmMigrationView> _departed = new(StringComparer.Ordinal);
 
     public VmMigrationView GetMigration(string name)
@@ -188,8 +192,10 @@ internal sealed partial class VmService
             Set(view with { DiskBytesTotal = synced.BytesTotal, DiskBytesDone = synced.BytesDone, DiskBytesOnWire = synced.BytesOnWire, Phase = VmMigrationPhases.Memory });
 
             // The disk is in sync: while the memory moves, writes are shipped in order without the guest waiting for the
-            // link (it is full of memory pages); the hand-over catches up on what is in flight, inside the pause.
-            replication.SetMigrationMirroring(volume, ReplicaMode.Async);
+            // link (it is full of memory pages); the hand-over catches up on what is in flight, inside the pause. So the
+            // backlog is bounded in time: on a link too slow for both the memory and the guest's writes, a write waits
+            // for its acknowledgement once the oldest is older than the bound, and the pause never holds more than that.
+            replication.SetMigrationMirroring(volume, ReplicaMode.Async, MemoryPhaseDiskLag);
 
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
             tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
@@ -234,7 +240,12 @@ internal sealed partial class VmService
             {
                 if (relay.IsFaulted) await relay.ConfigureAwait(false);
                 var info = await qmp.QueryMigrateAsync(ct).ConfigureAwait(false);
-                ReportMemory(job, info, diskTotal, synced.BytesOnWire, v => Set(v), view);
+                var backlog = replication.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
+                ReportMemory(job, info, diskTotal, synced.BytesOnWire, v => Set(v), view with
+                {
+                    DiskBacklogBytes = backlog is null ? 0 : backlog.PendingBytes + backlog.BytesOutOfSync,
+                    DiskLagMs = backlog is null ? 0 : Math.Round(backlog.Lag.TotalMilliseconds, 1),
+                });
                 if (info.Ram is { } ram && downtime.After(ram.DirtySyncCount) is { } raised)
                 {
                     Log.VmDowntimeRaised(logger, name, raised, ram.DirtySyncCount, info.ExpectedDowntime);
@@ -425,6 +436,7 @@ internal sealed partial class VmService
             RamTransferred = ram.Transferred,
             RamRemaining = ram.Remaining,
             DirtyPagesRate = ram.DirtyPagesRate,
+            MemoryPasses = ram.DirtySyncCount,
             Mbps = ram.Mbps,
             ExpectedDowntimeMs = info.ExpectedDowntime,
         });

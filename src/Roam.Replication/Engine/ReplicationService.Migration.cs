@@ -83,11 +83,13 @@ public sealed partial class ReplicationService
     /// Switches a prepared migration's link between sync and async mirroring, for now only (not saved; an abort
     /// restores the replica's own mode). A VM migration mirrors asynchronously while QEMU copies the memory: the
     /// disk is in sync by then, and a guest write waiting for its round trip behind the memory stream would stall
-    /// the guest; the hand-over still waits until the replica holds every write (IsCaughtUp), inside the pause.
+    /// the guest; the hand-over still waits until the replica holds every write (IsCaughtUp), inside the pause, so
+    /// <paramref name="asyncLagLimit"/> bounds that backlog in time (see <see cref="PeerLink.AsyncLagLimit"/>).
     /// </summary>
-    public void SetMigrationMirroring(string volume, ReplicaMode mode)
+    public void SetMigrationMirroring(string volume, ReplicaMode mode, TimeSpan asyncLagLimit = default)
     {
         var migration = FindMigrationObject(volume) ?? throw new ReplicationException($"no migration of volume '{volume}' was prepared");
+        migration.Link.AsyncLagLimit = mode == ReplicaMode.Async ? asyncLagLimit : TimeSpan.Zero;
         migration.Link.Mode = mode;
     }
 
@@ -474,6 +476,7 @@ public sealed partial class ReplicationService
             {
                 if (migration.RestorePaused) await link.PauseAsync().ConfigureAwait(false);
                 link.Mode = migration.RestoreMode;
+                link.AsyncLagLimit = TimeSpan.Zero;
                 link.Bandwidth = migration.RestoreBandwidth;
                 primary.SaveRecord(link);
                 primary.SaveBitmaps();

@@ -50,6 +50,35 @@ internal sealed class PeerLink : IAsyncDisposable
     /// <summary>Sync or async; a migration switches a replica to sync (and an abort back).</summary>
     public ReplicaMode Mode { get; set; }
 
+    private long _asyncLagLimitTicks;
+
+    /// <summary>
+    /// How long an asynchronously mirrored change may wait for its acknowledgement before new changes wait for theirs
+    /// (zero: never). It bounds the backlog in time, whatever the link's speed: a VM migration mirrors asynchronously
+    /// while the memory fills the link, and the backlog is what its hand-over must drain inside the guest's pause.
+    /// </summary>
+    public TimeSpan AsyncLagLimit
+    {
+        get => Stopwatch.GetElapsedTime(0, Volatile.Read(ref _asyncLagLimitTicks));
+        set => Volatile.Write(ref _asyncLagLimitTicks, value <= TimeSpan.Zero ? 0 : (long)(value.TotalSeconds * Stopwatch.Frequency));
+    }
+
+    /// <summary>Asynchronous, with <see cref="AsyncLagLimit"/> set and the oldest unacknowledged change older than it: a
+    /// writer should wait for the acknowledgement of what it just mirrored (as if synchronous) until the backlog drains.</summary>
+    public bool IsLagging
+    {
+        get
+        {
+            long limit = Volatile.Read(ref _asyncLagLimitTicks);
+            if (limit == 0 || Mode != ReplicaMode.Async) return false;
+            lock (_gate)
+            {
+                return _session is { Live: true } s && s.Pending.TryGetValue(s.OldestPending, out var oldest)
+                    && Stopwatch.GetTimestamp() - oldest.EnqueuedAt > limit;
+            }
+        }
+    }
+
     /// <summary>The link's bandwidth limit; see <see cref="WireBudget"/>.</summary>
     public WireBudget Budget { get; } = new(0);
 
@@ -314,6 +343,7 @@ internal sealed class PeerLink : IAsyncDisposable
         }
         frame.Sequence = ++s.Sequence;
         frame.EnqueuedAt = Stopwatch.GetTimestamp();
+        if (s.Pending.Count == 0) s.OldestPending = frame.Sequence;
         s.Pending[frame.Sequence] = frame;
         s.PendingBytes += frame.Bytes;
         s.Outgoing.Writer.TryWrite(frame);
@@ -338,6 +368,8 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             if (!s.Pending.Remove(sequence, out frame)) return;
             s.PendingBytes -= frame.Bytes;
+            if (sequence == s.OldestPending)
+                while (s.Pending.Count > 0 && s.OldestPending < s.Sequence && !s.Pending.ContainsKey(s.OldestPending)) s.OldestPending++;
             if (frame.FirstRegion >= 0 && ReferenceEquals(_session, s) && s.Live)
             {
                 for (long r = frame.FirstRegion; r <= frame.LastRegion; r++)
@@ -822,6 +854,8 @@ internal sealed class PeerLink : IAsyncDisposable
         /// </summary>
         public bool FirstPass;
         public ulong Sequence;
+        /// <summary>The sequence of the oldest frame in <see cref="Pending"/> (acknowledgements come in order, so this moves forward).</summary>
+        public ulong OldestPending;
         public long LastSent = Stopwatch.GetTimestamp();
         public long LastReceived = Stopwatch.GetTimestamp();
         public bool Live;

@@ -30,7 +30,7 @@ internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
         using var pass = await volume.Gate.EnterAsync(cancellationToken).ConfigureAwait(false);
         using var al = await volume.ActivityLog.EnterAsync(offset, data.Length).ConfigureAwait(false);
         volume.EnsureGeneration();
-        List<(PeerLink, Task<bool>)>? waits = null;
+        List<(PeerLink, Task<bool>, bool)>? waits = null;
         using (await volume.Locks.LockAsync(offset, data.Length).ConfigureAwait(false))
         {
             await Local.WriteAsync(offset, data, fua, cancellationToken).ConfigureAwait(false);
@@ -66,7 +66,7 @@ internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
             long piece = Math.Min(end - offset, chunk - offset % volume.ActivityLog.ExtentSize);
             using var al = await volume.ActivityLog.EnterAsync(offset, piece).ConfigureAwait(false);
             volume.EnsureGeneration();
-            List<(PeerLink, Task<bool>)>? waits = null;
+            List<(PeerLink, Task<bool>, bool)>? waits = null;
             using (await volume.Locks.LockAsync(offset, piece).ConfigureAwait(false))
             {
                 await local(offset, piece, cancellationToken).ConfigureAwait(false);
@@ -81,29 +81,31 @@ internal sealed class ReplicatingDevice(ReplicatedVolume volume) : IBlockDevice
     public async ValueTask FlushAsync(CancellationToken cancellationToken)
     {
         await Local.FlushAsync(cancellationToken).ConfigureAwait(false);
-        List<(PeerLink, Task<bool>)>? waits = null;
+        List<(PeerLink, Task<bool>, bool)>? waits = null;
         foreach (var link in volume.Links) Track(ref waits, link, link.Mirror(OutFrame.Flush()));
         await WaitAsync(waits).ConfigureAwait(false);
     }
 
-    private static void Track(ref List<(PeerLink, Task<bool>)>? waits, PeerLink link, Task<bool>? ack)
+    private static void Track(ref List<(PeerLink, Task<bool>, bool)>? waits, PeerLink link, Task<bool>? ack)
     {
-        if (ack is null || link.Mode != Engine.ReplicaMode.Sync) return;
-        (waits ??= []).Add((link, ack));
+        if (ack is null) return;
+        if (link.Mode == Engine.ReplicaMode.Sync) (waits ??= []).Add((link, ack, true));
+        else if (link.IsLagging) (waits ??= []).Add((link, ack, false));
     }
 
-    /// <summary>Waits for the sync replicas; one that does not answer in time is marked OutOfSync and left behind.</summary>
-    private async ValueTask WaitAsync(List<(PeerLink Link, Task<bool> Ack)>? waits)
+    /// <summary>Waits for the sync replicas; one that does not answer in time is marked OutOfSync and left behind. An
+    /// asynchronous replica that lags (see <see cref="PeerLink.AsyncLagLimit"/>) is waited for as long, and left alone after.</summary>
+    private async ValueTask WaitAsync(List<(PeerLink Link, Task<bool> Ack, bool Sync)>? waits)
     {
         if (waits is null) return;
         var timeout = volume.Options.SyncTimeout;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        foreach (var (link, ack) in waits)
+        foreach (var (link, ack, sync) in waits)
         {
             var left = timeout - System.Diagnostics.Stopwatch.GetElapsedTime(started);
             if (left < TimeSpan.Zero) left = TimeSpan.Zero;
             try { await ack.WaitAsync(left).ConfigureAwait(false); }
-            catch (TimeoutException) { link.TimedOut(timeout); }
+            catch (TimeoutException) { if (sync) link.TimedOut(timeout); }
         }
     }
 }

@@ -51,8 +51,16 @@ internal sealed class VmCommand : Command
         VmMigrationPhases.Completed => string.Create(CultureInfo.InvariantCulture,
             $"completed to {m.Peer} in {m.TotalSeconds:0.00} s: downtime {m.DowntimeMs} ms (disk hand-over {m.WritePauseMs:0.###} ms), disk {Sizes.Format(m.DiskBytesOnWire)} copied, memory {Sizes.Format(m.RamTransferred)} sent") + (m.Error is null ? "" : $" ({m.Error})"),
         VmMigrationPhases.Failed => $"failed (to {m.Peer}): {m.Error}",
-        _ => $"{m.Phase} to {m.Peer}: disk {Sizes.Format(m.DiskBytesDone)}/{Sizes.Format(m.DiskBytesTotal)}, memory {Sizes.Format(m.RamTransferred)} sent, {Sizes.Format(m.RamRemaining)} left, dirty {m.DirtyPagesRate} pages/s, expected downtime {m.ExpectedDowntimeMs} ms",
+        _ => string.Create(CultureInfo.InvariantCulture,
+            $"{m.Phase} to {m.Peer}: disk {Sizes.Format(m.DiskBytesDone)}/{Sizes.Format(m.DiskBytesTotal)}, memory {Sizes.Format(m.RamTransferred)} sent, {Sizes.Format(m.RamRemaining)} left, ")
+            + MemoryProgress(m),
     };
+
+    /// <summary>QEMU's transfer and dirty rates (the latter known once a pass over the memory ended) and the disk backlog.</summary>
+    internal static string MemoryProgress(VmMigrationView m) => string.Create(CultureInfo.InvariantCulture,
+        $"{m.Mbps:0.#} Mbit/s, pass {Math.Max(1, m.MemoryPasses)}, ")
+        + (m.MemoryPasses >= 2 ? string.Create(CultureInfo.InvariantCulture, $"dirty {m.DirtyPagesRate} pages/s") : "dirty rate after the first pass")
+        + string.Create(CultureInfo.InvariantCulture, $", disk backlog {Sizes.Format(m.DiskBacklogBytes)} ({m.DiskLagMs:0} ms), expected downtime {m.ExpectedDowntimeMs} ms");
 }
 
 internal sealed class VmCreateCommand : Command
@@ -220,7 +228,7 @@ internal sealed class VmMigrateCommand : Command
 {
     private readonly Argument<string> _name = VmCommand.NameArgument();
     private readonly Option<string> _to = new("--to") { Description = "The trusted peer host to move the VM to (see: roam host list)", HelpName = "HOST", Required = true };
-    private readonly Option<string?> _bandwidth = new("--bandwidth") { Description = "Memory copy bandwidth limit, bytes per second (like 100M)", HelpName = "RATE" };
+    private readonly Option<string?> _bandwidth = new("--bandwidth") { Description = "Bandwidth limit for the disk copy and the memory, bytes per second (like 100M)", HelpName = "RATE" };
     private readonly Option<long?> _downtime = new("--downtime-limit") { Description = "Largest acceptable pause at switch-over, in ms (default: 200, raised step by step while the memory does not converge)", HelpName = "MS" };
 
     public VmMigrateCommand(CliEnvironment environment)

@@ -30,7 +30,18 @@ internal sealed record VmView(string Name, string Volume, string State, int Memo
 /// <summary>A VM migration's progress (disk, then memory) and, once done, its figures.</summary>
 internal sealed record VmMigrationView(string Peer, string Phase, long DiskBytesTotal, long DiskBytesDone, long DiskBytesOnWire,
     long RamTotal, long RamTransferred, long RamRemaining, long DirtyPagesRate, double Mbps, long? ExpectedDowntimeMs,
-    double? TotalSeconds, long? DowntimeMs, double? WritePauseMs, long TunnelBytes, string? Error);
+    double? TotalSeconds, long? DowntimeMs, double? WritePauseMs, long TunnelBytes, string? Error)
+{
+    /// <summary>QEMU's completed passes over the memory (dirty-sync-count): its dirty rate is known from the second on.</summary>
+    public long MemoryPasses { get; init; }
+
+    /// <summary>Disk writes made during the memory phase that the destination has not acknowledged yet (mirrored
+    /// asynchronously, or only marked): what the hand-over must drain inside the pause.</summary>
+    public long DiskBacklogBytes { get; init; }
+
+    /// <summary>Age of the oldest of those writes: about the time the backlog needs to drain.</summary>
+    public double DiskLagMs { get; init; }
+}
 
 internal static class VmStates
 {
