@@ -11,12 +11,17 @@ internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, i
 /// <param name="StreamCompression">What the sender can carry the memory stream in ("lz4", see TunnelCompression), or null: raw.</param>
 /// <param name="BootFiles">The VM's kernel and initrd as the source has them (a destination lacking one is sent it, see BootFiles);
 /// null from an older roamd, whose files must then be at the same paths on the destination.</param>
+/// <param name="StreamChecksum">vm-incoming: the checksum the sender's chunks carry (<see cref="Roam.Replication.Tunnel.TunnelChunks.Checksum"/>);
+/// a destination refuses a stream without it (null: an older roamd, whose stream it could not verify).</param>
 internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null,
-    IReadOnlyList<BootFileOffer>? BootFiles = null);
+    IReadOnlyList<BootFileOffer>? BootFiles = null, string? StreamChecksum = null);
 
 /// <param name="StreamCompression">What the stream will be carried in, as the receiver agreed (null: raw; an older roamd never sets it).</param>
 /// <param name="NeedBootFiles">The SHA-256 of the offered boot files the destination lacks (vm-prepare, vm-boot-file).</param>
-internal sealed record VmTunnelReply(bool Ok, string? Error, string? StreamCompression = null, IReadOnlyList<string>? NeedBootFiles = null);
+/// <param name="StreamChecksum">vm-incoming: the checksum the receiver verifies each chunk with, as it agreed; a source refuses to
+/// send the memory stream without it.</param>
+internal sealed record VmTunnelReply(bool Ok, string? Error, string? StreamCompression = null, IReadOnlyList<string>? NeedBootFiles = null,
+    string? StreamChecksum = null);
 
 internal static class VmTunnelOps
 {

@@ -91,11 +91,12 @@ internal sealed partial class VmService
         await ReplyAsync(tunnel, error is null, error).ConfigureAwait(false);
     }
 
-    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null, IReadOnlyList<string>? needBootFiles = null)
+    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null, IReadOnlyList<string>? needBootFiles = null,
+        string? streamChecksum = null)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression, needBootFiles),
+        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression, needBootFiles, streamChecksum),
             VmJsonContext.Default.VmTunnelReply), timeout.Token)
             .ConfigureAwait(false);
     }
@@ -154,12 +155,19 @@ internal sealed partial class VmService
     {
         // The hand-over and the resume come within seconds, inside the VM's pause: compile them now.
         _ = ReplicationService.WarmUpHandOver();
-        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelCompression));
+        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
         var d = request.Vm;
         var peer = tunnel.Peer;
         if (CheckArrival(request, peer) is { } refusal)
         {
             await ReplyAsync(tunnel, false, refusal).ConfigureAwait(false);
+            return;
+        }
+        // Every chunk of the memory stream is verified before it reaches QEMU; a stream that cannot be is not taken.
+        if (request.StreamChecksum != TunnelChunks.Checksum)
+        {
+            await ReplyAsync(tunnel, false, $"the memory stream from {peer} would carry {(request.StreamChecksum is { } c ? $"the checksum '{c}'" : "no checksum")}, " +
+                $"and this host takes only streams checksummed with {TunnelChunks.Checksum} (is {peer}'s roamd another version?)").ConfigureAwait(false);
             return;
         }
         // The kernel and initrd as this host holds them (sent by the source when it lacked them).
@@ -177,6 +185,7 @@ internal sealed partial class VmService
             _arrivals[d.Name] = "incoming";
         }
         bool replied = false;
+        Task<(long Sent, long Received, Exception? TunnelFailure)>? relaying = null;
         string socketPath = Path.Combine("/tmp", $"roam-in-{Guid.NewGuid():N}.sock");
         await vm.Gate.WaitAsync(tunnel.Stopping).ConfigureAwait(false);
         try
@@ -192,14 +201,16 @@ internal sealed partial class VmService
             var loaded = qemu.Qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), loading.Token);
             // The memory stream is compressed when the source offers it and this host does not refuse compression.
             bool compressed = request.StreamCompression == TunnelCompression.Lz4 && replication.Options.Compression != WireCompression.Off;
-            await ReplyAsync(tunnel, true, null, compressed ? TunnelCompression.Lz4 : null).ConfigureAwait(false);
+            await ReplyAsync(tunnel, true, null, compressed ? TunnelCompression.Lz4 : null, streamChecksum: TunnelChunks.Checksum).ConfigureAwait(false);
             replied = true;
 
             // QEMU's word that it loaded the stream comes first (it is resumed at once below); the relay's end (the
-            // source closing the tunnel) comes a little later, or alone if the stream broke off.
-            var relaying = TunnelRelay.RunAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping, compressed: compressed);
+            // source closing the tunnel) comes a little later, or alone if the stream broke off. A corrupt chunk ends the
+            // relay before any of it reaches QEMU: it then never has the whole stream, and is killed below, never resumed.
+            relaying = TunnelRelay.RunCheckedAsync(tunnel.Transport, local, localEndsIt: false, tunnel.Stopping, compressed: compressed);
             await Task.WhenAny(relaying, loaded).ConfigureAwait(false);
             await loading.CancelAsync().ConfigureAwait(false);
+            ThrowIfCorrupt(relaying);
 
             // The stream ended: the VM arrived if QEMU loaded all of it. QEMU keeps it paused (-S); it is resumed here
             // only once this host is the volume's primary: the source hands the disk over before it lets QEMU send the
@@ -220,6 +231,7 @@ internal sealed partial class VmService
             }
             while (true)
             {
+                ThrowIfCorrupt(relaying);
                 if (qemu.HasExited) throw new IOException($"QEMU exited: {JobManager.OneLine(qemu.StderrTail)}");
                 var status = await qemu.Qmp.QueryStatusAsync(tunnel.Stopping).ConfigureAwait(false);
                 if (status.Running) break;
@@ -250,7 +262,10 @@ internal sealed partial class VmService
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // QEMU exits by itself when an incoming stream breaks off: its own words say more than a closed QMP socket.
-            var error = JobManager.OneLine(vm.Qemu is { HasExited: true } exited ? $"QEMU exited: {exited.StderrTail}" : ex.Message);
+            // A corrupt stream says most: the source names it when the VM did not arrive.
+            var corrupt = ex as TunnelCorruptException ?? (relaying is { IsCompletedSuccessfully: true } r ? r.Result.TunnelFailure as TunnelCorruptException : null);
+            var error = JobManager.OneLine(corrupt is not null ? CorruptionText(corrupt, peer)
+                : vm.Qemu is { HasExited: true } exited ? $"QEMU exited: {exited.StderrTail}" : ex.Message);
             Log.VmIncomingFailed(logger, d.Name, peer, error);
             vm.ExitExpected = true;
             if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
@@ -267,6 +282,11 @@ internal sealed partial class VmService
             try { File.Delete(socketPath); } catch (IOException) { }
             vm.Gate.Release();
         }
+    }
+
+    private static void ThrowIfCorrupt(Task<(long Sent, long Received, Exception? TunnelFailure)> relaying)
+    {
+        if (relaying is { IsCompletedSuccessfully: true } && relaying.Result.TunnelFailure is TunnelCorruptException corrupt) throw corrupt;
     }
 
     /// <summary>

@@ -131,7 +131,7 @@ internal sealed partial class VmService
     {
         var name = vm.Definition.Name;
         var volume = vm.Definition.Volume;
-        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelCompression));
+        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
         await vm.Gate.WaitAsync(ct).ConfigureAwait(false);
         var clock = Stopwatch.StartNew();
         string socketPath = Path.Combine("/tmp", $"roam-tun-{Guid.NewGuid():N}.sock");
@@ -200,10 +200,15 @@ internal sealed partial class VmService
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
             tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
                 new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator,
-                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles), VmJsonContext.Default.VmTunnelRequest),
+                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles, TunnelChunks.Checksum),
+                    VmJsonContext.Default.VmTunnelRequest),
                 TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} could not prepare the VM: {reply.Error}");
+            // The stream goes only as chunks the destination verifies before they reach its QEMU.
+            if (reply.StreamChecksum != TunnelChunks.Checksum)
+                throw new IOException($"{peer} did not agree to verify the memory stream's checksums ({TunnelChunks.Checksum}; it answered " +
+                                      $"{(reply.StreamChecksum is { } c ? $"'{c}'" : "none")}: is its roamd another version?); the VM keeps running here");
             bool compressed = reply.StreamCompression == TunnelCompression.Lz4;
 
             // (c) QEMU migrates to a unix socket only this roamd serves; the bytes go on inside the peer connection.
@@ -220,7 +225,7 @@ internal sealed partial class VmService
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
                 return await TunnelRelay.RunCheckedAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync,
-                    () => Volatile.Read(ref handedOver), compressed).ConfigureAwait(false);
+                    () => Volatile.Read(ref handedOver), compressed, CorruptionForTests(() => Volatile.Read(ref handedOver))).ConfigureAwait(false);
             }, CancellationToken.None);
 
             // (d) Pre-copy, paused before switch-over.
@@ -263,6 +268,9 @@ internal sealed partial class VmService
                 Exception? broke = null;
                 try { (_, _, broke) = await relay.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false); }
                 catch (Exception e) when (e is TimeoutException or IOException or SocketException or OperationCanceledException) { }
+                // The destination (or this relay) found the stream corrupt and ended it: its QEMU never got that chunk.
+                if (broke is TunnelCorruptException corrupt)
+                    throw new IOException($"{CorruptionText(corrupt, peer)}: the migration stopped before the hand-over ({qemuSays}); the VM keeps running here", corrupt);
                 if (broke is not null && !await AnswersAsync(peer, vm.Definition, diskTotal).ConfigureAwait(false))
                     throw new IOException($"the link to {peer} broke during the memory copy ({JobManager.OneLine(broke.Message)}; {qemuSays}); the VM keeps running here");
                 throw new IOException(qemuSays);
@@ -271,6 +279,9 @@ internal sealed partial class VmService
             // The VM is paused with its disk flushed: hand the volume over (milliseconds), the last step before continue.
             // Everything else waits until QEMU was told to go on: every millisecond here is guest-visible.
             ct.ThrowIfCancellationRequested();
+            // A stream already found corrupt cannot arrive: no hand-over (the undo resumes the VM here).
+            if (relay is { IsCompletedSuccessfully: true } && relay.Result.TunnelFailure is TunnelCorruptException early)
+                throw new IOException($"{CorruptionText(early, peer)}: the migration stopped before the hand-over; the VM keeps running here", early);
             Set(view with { Phase = VmMigrationPhases.Switchover });
             HandOverResult? handOver = null;
             // Paused: no more writes. The new primary's link back to this host is a sync one, as before the memory phase.
@@ -587,6 +598,31 @@ internal sealed partial class VmService
             catch (Exception e) when (e is QmpException or IOException or TimeoutException or ObjectDisposedException) { return; }
             await Task.Delay(20).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>How a migration's error names a corrupt memory stream (the destination's, reported back as its reason).</summary>
+    internal static string CorruptionText(TunnelCorruptException corrupt, string peer) =>
+        $"memory stream corrupt at chunk {corrupt.Chunk} ({corrupt.ReasonText}{(corrupt.FoundByPeer ? $", found by {peer}" : "")})";
+
+    private static int _corruptionsInjected;
+
+    /// <summary>
+    /// Fault injection for the end-to-end tests, off unless roamd's environment sets ROAM_TEST_CORRUPT_TUNNEL:
+    /// "after-bytes:N" (the chunk of the outgoing memory stream that reaches past byte N) or "after-handover" (the first
+    /// chunk sent once the disk was handed over) has one payload bit flipped after its checksum was computed. Only one
+    /// migration per roamd process is corrupted, so a test's later migration runs clean.
+    /// </summary>
+    private static Func<long, bool>? CorruptionForTests(Func<bool> handedOver)
+    {
+        var spec = Environment.GetEnvironmentVariable("ROAM_TEST_CORRUPT_TUNNEL");
+        if (string.IsNullOrEmpty(spec)) return null;
+        Func<long, bool> when;
+        if (spec == "after-handover") when = _ => handedOver();
+        else if (spec.StartsWith("after-bytes:", StringComparison.Ordinal)
+                 && long.TryParse(spec["after-bytes:".Length..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n))
+            when = offset => offset > n;
+        else return null;
+        return offset => when(offset) && Interlocked.CompareExchange(ref _corruptionsInjected, 1, 0) == 0;
     }
 
     /// <summary>

@@ -138,7 +138,12 @@ public sealed class TunnelConnection(Transport.PeerConnection connection, string
     public ValueTask DisposeAsync() => connection.DisposeAsync();
 }
 
-/// <summary>Relays raw bytes between a tunnel and a local stream (a QEMU migration socket), both ways.</summary>
+/// <summary>
+/// Relays a local stream (a QEMU migration socket) through a tunnel, both ways, as checksummed chunks
+/// (<see cref="TunnelChunks"/>, LZ4-compressed when agreed). Each chunk from the peer is verified before any of its
+/// bytes reach the local side; the first corrupt one ends the relay: it and everything after it are dropped, nothing
+/// more is sent, and the peer is told in an abort chunk (see <see cref="RunCheckedAsync"/>).
+/// </summary>
 public static class TunnelRelay
 {
     /// <summary>
@@ -147,95 +152,135 @@ public static class TunnelRelay
     /// </summary>
     /// <param name="shutdownSend">Passes the local side's end on to the peer (TLS close_notify); without it the peer
     /// would learn of the end only when the drain timeout below closes the connection.</param>
-    /// <param name="drainOnTunnelFailure">Asked when sending to the peer fails: true keeps reading the local side to its end,
-    /// discarding, so the local writer (QEMU) sees its stream end normally instead of an error (see VmService: after the
-    /// disk hand-over the source QEMU must not fail its migration, since QEMU resumes a guest whose migration failed).</param>
-    /// <param name="compressed">Both ends agreed on <see cref="TunnelCompression"/>: the tunnel carries its chunks both ways.</param>
+    /// <param name="drainOnTunnelFailure">Asked when sending to the peer fails (or stops: a corrupt stream): true keeps reading
+    /// the local side to its end, discarding, so the local writer (QEMU) sees its stream end normally instead of an error (see
+    /// VmService: after the disk hand-over the source QEMU must not fail its migration, since QEMU resumes a guest whose migration failed).</param>
+    /// <param name="compressed">Both ends agreed on <see cref="TunnelCompression"/>: chunks LZ4 shrinks go compressed.</param>
+    /// <param name="corruptForTests">Fault injection (end-to-end tests only): asked per chunk sent with the stream offset at its end;
+    /// the first chunk it says true for has one payload bit flipped after its checksum was computed.</param>
     public static async Task<(long Sent, long Received)> RunAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local, bool localEndsIt,
-        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null, bool compressed = false)
+        CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null, bool compressed = false,
+        Func<long, bool>? corruptForTests = null)
     {
-        var (sent, received, _) = await RunCheckedAsync(tunnel, local, localEndsIt, cancellationToken, shutdownSend, drainOnTunnelFailure, compressed).ConfigureAwait(false);
+        var (sent, received, _) = await RunCheckedAsync(tunnel, local, localEndsIt, cancellationToken, shutdownSend, drainOnTunnelFailure, compressed,
+            corruptForTests).ConfigureAwait(false);
         return (sent, received);
     }
 
     /// <summary>As <see cref="RunAsync"/>, and what broke the tunnel (an I/O error sending to or reading from the peer), or null.
-    /// Sent and Received count the bytes on the tunnel (compressed, if it is).</summary>
+    /// A <see cref="TunnelCorruptException"/> (it wins over any other failure) when the stream from the peer was corrupt, or the
+    /// peer said (abort chunk) that the stream from here was (<see cref="TunnelCorruptException.FoundByPeer"/>); either way
+    /// nothing more was passed on or sent. Sent and Received count the bytes on the tunnel (framed, compressed if it is).</summary>
     public static async Task<(long Sent, long Received, Exception? TunnelFailure)> RunCheckedAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local,
         bool localEndsIt, CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null,
-        bool compressed = false)
+        bool compressed = false, Func<long, bool>? corruptForTests = null)
     {
         long sent = 0, received = 0;
         Exception? failure = null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // Cancelled when the stream from the peer is corrupt: nothing more is sent to it either.
+        using var corrupt = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
+        // Set once the sending side no longer touches the tunnel's output (the abort chunk may go then).
+        var sendingDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var writer = new TunnelChunkWriter(compressed);
         var toPeer = Task.Run(async () =>
         {
-            var buffer = new byte[TunnelCompression.MaxChunk];
-            var encoded = compressed ? new byte[TunnelCompression.MaxEncodedLength] : null;
+            bool injected = false;
             try
             {
                 while (true)
                 {
-                    int n = await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                    int n = await local.ReceiveAsync(writer.Input, System.Net.Sockets.SocketFlags.None, corrupt.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     // Whatever QEMU wrote goes at once (compressing never waits for more): the last pages of a
                     // migration are in the VM's pause.
-                    var chunk = encoded is null ? buffer.AsMemory(0, n) : encoded.AsMemory(0, TunnelCompression.Encode(buffer.AsSpan(0, n), encoded));
+                    bool flip = !injected && corruptForTests?.Invoke(writer.Offset + n) == true;
+                    injected |= flip;
+                    var chunk = writer.Seal(n, flip);
                     try
                     {
-                        await tunnel.Output.WriteAsync(chunk, stop.Token).ConfigureAwait(false);
+                        await tunnel.Output.WriteAsync(chunk, corrupt.Token).ConfigureAwait(false);
                     }
                     catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
                     {
-                        Interlocked.CompareExchange(ref failure, ex, null);
+                        Record(ex);
                         if (drainOnTunnelFailure?.Invoke() != true) throw;
-                        while (await local.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false) > 0) { }
+                        sendingDone.TrySetResult();
+                        await DrainLocalAsync().ConfigureAwait(false);
                         return;
                     }
                     Interlocked.Add(ref sent, chunk.Length);
                 }
-                await tunnel.Output.FlushAsync(stop.Token).ConfigureAwait(false);
-                if (shutdownSend is not null) await shutdownSend(stop.Token).ConfigureAwait(false);
+                await tunnel.Output.FlushAsync(corrupt.Token).ConfigureAwait(false);
+                if (shutdownSend is not null) await shutdownSend(corrupt.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (corrupt.IsCancellationRequested && !stop.IsCancellationRequested)
+            {
+                // The peer's stream (or ours, says the peer) is corrupt: nothing more goes to it.
+                sendingDone.TrySetResult();
+                if (drainOnTunnelFailure?.Invoke() == true) await DrainLocalAsync().ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
                 or InvalidOperationException)
             {
-                if (ex is not OperationCanceledException) Interlocked.CompareExchange(ref failure, ex, null);
+                if (ex is not OperationCanceledException) Record(ex);
             }
+            finally { sendingDone.TrySetResult(); }
         }, CancellationToken.None);
         var fromPeer = Task.Run(async () =>
         {
-            var decoded = compressed ? new byte[TunnelCompression.MaxChunk] : null;
+            using var reader = new TunnelChunkReader();
             try
             {
                 while (true)
                 {
                     var result = await tunnel.Input.ReadAsync(stop.Token).ConfigureAwait(false);
                     var buffer = result.Buffer;
-                    if (decoded is null)
+                    long before = buffer.Length;
+                    try
                     {
-                        foreach (var segment in buffer) await SendAllAsync(segment).ConfigureAwait(false);
-                        Interlocked.Add(ref received, buffer.Length);
-                        buffer = buffer.Slice(buffer.End);
+                        // Verified chunk by chunk, each before any of its bytes go on.
+                        while (reader.TryRead(ref buffer, out var raw)) await SendAllAsync(raw).ConfigureAwait(false);
+                        if (result.IsCompleted && !buffer.IsEmpty) throw reader.Truncated();
                     }
-                    else
+                    finally
                     {
-                        long before = buffer.Length;
-                        while (TryDecode(ref buffer, decoded, out int length)) await SendAllAsync(decoded.AsMemory(0, length)).ConfigureAwait(false);
                         Interlocked.Add(ref received, before - buffer.Length);
-                        if (result.IsCompleted && !buffer.IsEmpty) throw new IOException("the tunnel ended inside a compressed chunk");
+                        tunnel.Input.AdvanceTo(buffer.Start, buffer.End);
                     }
-                    tunnel.Input.AdvanceTo(buffer.Start, buffer.End);
                     if (result.IsCompleted) break;
                 }
                 try { local.Shutdown(System.Net.Sockets.SocketShutdown.Send); }
                 catch (System.Net.Sockets.SocketException) { }
             }
+            catch (TunnelCorruptException ex)
+            {
+                // No half-close towards the local side: its stream did not end, it broke.
+                Record(ex);
+                await corrupt.CancelAsync().ConfigureAwait(false);
+                if (!ex.FoundByPeer) await TellPeerAsync(ex).ConfigureAwait(false);
+            }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
                 or InvalidOperationException)
             {
-                if (ex is IOException) Interlocked.CompareExchange(ref failure, ex, null);
+                if (ex is IOException) Record(ex);
             }
         }, CancellationToken.None);
+
+        void Record(Exception ex)
+        {
+            if (ex is not TunnelCorruptException)
+            {
+                Interlocked.CompareExchange(ref failure, ex, null);
+                return;
+            }
+            while (true)
+            {
+                var before = Volatile.Read(ref failure);
+                if (before is TunnelCorruptException || Interlocked.CompareExchange(ref failure, ex, before) == before) return;
+            }
+        }
+
         async ValueTask SendAllAsync(ReadOnlyMemory<byte> bytes)
         {
             int off = 0;
@@ -243,11 +288,34 @@ public static class TunnelRelay
                 off += await local.SendAsync(bytes[off..], System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
         }
 
-        // A malformed chunk is the peer's stream broken: it ends the relay as a failed read would.
-        static bool TryDecode(ref ReadOnlySequence<byte> buffer, byte[] decoded, out int length)
+        // Swallows the rest of the local side (QEMU's stream) so that it ends normally there.
+        async Task DrainLocalAsync()
         {
-            try { return TunnelCompression.TryDecode(ref buffer, decoded, out length); }
-            catch (InvalidDataException ex) { throw new IOException($"corrupt compressed tunnel stream: {ex.Message}", ex); }
+            var discard = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try { while (await local.ReceiveAsync(discard, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false) > 0) { } }
+            catch (Exception ex) when (ex is OperationCanceledException or System.Net.Sockets.SocketException or ObjectDisposedException) { }
+            finally { System.Buffers.ArrayPool<byte>.Shared.Return(discard); }
+        }
+
+        // The abort chunk, once the sending side let go of the output; then what the peer still sends is read and dropped
+        // until it stops (or 5 s): closing on unread data would reset the connection, and lose the abort with it.
+        async Task TellPeerAsync(TunnelCorruptException finding)
+        {
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            limit.CancelAfter(TimeSpan.FromSeconds(5));
+            try
+            {
+                await sendingDone.Task.WaitAsync(limit.Token).ConfigureAwait(false);
+                await tunnel.Output.WriteAsync(writer.Abort(finding), limit.Token).ConfigureAwait(false);
+                while (true)
+                {
+                    var result = await tunnel.Input.ReadAsync(limit.Token).ConfigureAwait(false);
+                    tunnel.Input.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted) break;
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException
+                or InvalidOperationException) { }
         }
 
         if (localEndsIt) await toPeer.ConfigureAwait(false);
