@@ -264,7 +264,13 @@ static void *mem_checker(void *arg) {
             struct timespec ts = {(time_t)(nap / 1000000000ull), (long)(nap % 1000000000ull)};
             while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
         }
-        __atomic_add_fetch(&g_mem_passes, 1, __ATOMIC_RELAXED);
+        uint64_t passes = __atomic_add_fetch(&g_mem_passes, 1, __ATOMIC_RELAXED);
+        if (passes == 1 || passes == 10) { /* what the check costs (a 1-vCPU TCG guest is slow) */
+            struct timespec cpu;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+            say("WORKLOAD MEM pass %" PRIu64 ": %.0f ms, checker CPU so far %.0f ms", passes, (now_ns() - t0) / 1e6,
+                cpu.tv_sec * 1e3 + cpu.tv_nsec / 1e6);
+        }
         if (c->selftest_corrupt && !corrupted) {
             /* behind the checker's back: one word of one page, as a lost or misplaced page would look */
             uint32_t i = c->pages / 2;
