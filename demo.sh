@@ -93,8 +93,10 @@ t_start=$(date +%s.%N)
 show office vm start vm
 wait_hb office 100 120 "booting the guest"
 say "guest up after $(python3 -c "import time; print(f'{time.time()-$t_start:.1f}')") s: $(grep -a -m1 'ROAM-GUEST READY' "$(serial office)" | tr -d '\r')"
-say "its workload writes checksummed 4 KiB records to /dev/vda and prints a heartbeat every 10 ms:"
-say "  console: $(grep -a '^HB ' "$(serial office)" | tail -n 2 | head -n 1 | tr -d '\r')   (HB <#> <guest clock ns> <records> <errors>)"
+say "its workload writes checksummed 4 KiB records to /dev/vda, checks $(grep -a -m1 '^WORKLOAD MEM' "$(serial office)" | sed -n 's/.*pages=\([0-9]*\) dirty=\([0-9]*\).*/\1 pages of its memory (rewriting \2 a second)/p'),"
+say "and prints a heartbeat every 10 ms:"
+say "  console: $(grep -a '^HB ' "$(serial office)" | tail -n 2 | head -n 1 | tr -d '\r')"
+say "  (HB <#> <guest clock ns> <records> <errors> <memory passes> <memory errors> *<CRC-32 of the line>)"
 hb_line office
 sleep 1
 hb_line office
@@ -208,7 +210,7 @@ stats=$(hb_stats "$work/all.log")
 host_max=$(py json - "f\"{j['host_gap_ms_max']:.0f} ms (host time)\"" <<<"$(hb_stats "$work/all.log.stamped")")
 problems=$(py json - "'; '.join(j['problems'])" <<<"$stats")
 [ -z "$problems" ] || die "heartbeats over the whole run: $problems"
-ok "$(py json - "f\"{j['heartbeats']} heartbeats over {j['span_s']:.1f} s, consecutive across both migrations, {j['records_written']} records, errors {j['errors']}\"" <<<"$stats")"
+ok "$(py json - "f\"{j['heartbeats']} heartbeats over {j['span_s']:.1f} s, consecutive across both migrations, {j['records_written']} records, errors {j['errors']}, memory passes {j['mem_passes']}, memory errors {j['mem_errors']}\"" <<<"$stats")"
 verify=$("$GUEST/workload" --verify "${DIR[office]}/volumes/vol.raw" 2>&1) || die "workload --verify on office's volume: $verify"
 max_seq=$(sed -n 's/.*max_seq=\([0-9]*\).*/\1/p' <<<"$verify")
 [ -n "$max_seq" ] && [ $((max_seq + 1)) -ge "$written" ] || die "the guest reported $written records written but the volume ends at record $max_seq"
@@ -228,6 +230,6 @@ row "memory on the wire" "${FIG[m1.ram]}" "${FIG[m2.ram]}"
 say ""
 link="loopback"; [ -z "$NETNS" ] || link="a $RATE link"
 say "volume $VOLUME_SIZE, VM 256 MiB (${ROAM_VM_ACCELERATOR:-accelerator by probe}), $link; office was down in between"
-say "workload: $(py json - "f\"{j['records_written']} records, {j['errors']} errors, heartbeats consecutive\"" <<<"$stats"), max gap $host_max; verify OK"
+say "workload: $(py json - "f\"{j['records_written']} records, {j['errors']} errors, {j['mem_passes']} memory passes, {j['mem_errors']} memory errors, heartbeats consecutive ({j['garbled_lines']} garbled console lines)\"" <<<"$stats"), max gap $host_max; verify OK"
 say "whole demo: $(elapsed) s"
 done_ok=1

@@ -30,9 +30,19 @@ import signal
 import socket
 import sys
 import time
+import zlib
 
-HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+)\s*$")
+HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) \*([0-9a-fA-F]{8})\s*$")
 RECORD = 4096  # bytes per workload record (guest/workload.c)
+
+
+def heartbeat(line):
+    """(seq, ns, records, errors, mem_passes, mem_errors) of a heartbeat line whose CRC-32 (of the text before " *")
+    matches, else None: QEMU's console log duplicates a byte now and then, and such a line is garbled."""
+    m = HB.match(line)
+    if not m or zlib.crc32(line[: line.rindex(" *")].encode("ascii", "replace")) != int(m.group(7), 16):
+        return None
+    return tuple(int(x) for x in m.groups()[:6])
 
 
 # --- tail ----------------------------------------------------------------------------------------------------
@@ -89,12 +99,14 @@ def load(stamps):
 def analyse(stamps, t0, before_s):
     rows = load(stamps)
     bad = [ln for _, _, ln in rows if "WORKLOAD ERROR" in ln or "ROAM-GUEST FAILED" in ln]
-    hbs = []
+    hbs, garbled = [], 0
     for t, tag, ln in rows:
-        m = HB.match(ln)
-        if m:
-            seq, ns, rec, err = map(int, m.groups())
-            hbs.append((t, tag, seq, rec, err))
+        hb = heartbeat(ln)
+        if hb:
+            seq, ns, rec, err, mpass, merr = hb
+            hbs.append((t, tag, seq, rec, err, mpass, merr))
+        elif ln.startswith("HB"):
+            garbled += 1
     src = [h for h in hbs if h[1] == "src"]
     dst = [h for h in hbs if h[1] == "dst"]
     problems = list(bad[:5])
@@ -109,6 +121,10 @@ def analyse(stamps, t0, before_s):
         problems.append(f"heartbeat sequence jumps: {jumps[:5]}")
     if max(h[4] for h in hbs):
         problems.append(f"the workload counts {max(h[4] for h in hbs)} errors")
+    if max(h[6] for h in hbs):
+        problems.append(f"the workload counts {max(h[6] for h in hbs)} memory errors")
+    if garbled > 2 and garbled > 0.01 * (len(hbs) + garbled):
+        problems.append(f"{garbled} of {len(hbs) + garbled} heartbeat lines garbled")
 
     t_switch, t_run = last_src[0], first_dst[0]
     seq_hbs = src + dst  # source first, then destination, each in arrival order
@@ -167,6 +183,10 @@ def analyse(stamps, t0, before_s):
         "records_during": first_dst[3] - rec_t0[3],
         "records_last": hbs[-1][3],
         "heartbeats": len(hbs),
+        "garbled_lines": garbled,
+        "mem_errors": max(h[6] for h in hbs),
+        "mem_passes_last": hbs[-1][5],
+        "mem_passes_at_switch": [last_src[5], first_dst[5]],
         "problems": problems,
     }
 
@@ -322,8 +342,8 @@ def main():
             for bad in ("WORKLOAD ERROR", "ROAM-GUEST FAILED"):
                 if bad in text:
                     sys.exit(f"the guest reports: {text[text.index(bad):].splitlines()[0]}")
-            last = [m for m in map(HB.match, text[: text.rfind("\n") + 1].split("\n")) if m]
-            if last and int(last[-1].group(1)) >= int(args[1]):
+            last = [h for h in map(heartbeat, text[: text.rfind("\n") + 1].split("\n")) if h]
+            if last and last[-1][0] >= int(args[1]):
                 sys.exit(0)
             if time.time() > deadline:
                 print(f"no heartbeat #{args[1]} in {args[0]} within {args[2]} s", file=sys.stderr)

@@ -7,8 +7,9 @@
 #
 # The guest: the demo's (guest/: a Debian kernel and a busybox initramfs whose workload writes checksummed,
 # sequence-numbered 4 KiB records to the first 32 MiB of /dev/vda with O_DIRECT, 200 a second, fdatasync every 16,
-# and prints "HB <seq> <guest ns> <records> <errors>" on the serial console every 10 ms); 256 MiB of memory, one
-# vCPU, TCG. The disk: a DISK-sized sparse raw image, DATA of random bytes written at 32 MiB (past the workload's
+# checks 64 MiB of its memory page by page (rewriting 32 pages a second), and prints
+# "HB <seq> <guest ns> <records> <errors> <memory passes> <memory errors> *<crc32>" on the serial console every
+# 10 ms); 256 MiB of memory, one vCPU, TCG. The disk: a DISK-sized sparse raw image, DATA of random bytes written at 32 MiB (past the workload's
 # region), the rest never written; both sides start from a copy of that image, and the destination from nothing.
 #   QEMU-native: source QEMU on a local raw file (-blockdev file+raw, cache writeback like roamd's page cache);
 #     destination QEMU with -S -incoming defer on its own empty sparse file of the same size; destination
@@ -207,6 +208,7 @@ def fig(f, side):
         "tp_before": hb["rec_per_s_before"], "tp_during": hb["rec_per_s_during"],
         "stall": hb["stall_ms_switch"], "stall_mig": hb["stall_ms_migration"], "stall_before": hb["stall_ms_before"],
         "alloc": f["alloc"] / MiB, "problems": hb["problems"], "verify": f["verify"],
+        "mem_errors": hb.get("mem_errors"), "mem_passes": hb.get("mem_passes_last"), "garbled": hb.get("garbled_lines"),
     }
 N, R = fig(n, "native"), fig(r, "roam")
 def v(d, k, fmt):
@@ -232,6 +234,9 @@ rows = [
     ("longest disk stall over the whole migration (ms)", "stall_mig", "{:.0f}"),
     (f"longest disk stall in the {warmup} s before (ms)", "stall_before", "{:.0f}"),
     ("allocated on the destination disk afterwards (MiB)", "alloc", "{:.1f}"),
+    ("guest memory errors (64 MiB checked page by page)", "mem_errors", "{}"),
+    ("guest memory passes completed, at the end", "mem_passes", "{}"),
+    ("garbled heartbeat lines (checksum failed)", "garbled", "{}"),
 ]
 print(f"\n| {disk} disk ({int(base_alloc) / MiB:.0f} MiB allocated), 256 MiB VM (TCG), {rate} link | QEMU-native | Roam | Roam / native |")
 print("|---|---:|---:|---:|")
@@ -241,7 +246,7 @@ print(f"\nQEMU-native: blockdev-mirror sync=full copy-mode={q_copy}, capabilitie
       f"downtime-limit {q_dl or 'default (300)'} ms, max-bandwidth {q_bw or 'default (128 MiB/s)'}; Roam: roam vm migrate {roam_args or '(defaults)'}")
 for name, d in (("QEMU-native", N), ("Roam", R)):
     if d:
-        print(f"{name}: verify: {d['verify']}; heartbeat problems: {'; '.join(d['problems']) or 'none'}")
+        print(f"{name}: verify: {d['verify']}; memory errors: {d['mem_errors']}; heartbeat problems: {'; '.join(d['problems']) or 'none'}")
 if N and R:
     def chk(ok):
         return "met" if ok else "NOT met"

@@ -7,12 +7,20 @@ Log lines written by guest/init and guest/workload.c:
   ROAM-GUEST READY ...            init found the disk and is starting the workload
   ROAM-GUEST FAILED: reason       init gave up (the guest powers off)
   WORKLOAD START ...              workload opened the disk (next_seq=... continues after existing records)
-  HB <hb_seq> <monotonic_ns> <records_written> <errors>   every 10 ms
-  WORKLOAD ERROR ...              a record read back did not verify, or I/O failed
+  WORKLOAD MEM pages=N ...        the memory checker started (WORKLOAD MEM off: no memory check)
+  HB <hb_seq> <monotonic_ns> <records_written> <errors> <mem_passes> <mem_errors> *<crc32>   every 10 ms
+                                  crc32: 8 hex digits, CRC-32 (IEEE) of the text before " *"
+  WORKLOAD ERROR ...              a record read back or a memory page did not verify, or I/O failed
 
+A heartbeat counts only if its checksum matches. An HB line that does not parse or whose checksum fails is garbled
+(QEMU's console log duplicates a byte now and then), counted as garbled_lines: the heartbeat it held is missing, not
+a problem, unless garbled lines are more than 1 % of all heartbeat lines (and more than 2).
 Checks: READY present, no FAILED / WORKLOAD ERROR lines, at least N heartbeats, heartbeat sequence numbers
-consecutive (but for one heartbeat torn into two fragments, which a migration does when it stops the guest while the
-UART is sending a line: the source prints its start and the destination the rest), monotonic clock and records_written non-decreasing, errors field 0.
+consecutive (but for heartbeats lost in garbled lines, or one torn into two fragments, which a migration does when it
+stops the guest while the UART is sending a line: the source prints its start and the destination the rest), monotonic
+clock and records_written non-decreasing, errors and mem_errors 0, and mem_passes advancing: a memory check that
+completes no pass in MEM_STUCK_S (60) seconds of the guest's clock is stuck (the guest's clock, so that a migration's
+pause, during which the guest does not run, does not count).
 Prints gap stats (ms) between consecutive heartbeats; the max gap is how long the guest (or its heartbeat
 thread) did not run, e.g. the stop-and-copy pause of a live migration.
 A host-stamped log (roamd's vms/NAME.serial.stamped, `roam vm console NAME --timestamps`: each line prefixed with
@@ -28,8 +36,23 @@ import json
 import re
 import statistics
 import sys
+import zlib
 
-HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+)\s*$")
+HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) \*([0-9a-fA-F]{8})\s*$")
+FRAGMENT = re.compile(r"^[0-9a-fA-FHB *]+$")  # what a piece of a heartbeat line can hold
+MEM_STUCK_S = 60
+GARBLED_SHARE = 0.01
+
+
+def heartbeat(line):
+    """The heartbeat's six numbers if LINE (no host stamp) is one whose checksum matches, else None."""
+    m = HB.match(line)
+    if not m:
+        return None
+    text = line[: line.rindex(" *")]
+    if zlib.crc32(text.encode("ascii", "replace")) != int(m.group(7), 16):
+        return None
+    return tuple(int(x) for x in m.groups()[:6])
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z (.*)$")
 
 
@@ -56,36 +79,60 @@ def analyse(text, min_hb, at=None):
         lines = lines[:-1]  # QEMU killed mid-line
     hbs = []
     torn = set()  # heartbeat seqs right after a fragment: a line cut in two by a migration (source half, destination half)
+    lost = {}  # heartbeat seq -> how many heartbeats garbled lines just before it may have held
+    garbled = 0
+    pending = None  # an unfinished-looking HB line (it failed): garbled, unless the next line is its torn rest
     fragment = False
     host = {}  # heartbeat seq -> host time (s), from a stamped log
     ready = start = None
+    mem_on = False
     for ln in lines:
         st = STAMP.match(ln)
         if st:
             ln = st.group(2)
-        m = HB.match(ln)
-        if m:
-            hbs.append(tuple(int(x) for x in m.groups()))
+        hb = heartbeat(ln.strip())
+        rest = ln.strip()
+        if hb:
+            if pending is not None:
+                garbled += 1
+            pending = None
+            hbs.append(hb)
             if fragment:
-                torn.add(hbs[-1][0])
+                torn.add(hb[0])
+            if missing := lost.pop(None, 0):
+                lost[hb[0]] = missing
             fragment = False
             if st:
-                host[hbs[-1][0]] = host_seconds(st.group(1))
-        elif ln.startswith("ROAM-GUEST READY"):
-            ready = ln
-        elif ln.startswith("WORKLOAD START"):
-            start = ln
-        elif (re.match(r"^[\dH][\dB ]*$", ln.strip()) and ln.strip()) or (st and not ln.strip()):
-            fragment = True  # the rest of a line whose start the other host printed (stamped: maybe just its newline)
+                host[hb[0]] = host_seconds(st.group(1))
+        elif rest.startswith("HB") or (rest and "HB ".startswith(rest)):
+            if pending is not None:
+                garbled += 1
+            pending = rest  # garbled, or the source's half of a heartbeat torn at a switch-over
+            lost[None] = lost.get(None, 0) + max(1, rest.count("HB"))
+        elif (FRAGMENT.match(rest) and rest) or (st and not rest):
+            # the rest of a line whose start the other host printed (stamped: maybe just its newline)
+            if pending is None and rest:
+                garbled += 1  # no start before it: a garbled line
+                lost[None] = lost.get(None, 0) + 1
+            pending = None
+            fragment = True
+        else:
+            if pending is not None:
+                garbled += 1
+            pending = None
+            if ln.startswith("ROAM-GUEST READY"):
+                ready = ln
+            elif ln.startswith("WORKLOAD START"):
+                start = ln
+            elif ln.startswith("WORKLOAD MEM pages="):
+                mem_on = True
         if "ROAM-GUEST FAILED" in ln or "WORKLOAD ERROR" in ln:
             problems.append(ln.strip())
-    # A lone heartbeat whose neighbours are consecutive around it (120, 1121, 122) is one garbled line, not a jump: QEMU
-    # logs a console byte it failed to send (roamd's console reader gone, e.g. killed) and again when it sends it on
-    # retry, so a digit can appear twice in the log.
-    garbled = [(p[0], h) for p, h, n in zip(hbs, hbs[1:], hbs[2:]) if n[0] == p[0] + 2 and h[0] != p[0] + 1]
-    if garbled:
-        hbs = [h for h in hbs if h not in {g for _, g in garbled}]
-    after_garbled = {seq for seq, _ in garbled}  # the heartbeat before each garbled one: the next is seq + 2
+    if pending is not None:
+        garbled += 1
+    hb_lines = len(hbs) + garbled
+    if garbled > 2 and garbled > GARBLED_SHARE * hb_lines:
+        problems.append(f"{garbled} of {hb_lines} heartbeat lines garbled (> {GARBLED_SHARE:.0%})")
     if ready is None:
         problems.append("no 'ROAM-GUEST READY' line")
     if start is None:
@@ -94,8 +141,9 @@ def analyse(text, min_hb, at=None):
         problems.append(f"only {len(hbs)} heartbeats (< {min_hb})")
     gaps = []
     for a, b in zip(hbs, hbs[1:]):
-        # One heartbeat torn in two at a switch-over (the UART's bytes leave from both hosts) is not a gap.
-        if b[0] != a[0] + 1 and not (b[0] == a[0] + 2 and (b[0] in torn or a[0] in after_garbled)):
+        # Heartbeats in garbled lines, or one torn in two at a switch-over (the UART's bytes leave from both hosts),
+        # are not a gap.
+        if b[0] != a[0] + 1 and not (a[0] < b[0] <= a[0] + 1 + max(lost.get(b[0], 0), 1 if b[0] in torn else 0)):
             problems.append(f"heartbeat seq jumps {a[0]} -> {b[0]}")
         if b[1] <= a[1]:
             problems.append(f"heartbeat clock not increasing at seq {b[0]}")
@@ -105,12 +153,27 @@ def analyse(text, min_hb, at=None):
     host_gaps = [((host[b[0]] - host[a[0]]) * 1e3, b[0]) for a, b in zip(hbs, hbs[1:]) if a[0] in host and b[0] in host]
     if hbs and hbs[-1][3] != 0:
         problems.append(f"workload reports {hbs[-1][3]} errors")
+    if hbs and hbs[-1][5] != 0:
+        problems.append(f"workload reports {hbs[-1][5]} memory errors")
+    # The memory check completes a pass every ~2 s of the guest's time. Windows of the guest's clock (it stands still
+    # while the guest is paused) without a new pass; a clock going back (a reboot in the log) starts a new window.
+    mem_on = mem_on or any(h[4] for h in hbs)
+    since = hbs[0] if hbs else None
+    for a, b in zip(hbs, hbs[1:]):
+        if b[1] < a[1] or b[4] != since[4]:
+            since = b
+        elif mem_on and (b[1] - since[1]) / 1e9 > MEM_STUCK_S:
+            problems.append(f"memory check stuck: mem_passes {since[4]} from heartbeat {since[0]} to {b[0]} "
+                            f"({(b[1] - since[1]) / 1e9:.0f} s of guest time)")
+            since = b
     res = {
         "heartbeats": len(hbs),
         "torn_lines": len(torn),
-        "garbled_lines": len(garbled),
+        "garbled_lines": garbled,
         "records_written": hbs[-1][2] if hbs else 0,
         "errors": hbs[-1][3] if hbs else None,
+        "mem_passes": hbs[-1][4] if hbs else None,
+        "mem_errors": hbs[-1][5] if hbs else None,
         "gap_ms_median": round(statistics.median(gaps), 3) if gaps else None,
         "gap_ms_p99": round(sorted(gaps)[int(0.99 * (len(gaps) - 1))], 3) if gaps else None,
         "gap_ms_max": round(max(gaps), 3) if gaps else None,
@@ -150,7 +213,8 @@ def main():
     else:
         print(
             f"heartbeats={res['heartbeats']} span={res['span_s']}s records_written={res['records_written']} "
-            f"errors={res['errors']} gap_ms: median={res['gap_ms_median']} p99={res['gap_ms_p99']} "
+            f"errors={res['errors']} mem_passes={res['mem_passes']} mem_errors={res['mem_errors']} "
+            f"garbled_lines={res['garbled_lines']} gap_ms: median={res['gap_ms_median']} p99={res['gap_ms_p99']} "
             f"max={res['gap_ms_max']} (before HB {res['gap_max_at_hb']})"
         )
         if res["host_gap_ms_max"] is not None:

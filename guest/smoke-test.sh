@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Boots the Roam test guest under QEMU (TCG) and checks the workload end to end.
-# usage: guest/smoke-test.sh [file|nbd|both]   (default both)
+# usage: guest/smoke-test.sh [file|nbd|memfail|both|all]   (default both: file and nbd; all: the three)
 #   file: -drive file=disk.raw,format=raw,if=virtio
 #   nbd:  disk.raw served by qemu-nbd on a unix socket, -blockdev driver=nbd,... -device virtio-blk-pci
-# Env: ROAM_GUEST_DIR (default .cache/guest), HEARTBEATS (default 200), BOOT_TIMEOUT (default 90 s),
+#   memfail: as file, with roam.mem_selftest_corrupt=1 (the workload spoils one of its checked memory pages after
+#         the first pass): passes iff the memory check catches it (a "WORKLOAD ERROR mem page=" line, hb-stats
+#         failing with memory errors).
+# Env: ROAM_GUEST_DIR (default .cache/guest), HEARTBEATS (default 500), BOOT_TIMEOUT (default 90 s),
 #      ACCEL (default tcg; KVM hangs on some hosts), KEEP=1 keeps the work dir.
 # Passes iff: "ROAM-GUEST READY", >= HEARTBEATS heartbeats, no "WORKLOAD ERROR"/"ROAM-GUEST FAILED",
-# heartbeats consecutive with increasing clock, and `workload --verify disk.raw` finds every record in place.
+# heartbeats consecutive with increasing clock, at least one memory pass and no memory error, and
+# `workload --verify disk.raw` finds every record in place.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mode="${1:-both}"
 gdir="${ROAM_GUEST_DIR:-$repo/.cache/guest}"
-want="${HEARTBEATS:-200}"
+want="${HEARTBEATS:-500}"
 limit="${BOOT_TIMEOUT:-90}"
 accel="${ACCEL:-tcg}"
 
@@ -27,8 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() { # $1 = file|nbd
-  local v="$1" d="$work/$1" qpid npid="" t0 tready="" n
+run() { # $1 = file|nbd|memfail
+  local v="$1" d="$work/$1" qpid npid="" t0 tready="" n append='console=ttyS0 quiet panic=-1'
+  [ "$v" = memfail ] && append+=" roam.mem_selftest_corrupt=1"
   mkdir -p "$d"
   truncate -s 64M "$d/disk.raw"
   local disk=(-drive "file=$d/disk.raw,format=raw,if=virtio")
@@ -43,7 +48,7 @@ run() { # $1 = file|nbd
   fi
   t0=$(date +%s.%N)
   timeout "$limit" qemu-system-x86_64 -accel "$accel" -m 256 -nodefaults -display none -no-reboot \
-    -kernel "$gdir/vmlinuz" -initrd "$gdir/initrd.img" -append 'console=ttyS0 quiet panic=-1' \
+    -kernel "$gdir/vmlinuz" -initrd "$gdir/initrd.img" -append "$append" \
     -serial "file:$d/serial.log" "${disk[@]}" 2>"$d/qemu.err" &
   qpid=$!; pids+=("$qpid")
   while kill -0 "$qpid" 2>/dev/null; do
@@ -53,6 +58,7 @@ run() { # $1 = file|nbd
       [ "$n" -ge "$want" ] && break
     fi
     grep -q "ROAM-GUEST FAILED" "$d/serial.log" 2>/dev/null && break
+    [ "$v" = memfail ] && grep -aq "WORKLOAD ERROR mem " "$d/serial.log" 2>/dev/null && { sleep 0.2; break; }
     sleep 0.1
   done
   kill "$qpid" 2>/dev/null || true
@@ -67,7 +73,22 @@ run() { # $1 = file|nbd
     tail -n 5 "$d/qemu.err" >&2 || true
     ok=1
   fi
+  if [ "$v" = memfail ]; then
+    local st=0 out
+    out=$(python3 "$repo/guest/hb-stats.py" "$d/serial.log") || st=$?
+    sed "s/^/smoke[$v]: /" <<<"$out"
+    if [ "$st" = 1 ] && grep -q "memory errors" <<<"$out" && grep -aq "WORKLOAD ERROR mem page=" "$d/serial.log"; then
+      echo "smoke[$v]: the spoilt page was caught: $(grep -a -m1 'WORKLOAD ERROR mem' "$d/serial.log" | tr -d '\r')"
+    else
+      echo "smoke[$v]: FAIL the memory check did not report the spoilt page" >&2; ok=1
+    fi
+    [ "$ok" = 0 ] && echo "smoke[$v]: PASS" || echo "smoke[$v]: FAIL (logs in $d; KEEP=1 to keep)"
+    return "$ok"
+  fi
   python3 "$repo/guest/hb-stats.py" "$d/serial.log" --min-heartbeats "$want" | sed "s/^/smoke[$v]: /" || ok=1
+  local passes
+  passes=$(python3 "$repo/guest/hb-stats.py" "$d/serial.log" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["mem_passes"] or 0)')
+  if [ "${passes:-0}" -lt 1 ]; then echo "smoke[$v]: FAIL no memory pass completed" >&2; ok=1; fi
   local vout
   vout=$("$gdir/workload" --verify "$d/disk.raw") || ok=1
   echo "smoke[$v]: $vout"
@@ -86,7 +107,9 @@ rc=0
 case "$mode" in
   file) run file || rc=1 ;;
   nbd) run nbd || rc=1 ;;
+  memfail) run memfail || rc=1 ;;
   both) run file || rc=1; run nbd || rc=1 ;;
-  *) echo "usage: $0 [file|nbd|both]" >&2; exit 2 ;;
+  all) run file || rc=1; run nbd || rc=1; run memfail || rc=1 ;;
+  *) echo "usage: $0 [file|nbd|memfail|both|all]" >&2; exit 2 ;;
 esac
 exit "$rc"

@@ -14,11 +14,26 @@
  *   off 32  u64[508] payload: splitmix64 stream seeded with seq
  *
  * Guest mode:  workload [--dev /dev/vda] [--region-mib 32] [--rate 200]
- *                       [--sync-every 16] [--hb-ms 10]
+ *                       [--sync-every 16] [--hb-ms 10] [--mem-mib 64] [--mem-dirty 32]
+ *                       [--mem-pass-ms 2000] [--mem-selftest-corrupt 0|1|2|3]
  *   Console lines:
  *     WORKLOAD START dev=... nslots=N next_seq=S found_valid=V found_corrupt=C
- *     HB <hb_seq> <monotonic_ns> <records_written> <errors>
- *     WORKLOAD ERROR <reason> ...
+ *     WORKLOAD MEM pages=N dirty=R/s pass_ms=P locked=0|1
+ *     HB <hb_seq> <monotonic_ns> <records_written> <errors> <mem_passes> <mem_errors> *<crc>
+ *       <crc>: 8 lowercase hex digits, the CRC-32 (crc32_buf below) of the line's text before " *", so that a
+ *       reader can tell a heartbeat garbled on the way (QEMU's console log duplicates a byte now and then) from
+ *       one the guest printed.
+ *     WORKLOAD ERROR <reason> ...       (a record or a memory page that did not verify, or failed I/O)
+ *
+ * Memory check (the idea of QEMU's migration test guest): --mem-mib of anonymous memory (mlock'ed, populated),
+ * each 4 KiB page holding a pattern of (page index, generation): word k = mem_base(index, gen) + k * MEM_STEP,
+ * mem_base a 64-bit mix, so every word is checked and a zero page, a stale one (older generation) or another
+ * page's content fails. A checker thread (nice 10) verifies every page against the generation it last wrote
+ * there (a table), one pass every --mem-pass-ms, in chunks with short sleeps; it rewrites --mem-dirty random
+ * pages a second with the next generation (each verified first), so a live migration over a slow link still
+ * converges. A failing page is a memory error (counted, "WORKLOAD ERROR mem page=...", rate-limited) and is
+ * rewritten so that it is counted once. --mem-selftest-corrupt 1|2|3: after the first pass one page is spoilt
+ * behind the checker's back (1: a bit flipped, 2: left at its old generation, 3: zeroed), to see the check fail.
  * Host mode:   workload --verify FILE [--region-mib N]
  *   Checks every record in the region; exit 0 iff consistent (no corrupt record
  *   except possibly a torn write just after the newest one, and every slot in the
@@ -37,6 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,7 +143,7 @@ static void say(const char *fmt, ...) {
     (void)w;
 }
 
-static volatile uint64_t g_written, g_errors;
+static volatile uint64_t g_written, g_errors, g_mem_passes, g_mem_errors;
 static unsigned g_hb_ms = 10;
 
 static void *heartbeat(void *arg) {
@@ -137,8 +155,12 @@ static void *heartbeat(void *arg) {
     clock_gettime(CLOCK_MONOTONIC, &next);
     for (;;) {
         uint64_t t = now_ns();
-        say("HB %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64, hb++, t,
-            __atomic_load_n(&g_written, __ATOMIC_RELAXED), __atomic_load_n(&g_errors, __ATOMIC_RELAXED));
+        char line[200];
+        int n = snprintf(line, sizeof line, "HB %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                         hb++, t, __atomic_load_n(&g_written, __ATOMIC_RELAXED),
+                         __atomic_load_n(&g_errors, __ATOMIC_RELAXED), __atomic_load_n(&g_mem_passes, __ATOMIC_RELAXED),
+                         __atomic_load_n(&g_mem_errors, __ATOMIC_RELAXED));
+        if (n > 0 && n < (int)sizeof line) say("%s *%08x", line, crc32_buf((const uint8_t *)line, (size_t)n));
         uint64_t nx = (uint64_t)next.tv_sec * 1000000000ull + (uint64_t)next.tv_nsec + period;
         if (nx + period < now_ns()) nx = now_ns() + period; /* after a stall: don't burst */
         next.tv_sec = (time_t)(nx / 1000000000ull);
@@ -156,6 +178,130 @@ static void error_out(const char *fmt, ...) {
     va_end(ap);
     __atomic_add_fetch(&g_errors, 1, __ATOMIC_RELAXED);
     say("WORKLOAD ERROR %s", buf);
+}
+
+/* --- memory check ------------------------------------------------------------------------------------------ */
+#define PAGE 4096u
+#define PAGE_WORDS (PAGE / 8u)
+#define MEM_STEP 0x9E3779B97F4A7C15ull
+
+static uint64_t mem_base(uint32_t index, uint32_t gen) {
+    uint64_t z = ((uint64_t)gen << 32 | index) + 0xD1B54A32D192ED03ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static void mem_fill(uint64_t *p, uint32_t index, uint32_t gen) {
+    uint64_t w = mem_base(index, gen);
+    for (unsigned k = 0; k < PAGE_WORDS; k++, w += MEM_STEP) p[k] = w;
+}
+/* Number of words that differ from the pattern of (index, gen); *first gets the first one's index. */
+static unsigned mem_bad_words(const uint64_t *p, uint32_t index, uint32_t gen, unsigned *first) {
+    uint64_t w = mem_base(index, gen), diff = 0;
+    for (unsigned k = 0; k < PAGE_WORDS; k++, w += MEM_STEP) diff |= p[k] ^ w;
+    if (!diff) return 0; /* the common case: one pass, no branches in the loop */
+    unsigned bad = 0;
+    w = mem_base(index, gen);
+    for (unsigned k = 0; k < PAGE_WORDS; k++, w += MEM_STEP)
+        if (p[k] != w && bad++ == 0) *first = k;
+    return bad;
+}
+
+struct mem_cfg {
+    uint64_t *mem;
+    uint32_t pages, dirty, pass_ms, selftest_corrupt;
+    uint32_t *gen;
+};
+
+static void mem_error(const uint64_t *p, uint32_t i, uint32_t gen, unsigned bad, unsigned first) {
+    uint64_t n = __atomic_add_fetch(&g_mem_errors, 1, __ATOMIC_RELAXED);
+    if (n > 20 && n % 1000) return; /* rate limit: the first 20, then every 1000th */
+    char what[96];
+    unsigned zero = 1;
+    for (unsigned k = 0; k < PAGE_WORDS && zero; k++) zero = p[k] == 0;
+    int found = 0;
+    if (zero) snprintf(what, sizeof what, "zero page");
+    for (uint32_t back = 1; !zero && !found && back <= 8 && back <= gen; back++) {
+        unsigned f2;
+        if (!mem_bad_words(p, i, gen - back, &f2)) snprintf(what, sizeof what, "stale gen=%u", gen - back), found = 1;
+    }
+    if (!zero && !found) snprintf(what, sizeof what, "bad words=%u first=%u word=0x%016" PRIx64, bad, first, p[first]);
+    say("WORKLOAD ERROR mem page=%u expected gen=%u got %s (memory errors: %" PRIu64 ")", i, gen, what, n);
+}
+
+static void *mem_checker(void *arg) {
+    struct mem_cfg *c = arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10); /* below the writer; the heartbeat is SCHED_FIFO */
+    const uint32_t chunk = 64; /* pages verified between naps */
+    uint64_t rng = now_ns() | 1, pass_ns = (uint64_t)c->pass_ms * 1000000ull;
+    uint64_t dirty_ns = c->dirty ? 1000000000ull / c->dirty : 0, next_dirty = now_ns();
+    int corrupted = 0;
+    for (;;) {
+        uint64_t t0 = now_ns();
+        for (uint32_t base = 0; base < c->pages; base += chunk) {
+            uint32_t end = base + chunk < c->pages ? base + chunk : c->pages;
+            for (uint32_t i = base; i < end; i++) {
+                unsigned bad, first = 0;
+                uint64_t *p = c->mem + (size_t)i * PAGE_WORDS;
+                if ((bad = mem_bad_words(p, i, c->gen[i], &first))) {
+                    mem_error(p, i, c->gen[i], bad, first);
+                    mem_fill(p, i, ++c->gen[i]); /* counted once */
+                }
+            }
+            /* the dirtying: pages due by now, each verified before it gets its next generation */
+            uint64_t t = now_ns();
+            for (unsigned burst = 0; dirty_ns && next_dirty <= t && burst < 256; burst++, next_dirty += dirty_ns) {
+                uint32_t i = (uint32_t)(splitmix64(&rng) % c->pages);
+                unsigned bad, first = 0;
+                uint64_t *p = c->mem + (size_t)i * PAGE_WORDS;
+                if ((bad = mem_bad_words(p, i, c->gen[i], &first))) mem_error(p, i, c->gen[i], bad, first);
+                mem_fill(p, i, ++c->gen[i]);
+            }
+            if (dirty_ns && next_dirty + 1000000000ull < t) next_dirty = t; /* after a stall: don't burst */
+            /* pace: chunk n of the pass is due at t0 + n/chunks * pass_ns; at least a short nap between chunks */
+            uint64_t due = t0 + pass_ns * end / c->pages, nap = due > t ? due - t : 0;
+            if (nap < 200000) nap = 200000;
+            struct timespec ts = {(time_t)(nap / 1000000000ull), (long)(nap % 1000000000ull)};
+            while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+        }
+        uint64_t passes = __atomic_add_fetch(&g_mem_passes, 1, __ATOMIC_RELAXED);
+        if (passes == 1 || passes == 10) { /* what the check costs (a 1-vCPU TCG guest is slow) */
+            struct timespec cpu;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+            say("WORKLOAD MEM pass %" PRIu64 ": %.0f ms, checker CPU so far %.0f ms", passes, (now_ns() - t0) / 1e6,
+                cpu.tv_sec * 1e3 + cpu.tv_nsec / 1e6);
+        }
+        if (c->selftest_corrupt && !corrupted) {
+            /* behind the checker's back: one word of one page, as a lost or misplaced page would look */
+            uint32_t i = c->pages / 2;
+            const char *how = "one bit flipped";
+            if (c->selftest_corrupt == 2) c->gen[i]++, how = "not rewritten (stale)"; /* the page keeps its old generation */
+            else if (c->selftest_corrupt == 3) memset(c->mem + (size_t)i * PAGE_WORDS, 0, PAGE), how = "zeroed";
+            else c->mem[(size_t)i * PAGE_WORDS + 7] ^= 0x100;
+            say("WORKLOAD NOTE mem selftest: corrupted page=%u: %s", i, how);
+            corrupted = 1;
+        }
+    }
+    return NULL;
+}
+
+static int mem_start(uint32_t mib, uint32_t dirty, uint32_t pass_ms, uint32_t selftest_corrupt) {
+    if (!mib) { say("WORKLOAD MEM off"); return 0; }
+    static struct mem_cfg c;
+    c.pages = (uint32_t)(((uint64_t)mib << 20) / PAGE);
+    c.dirty = dirty, c.pass_ms = pass_ms ? pass_ms : 2000, c.selftest_corrupt = selftest_corrupt;
+    size_t bytes = (size_t)c.pages * PAGE;
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    c.gen = calloc(c.pages, sizeof *c.gen);
+    if (m == MAP_FAILED || !c.gen) { say("WORKLOAD ERROR mem: cannot map %u MiB: %s", mib, strerror(errno)); return -1; }
+    c.mem = m;
+    int locked = mlock(m, bytes) == 0;
+    for (uint32_t i = 0; i < c.pages; i++) mem_fill(c.mem + (size_t)i * PAGE_WORDS, i, 0);
+    say("WORKLOAD MEM pages=%u dirty=%u/s pass_ms=%u locked=%d%s", c.pages, c.dirty, c.pass_ms, locked,
+        selftest_corrupt ? " selftest_corrupt=1" : "");
+    pthread_t th;
+    if (pthread_create(&th, NULL, mem_checker, &c)) { say("WORKLOAD ERROR mem: pthread_create"); return -1; }
+    return 0;
 }
 
 static int full_pread(int fd, void *buf, size_t n, off_t off) {
@@ -274,6 +420,7 @@ static int verify_file(const char *path, unsigned region_mib) {
 
 static void usage(void) {
     fprintf(stderr, "usage: workload [--dev DEV] [--region-mib N] [--rate REC_PER_S] [--sync-every N] [--hb-ms MS]\n"
+                    "                [--mem-mib N] [--mem-dirty PAGES_PER_S] [--mem-pass-ms MS] [--mem-selftest-corrupt 0|1|2|3]\n"
                     "       workload --verify FILE [--region-mib N]\n");
     exit(2);
 }
@@ -281,6 +428,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
     const char *dev = "/dev/vda", *verify = NULL;
     unsigned region_mib = 32, rate = 200, sync_every = 16, region_set = 0;
+    unsigned mem_mib = 64, mem_dirty = 32, mem_pass_ms = 2000, mem_corrupt = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -290,6 +438,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rate") && v) rate = (unsigned)atoi(v), i++;
         else if (!strcmp(a, "--sync-every") && v) sync_every = (unsigned)atoi(v), i++;
         else if (!strcmp(a, "--hb-ms") && v) g_hb_ms = (unsigned)atoi(v), i++;
+        else if (!strcmp(a, "--mem-mib") && v) mem_mib = (unsigned)atoi(v), i++;
+        else if (!strcmp(a, "--mem-dirty") && v) mem_dirty = (unsigned)atoi(v), i++;
+        else if (!strcmp(a, "--mem-pass-ms") && v) mem_pass_ms = (unsigned)atoi(v), i++;
+        else if (!strcmp(a, "--mem-selftest-corrupt") && v) mem_corrupt = (unsigned)atoi(v), i++;
         else usage();
     }
     if (verify) return verify_file(verify, region_set ? region_mib : 0);
@@ -315,6 +467,7 @@ int main(int argc, char **argv) {
 
     pthread_t th;
     if (pthread_create(&th, NULL, heartbeat, NULL)) { say("WORKLOAD ERROR pthread_create"); return 1; }
+    if (mem_start(mem_mib, mem_dirty, mem_pass_ms, mem_corrupt)) { sleep(1); return 1; }
 
     uint8_t *wbuf, *rbuf, *ebuf;
     if (posix_memalign((void **)&wbuf, 4096, RECORD_SIZE) || posix_memalign((void **)&rbuf, 4096, RECORD_SIZE) ||

@@ -31,10 +31,19 @@ die() {
 # Written once into the work dir; `py SUBCOMMAND ...`.
 write_helper() {
   cat >"$work/demo.py" <<'PY'
-import http.client, json, os, re, socket, sys, time
+import http.client, json, os, re, socket, sys, time, zlib
 
-HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+)\s*$")
+# HB seq ns records errors mem_passes mem_errors *crc32 (of the text before " *"): a line whose checksum fails is
+# garbled (QEMU's console log duplicates a byte now and then), not a heartbeat.
+HB = re.compile(r"^HB (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) \*([0-9a-fA-F]{8})\s*$")
 BAD = ("WORKLOAD ERROR", "ROAM-GUEST FAILED")
+
+def heartbeat(line):
+    """The six numbers of a heartbeat line whose checksum matches, else None."""
+    m = HB.match(line)
+    if not m or zlib.crc32(line[: line.rindex(" *")].encode("ascii", "replace")) != int(m.group(7), 16):
+        return None
+    return tuple(int(x) for x in m.groups()[:6])
 
 class Unix(http.client.HTTPConnection):
     def __init__(self, path):
@@ -72,9 +81,9 @@ def scan(path):
             return None, text[i:].split("\n", 1)[0].strip()
     text = text[: text.rfind("\n") + 1].replace("\r", "")
     for line in reversed(text.split("\n")):
-        m = HB.match(line)
-        if m:
-            return tuple(int(x) for x in m.groups()), None
+        hb = heartbeat(line)
+        if hb:
+            return hb, None
     return None, None
 
 def alive(pid):
@@ -102,7 +111,7 @@ elif cmd == "ready":  # ready SOCK PID TIMEOUT: until roamd answers on its contr
             pass
         time.sleep(0.1)
     sys.exit(f"roamd did not answer on {args[0]} within {args[2]} s")
-elif cmd == "hb":  # hb FILE: "seq ns records errors" of the last complete heartbeat; exit 3 on a bad line
+elif cmd == "hb":  # hb FILE: "seq ns records errors mem_passes mem_errors" of the last complete heartbeat; exit 3 on a bad line
     hb, bad = scan(args[0])
     if bad:
         print(bad)
@@ -185,7 +194,7 @@ elif cmd == "gaps":  # gaps LOG START_SEQ SRC_LAST WINDOW: "switch_ms max_ms max
         i = m.start() if m else -1
     with open(args[3], "w") as f:
         f.write(text[i + 1:] if i >= 0 else text)
-    hbs = [tuple(int(x) for x in m.groups()) for m in map(HB.match, text.split("\n")) if m]
+    hbs = [hb for hb in map(heartbeat, text.split("\n")) if hb]
     start, src_last = int(args[1]), int(args[2])
     switch, best, start_ns = None, (0.0, None), None
     for a, b in zip(hbs, hbs[1:]):
@@ -330,13 +339,13 @@ trust() {
 # --- the guest -------------------------------------------------------------------------------------------------
 serial() { echo "${DIR[$1]}/vms/vm.serial"; }
 
-# read_hb HOST: HB_SEQ HB_NS HB_REC HB_ERR from the guest's last complete heartbeat on HOST (empty when none);
-# dies on a WORKLOAD ERROR / ROAM-GUEST FAILED line.
+# read_hb HOST: HB_SEQ HB_NS HB_REC HB_ERR HB_MPASS HB_MERR from the guest's last complete heartbeat on HOST (empty
+# when none; HB_MPASS/HB_MERR: memory passes and errors); dies on a WORKLOAD ERROR / ROAM-GUEST FAILED line.
 read_hb() {
   local out rc=0
   out=$(py hb "$(serial "$1")") || rc=$?
   [ "$rc" = 0 ] || die "the guest on $1 reports: $out"
-  read -r HB_SEQ HB_NS HB_REC HB_ERR <<<"$out" || true
+  read -r HB_SEQ HB_NS HB_REC HB_ERR HB_MPASS HB_MERR <<<"$out" || true
 }
 
 # wait_hb HOST MIN_SEQ TIMEOUT WHAT: until heartbeat MIN_SEQ on HOST; then as read_hb.
@@ -344,19 +353,20 @@ wait_hb() {
   local out rc=0
   out=$(py wait-hb "$(serial "$1")" "$2" "$3") || rc=$?
   case $rc in
-    0) read -r HB_SEQ HB_NS HB_REC HB_ERR <<<"$out" ;;
+    0) read -r HB_SEQ HB_NS HB_REC HB_ERR HB_MPASS HB_MERR <<<"$out" ;;
     3) die "the guest on $1 reports: $out" ;;
     *) tail -n 5 "$(serial "$1")" >&2 2>/dev/null || true; die "$4: no heartbeat #$2 on $1 within $3 s (last: $out)" ;;
   esac
 }
 
-# hb_line HOST: one readable line about the workload's last heartbeat on HOST; dies unless its error count is 0.
+# hb_line HOST: one readable line about the workload's last heartbeat on HOST; dies unless its error counts are 0.
 hb_line() {
   read_hb "$1"
   [ -n "${HB_SEQ:-}" ] || die "no heartbeat from the guest on $1"
   [ "$HB_ERR" = 0 ] || die "the workload on $1 counts $HB_ERR errors"
-  printf '   %-7s heartbeat #%-6s guest clock %7.2f s   %6s records written   %s errors\n' "$1" "$HB_SEQ" \
-    "$(python3 -c "print($HB_NS/1e9)")" "$HB_REC" "$HB_ERR"
+  [ "$HB_MERR" = 0 ] || die "the workload on $1 counts $HB_MERR memory errors"
+  printf '   %-7s heartbeat #%-6s guest clock %7.2f s   %6s records written   %s errors   memory: %4s passes, %s errors\n' \
+    "$1" "$HB_SEQ" "$(python3 -c "print($HB_NS/1e9)")" "$HB_REC" "$HB_ERR" "$HB_MPASS" "$HB_MERR"
 }
 
 # hb_stats LOG: guest/hb-stats.py's JSON on LOG (the heartbeats as the guest saw them).

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Roam.EndToEnd.Tests.Infrastructure;
 using static Roam.EndToEnd.Tests.Infrastructure.Guest;
 using Xunit.Abstractions;
@@ -68,6 +69,12 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
             throw;
         }
         Assert.True(firstOnB.Records >= lastOnA.Records);
+        // The guest's memory came across whole: its memory check (64 MiB, every page against the generation it last
+        // wrote there, on alpha or on beta) completes a whole pass on beta without a memory error.
+        var memOnA = LastHb(serialA)!.Value;
+        var memOnB = await WaitHbAsync(serialB, hb => hb.MemPasses >= memOnA.MemPasses + 2, TimeSpan.FromSeconds(90), "memory passes on beta");
+        Assert.Equal(0, memOnB.MemErrors);
+        output.WriteLine($"memory check: {memOnA.MemPasses} passes on alpha, {memOnB.MemPasses} by heartbeat {memOnB.Seq} on beta, 0 memory errors");
         (await Roam(A, "vm", "show", "vm")).ShouldFail(1, "no VM"); // alpha forgot it (it keeps a warm replica of the volume)
 
         // alpha's roamd goes away entirely; the VM on beta keeps writing.
@@ -85,6 +92,10 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
         var stats = await Tools.RunAsync("python3", Path.Combine(RepoRoot(), "guest", "hb-stats.py"), log);
         output.WriteLine($"hb-stats (alpha then beta): {stats.Stdout.Trim()} {stats.Stderr.Trim()}");
         stats.ShouldSucceed("hb-stats");
+        var statsJson = JsonDocument.Parse((await Tools.RunAsync("python3", Path.Combine(RepoRoot(), "guest", "hb-stats.py"), log, "--json")).Stdout).RootElement;
+        Assert.Equal(0, statsJson.GetProperty("mem_errors").GetInt32());
+        Assert.Equal(0, statsJson.GetProperty("errors").GetInt32());
+        Assert.True(statsJson.GetProperty("mem_passes").GetInt32() > memOnB.MemPasses, $"no memory pass after heartbeat {memOnB.Seq}: {statsJson}");
 
         // The pause as the guest lived it, in host time: each roamd stamps every console line when it receives it
         // (the guest's own clock stands still while it is paused under TCG). Beta's stamps come from `roam vm console

@@ -12,6 +12,11 @@ namespace Roam.Daemon.Vms;
 /// <c>vms/NAME.serial.stamped</c>, started afresh with each QEMU run: one line per console line, prefixed with the host time (UTC, microseconds, ISO 8601)
 /// at which roamd received its first byte: <c>2025-01-31T12:34:56.123456Z HB 42 ...</c>. Host time goes on while the
 /// guest is paused (its own clock does not, under TCG), so the stamps show a pause as the guest lived it.
+/// The socket is read on a thread of its own with blocking reads, never waiting for the thread pool: QEMU's 16550
+/// sends each console byte as a write of its own, so its socket (default send buffer, ~212 KB of skb overhead) takes only
+/// ~280 bytes, some 50 ms of heartbeats, before a write fails with EAGAIN; QEMU then logs that byte to NAME.serial and
+/// logs it again when the retry goes through: a reader late by 50 ms shows as a byte twice in NAME.serial
+/// (docs-notes/console-duplicate-bytes.md).
 /// </summary>
 internal sealed class ConsoleRecorder : IAsyncDisposable
 {
@@ -27,6 +32,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
     private readonly Lock _gate = new();
     private DateTime? _lineStart;
     private volatile bool _connected;
+    private volatile Socket? _connection;
 
     public ConsoleRecorder(string socketPath, string stampedPath, bool append = false)
     {
@@ -45,7 +51,15 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
             _listener.Dispose();
             throw;
         }
-        _loop = Task.Run(RunAsync);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reader = new Thread(() =>
+        {
+            try { Run(); }
+            finally { done.TrySetResult(); }
+        })
+        { IsBackground = true, Name = "console " + Path.GetFileName(socketPath) };
+        reader.Start();
+        _loop = done.Task;
     }
 
     /// <summary>The console socket of VM <paramref name="name"/>: in DATA_DIR/vms, or in /tmp when that path is too long for a unix socket.</summary>
@@ -66,28 +80,31 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
             DateTimeStyles.AssumeUniversal, out stamp) && space >= 0;
     }
 
-    private async Task RunAsync()
+    private void Run()
     {
-        var buffer = new byte[8192];
+        var buffer = new byte[65536];
         while (!_stop.IsCancellationRequested)
         {
             Socket connection;
-            try { connection = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { return; }
+            try { connection = _listener.Accept(); }
             catch (ObjectDisposedException) { return; }
-            catch (SocketException) { continue; }
+            catch (SocketException) when (!_stop.IsCancellationRequested) { continue; }
+            catch (SocketException) { return; }
+            _connection = connection;
             _connected = true;
             using (connection)
             {
+                if (_stop.IsCancellationRequested) break; // disposed just before the connection was published
                 while (true)
                 {
                     int n;
-                    try { n = await connection.ReceiveAsync(buffer, SocketFlags.None, _stop.Token).ConfigureAwait(false); }
-                    catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException) { break; }
+                    try { n = connection.Receive(buffer, SocketFlags.None); }
+                    catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { break; }
                     if (n == 0) break;
                     Record(buffer.AsSpan(0, n), DateTime.UtcNow);
                 }
             }
+            _connection = null;
             _connected = false;
         }
     }
@@ -123,8 +140,10 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         var drained = Stopwatch();
         while (_connected && drained.Elapsed < DrainTimeout) await Task.Delay(10).ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _listener.Dispose(); // ends a blocking Accept
+        try { _connection?.Shutdown(SocketShutdown.Both); } // ends a blocking Receive
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { }
+        await _loop.WaitAsync(DrainTimeout).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // (a late Record finds the file closed)
         lock (_gate)
         {
             try

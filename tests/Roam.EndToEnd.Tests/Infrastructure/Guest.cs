@@ -23,8 +23,36 @@ internal static partial class Guest
         return Path.Combine(root, ".cache", "guest");
     }
 
-    [GeneratedRegex(@"^HB (\d+) (\d+) (\d+) (\d+)\s*$", RegexOptions.Multiline)]
+    /// <summary>A heartbeat line: <c>HB seq ns records errors mem_passes mem_errors *crc</c>, crc the CRC-32 of the text
+    /// before " *" (guest/workload.c). Match with <see cref="Heartbeats"/>, which checks the checksum.</summary>
+    [GeneratedRegex(@"^HB (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) \*([0-9a-fA-F]{8})\r?$", RegexOptions.Multiline)]
     public static partial Regex Heartbeat();
+
+    /// <summary>One heartbeat of the guest's workload.</summary>
+    public readonly record struct Hb(long Seq, long Ns, long Records, long Errors, long MemPasses, long MemErrors);
+
+    /// <summary>The heartbeat line's text with its checksum, as the guest prints it.</summary>
+    public static string HeartbeatLine(long seq, long ns, long records, long errors = 0, long memPasses = 0, long memErrors = 0)
+    {
+        var text = string.Create(CultureInfo.InvariantCulture, $"HB {seq} {ns} {records} {errors} {memPasses} {memErrors}");
+        return string.Create(CultureInfo.InvariantCulture, $"{text} *{System.IO.Hashing.Crc32.HashToUInt32(System.Text.Encoding.ASCII.GetBytes(text)):x8}");
+    }
+
+    /// <summary>The heartbeats in a console log whose checksum matches (a garbled line is none).</summary>
+    public static IReadOnlyList<Hb> Heartbeats(string text)
+    {
+        var list = new List<Hb>();
+        foreach (Match m in Heartbeat().Matches(text))
+        {
+            var line = m.Value.TrimEnd('\r');
+            var body = line[..line.LastIndexOf(" *", StringComparison.Ordinal)];
+            if (System.IO.Hashing.Crc32.HashToUInt32(System.Text.Encoding.ASCII.GetBytes(body)) != uint.Parse(m.Groups[7].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture))
+                continue;
+            long F(int i) => long.Parse(m.Groups[i].Value, CultureInfo.InvariantCulture);
+            list.Add(new Hb(F(1), F(2), F(3), F(4), F(5), F(6)));
+        }
+        return list;
+    }
 
     /// <summary>A file QEMU is still writing, read without disturbing it.</summary>
     public static string ReadShared(string path)
@@ -34,17 +62,15 @@ internal static partial class Guest
         return new StreamReader(stream).ReadToEnd();
     }
 
-    /// <summary>The last heartbeat in the file: (sequence, records written), or null.</summary>
-    public static (long Seq, long Records)? LastHeartbeat(string path)
-    {
-        var matches = Heartbeat().Matches(ReadShared(path));
-        if (matches.Count == 0) return null;
-        var last = matches[^1];
-        return (long.Parse(last.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(last.Groups[3].Value, CultureInfo.InvariantCulture));
-    }
+    /// <summary>The last heartbeat in the file, or null.</summary>
+    public static Hb? LastHb(string path) => Heartbeats(ReadShared(path)) is { Count: > 0 } all ? all[^1] : null;
 
-    /// <summary>Polls the serial log until <paramref name="until"/> holds for its last heartbeat; fails on a workload error or after <paramref name="timeout"/>.</summary>
-    public static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
+    /// <summary>The last heartbeat in the file: (sequence, records written), or null.</summary>
+    public static (long Seq, long Records)? LastHeartbeat(string path) => LastHb(path) is { } hb ? (hb.Seq, hb.Records) : null;
+
+    /// <summary>Polls the serial log until <paramref name="until"/> holds for its last heartbeat; fails on a workload error (a
+    /// WORKLOAD ERROR line, or a heartbeat counting disk or memory errors) or after <paramref name="timeout"/>.</summary>
+    public static async Task<Hb> WaitHbAsync(string path, Func<Hb, bool> until, TimeSpan timeout, string what)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -52,9 +78,21 @@ internal static partial class Guest
             var text = ReadShared(path);
             Assert.False(text.Contains("WORKLOAD ERROR", StringComparison.Ordinal), $"{what}: {text[Math.Max(0, text.IndexOf("WORKLOAD ERROR", StringComparison.Ordinal) - 1500)..]}");
             Assert.DoesNotContain("ROAM-GUEST FAILED", text);
-            if (LastHeartbeat(path) is { } hb && until(hb)) return hb;
+            if (Heartbeats(text) is { Count: > 0 } all)
+            {
+                var hb = all[^1];
+                Assert.True(hb is { Errors: 0, MemErrors: 0 }, $"{what}: the workload counts errors: {hb}");
+                if (until(hb)) return hb;
+            }
             Assert.True(clock.Elapsed < timeout, $"{what}: not within {timeout.TotalSeconds} s; serial log tail:\n{text[Math.Max(0, text.Length - 2000)..]}");
             await Task.Delay(100);
         }
+    }
+
+    /// <summary><see cref="WaitHbAsync"/> with (sequence, records written).</summary>
+    public static async Task<(long Seq, long Records)> WaitHeartbeatsAsync(string path, Func<(long Seq, long Records), bool> until, TimeSpan timeout, string what)
+    {
+        var hb = await WaitHbAsync(path, hb => until((hb.Seq, hb.Records)), timeout, what);
+        return (hb.Seq, hb.Records);
     }
 }
