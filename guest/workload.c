@@ -31,7 +31,8 @@
  * stale one (older generation) or another page's content fails. A checker thread (nice 10) verifies every page against the generation it last wrote
  * there (a table), one pass every --mem-pass-ms, in chunks with short sleeps; it rewrites --mem-dirty random
  * pages a second with the next generation (each verified first), so a live migration over a slow link still
- * converges. A failing page is a memory error (counted, "WORKLOAD ERROR mem page=...", rate-limited) and is
+ * converges. Beside them a hot ring (mem_hot: 8 pages rewritten every 5 ms) checks pages that are written all
+ * the time, as a kernel stack is (reported as page=2147483648+j). A failing page is a memory error (counted, "WORKLOAD ERROR mem page=...", rate-limited) and is
  * rewritten so that it is counted once. --mem-selftest-corrupt 1|2|3: after the first pass one page is spoilt
  * behind the checker's back (1: a bit flipped, 2: left at its old generation, 3: zeroed), to see the check fail.
  * Host mode:   workload --verify FILE [--region-mib N]
@@ -288,6 +289,32 @@ static void *mem_checker(void *arg) {
     return NULL;
 }
 
+/*
+ * The hot ring: HOT_PAGES pages rewritten every HOT_PERIOD_NS, each verified first against the generation kept in a
+ * local variable (a register across the loop: a vCPU's registers always cross a migration whole). The cold pages
+ * above are rewritten seldom; pages written all the time (as a kernel stack is) are where a dirty page missed by
+ * the last pass shows: such a page arrives one or more generations old.
+ */
+#define HOT_PAGES 8u
+#define HOT_INDEX 0x80000000u /* hot page j is checked as index HOT_INDEX + j */
+#define HOT_PERIOD_NS 5000000ull
+static void *mem_hot(void *arg) {
+    uint64_t *ring = arg;
+    uint32_t gen = 0;
+    for (;;) {
+        for (uint32_t j = 0; j < HOT_PAGES; j++) {
+            uint64_t *p = ring + (size_t)j * PAGE_WORDS;
+            unsigned bad, first = 0;
+            if ((bad = mem_bad_words(p, HOT_INDEX + j, gen, &first))) mem_error(p, HOT_INDEX + j, gen, bad, first);
+            mem_fill(p, HOT_INDEX + j, gen + 1);
+        }
+        gen++;
+        struct timespec ts = {0, (long)HOT_PERIOD_NS};
+        while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+    }
+    return NULL;
+}
+
 static int mem_start(uint32_t mib, uint32_t dirty, uint32_t pass_ms, uint32_t selftest_corrupt) {
     if (!mib) { say("WORKLOAD MEM off"); return 0; }
     static struct mem_cfg c;
@@ -304,6 +331,11 @@ static int mem_start(uint32_t mib, uint32_t dirty, uint32_t pass_ms, uint32_t se
         selftest_corrupt ? " selftest_corrupt=1" : "");
     pthread_t th;
     if (pthread_create(&th, NULL, mem_checker, &c)) { say("WORKLOAD ERROR mem: pthread_create"); return -1; }
+    void *hot = mmap(NULL, HOT_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (hot == MAP_FAILED) { say("WORKLOAD ERROR mem: cannot map the hot ring: %s", strerror(errno)); return -1; }
+    mlock(hot, HOT_PAGES * PAGE);
+    for (uint32_t j = 0; j < HOT_PAGES; j++) mem_fill((uint64_t *)hot + (size_t)j * PAGE_WORDS, HOT_INDEX + j, 0);
+    if (pthread_create(&th, NULL, mem_hot, hot)) { say("WORKLOAD ERROR mem: pthread_create"); return -1; }
     return 0;
 }
 
