@@ -3,8 +3,9 @@ namespace Roam.Daemon.Vms;
 /// <summary>
 /// QEMU's downtime limit during a VM migration. Asked for (--downtime-limit), it is kept. Otherwise it starts lower than
 /// QEMU's 300 ms, for a pause a person does not notice (measured here over 100 Mbit/s with the compressed memory stream:
-/// 105-150 ms guest-visible at 100 ms, 126 ms at 200; 250-400 ms at 300 before the compression). Not 100: earlier runs
-/// saw the guest kernel panic after resuming with a 100 ms limit, with QEMU-native too. It is raised step by step while
+/// 105-150 ms guest-visible at 100 ms, 126 ms at 200; 250-400 ms at 300 before the compression). Earlier runs saw the
+/// guest kernel panic after resuming with a 100 ms limit, with QEMU-native too: that was QEMU 7.2 losing dirty pages
+/// under TCG (docs-notes/qemu-7.2-guest-deaths.md), not the limit. It is raised step by step while
 /// QEMU's passes over the memory do not converge, so
 /// a guest that dirties memory faster than the link drains it still moves, with a longer pause (OpenStack Nova's
 /// stepped downtime is the model).
