@@ -172,7 +172,8 @@ elif cmd == "progress":  # progress SOCK VM VOLUME SRC_SERIAL DST_SERIAL DST: th
                 else:
                     passes = m.get("memoryPasses", 0)
                     dirty = f"{m['dirtyPagesRate']} dirty pages/s" if passes >= 2 else "dirty rate after the first pass"
-                    line = (f"memory: {mib(m['ramTransferred'])} sent, {mib(m['ramRemaining'])} left, {m.get('mbps', 0):.1f} Mbit/s, "
+                    line = (f"memory: {mib(m['ramTransferred'])} sent, {mib(m['ramRemaining'])} left, {m.get('mbps', 0):.1f} Mbit/s of pages "
+                            f"(link {m.get('linkBytesPerSecond', 0) * 8 / 1e6:.1f} Mbit/s), "
                             f"pass {max(1, passes)}, {dirty}; disk backlog {mib(m.get('diskBacklogBytes', 0))} ({m.get('diskLagMs', 0):.0f} ms)")
                     if m.get("expectedDowntimeMs") is not None:
                         line += f", expected downtime {m['expectedDowntimeMs']} ms"

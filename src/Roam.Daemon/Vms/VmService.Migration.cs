@@ -221,12 +221,14 @@ internal sealed partial class VmService
             // Once the disk is handed over, a broken tunnel must not fail QEMU's migration here: QEMU resumes a guest
             // whose migration failed, and this host no longer holds its disk. The relay then swallows the rest of the
             // stream, QEMU completes and stays paused, and the destination's word decides (see ConfirmAsync).
+            var meter = new TunnelMeter();
             var relay = Task.Run(async () =>
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
                 return await TunnelRelay.RunCheckedAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync,
-                    () => Volatile.Read(ref handedOver), compressed, CorruptionForTests(() => Volatile.Read(ref handedOver))).ConfigureAwait(false);
+                    () => Volatile.Read(ref handedOver), compressed, CorruptionForTests(() => Volatile.Read(ref handedOver)), meter).ConfigureAwait(false);
             }, CancellationToken.None);
+            var linkRate = new LinkRate();
 
             // (d) Pre-copy, paused before switch-over.
             var qmp = qemu.Qmp;
@@ -250,6 +252,7 @@ internal sealed partial class VmService
                 {
                     DiskBacklogBytes = backlog is null ? 0 : backlog.PendingBytes + backlog.BytesOutOfSync,
                     DiskLagMs = backlog is null ? 0 : Math.Round(backlog.Lag.TotalMilliseconds, 1),
+                    LinkBytesPerSecond = linkRate.Update(meter.Sent + (backlog?.BytesSent ?? 0)),
                 });
                 if (info.Ram is { } ram && downtime.After(ram.DirtySyncCount) is { } raised)
                 {
@@ -640,6 +643,26 @@ internal sealed partial class VmService
         var path = hold[(step.Length + 1)..];
         await File.WriteAllTextAsync(path, step).ConfigureAwait(false);
         while (File.Exists(path)) await Task.Delay(20).ConfigureAwait(false);
+    }
+}
+
+/// <summary>
+/// The rate of the bytes a migration puts on the link (memory stream and disk mirror, as sent by this roamd), over the
+/// last second or so: what the link carries while both fill it.
+/// </summary>
+internal sealed class LinkRate
+{
+    private readonly Queue<(long At, long Bytes)> _samples = new();
+
+    /// <summary>Adds the byte count sent so far; returns the rate over the samples of the last ~second (0 at first).</summary>
+    public long Update(long bytesSoFar)
+    {
+        long now = Stopwatch.GetTimestamp();
+        _samples.Enqueue((now, bytesSoFar));
+        while (_samples.Count > 2 && Stopwatch.GetElapsedTime(_samples.Peek().At, now) > TimeSpan.FromSeconds(1.2)) _samples.Dequeue();
+        var (at, bytes) = _samples.Peek();
+        double seconds = Stopwatch.GetElapsedTime(at, now).TotalSeconds;
+        return seconds < 0.1 ? 0 : (long)((bytesSoFar - bytes) / seconds);
     }
 }
 

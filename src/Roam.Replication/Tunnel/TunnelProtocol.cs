@@ -173,7 +173,7 @@ public static class TunnelRelay
     /// nothing more was passed on or sent. Sent and Received count the bytes on the tunnel (framed, compressed if it is).</summary>
     public static async Task<(long Sent, long Received, Exception? TunnelFailure)> RunCheckedAsync(IDuplexPipe tunnel, System.Net.Sockets.Socket local,
         bool localEndsIt, CancellationToken cancellationToken, Func<CancellationToken, Task>? shutdownSend = null, Func<bool>? drainOnTunnelFailure = null,
-        bool compressed = false, Func<long, bool>? corruptForTests = null)
+        bool compressed = false, Func<long, bool>? corruptForTests = null, TunnelMeter? meter = null)
     {
         long sent = 0, received = 0;
         Exception? failure = null;
@@ -210,6 +210,7 @@ public static class TunnelRelay
                         return;
                     }
                     Interlocked.Add(ref sent, chunk.Length);
+                    meter?.AddSent(chunk.Length);
                 }
                 await tunnel.Output.FlushAsync(corrupt.Token).ConfigureAwait(false);
                 if (shutdownSend is not null) await shutdownSend(corrupt.Token).ConfigureAwait(false);
@@ -326,4 +327,15 @@ public static class TunnelRelay
         await Task.WhenAll(toPeer, fromPeer).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         return (Interlocked.Read(ref sent), Interlocked.Read(ref received), Volatile.Read(ref failure));
     }
+}
+
+/// <summary>The bytes a relay has put on the tunnel so far (framed, compressed if it is), readable while it runs: a
+/// migration's progress measures the link's rate with it.</summary>
+public sealed class TunnelMeter
+{
+    private long _sent;
+
+    public long Sent => Interlocked.Read(ref _sent);
+
+    internal void AddSent(long bytes) => Interlocked.Add(ref _sent, bytes);
 }

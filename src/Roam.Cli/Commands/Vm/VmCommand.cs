@@ -58,7 +58,7 @@ internal sealed class VmCommand : Command
 
     /// <summary>QEMU's transfer and dirty rates (the latter known once a pass over the memory ended) and the disk backlog.</summary>
     internal static string MemoryProgress(VmMigrationView m) => string.Create(CultureInfo.InvariantCulture,
-        $"{m.Mbps:0.#} Mbit/s, pass {Math.Max(1, m.MemoryPasses)}, ")
+        $"{m.Mbps:0.#} Mbit/s of pages (link {m.LinkBytesPerSecond * 8 / 1e6:0.#} Mbit/s), pass {Math.Max(1, m.MemoryPasses)}, ")
         + (m.MemoryPasses >= 2 ? string.Create(CultureInfo.InvariantCulture, $"dirty {m.DirtyPagesRate} pages/s") : "dirty rate after the first pass")
         + string.Create(CultureInfo.InvariantCulture, $", disk backlog {Sizes.Format(m.DiskBacklogBytes)} ({m.DiskLagMs:0} ms), expected downtime {m.ExpectedDowntimeMs} ms");
 }

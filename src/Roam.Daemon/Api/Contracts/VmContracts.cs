@@ -41,6 +41,9 @@ internal sealed record VmMigrationView(string Peer, string Phase, long DiskBytes
 
     /// <summary>Age of the oldest of those writes: about the time the backlog needs to drain.</summary>
     public double DiskLagMs { get; init; }
+
+    /// <summary>What the migration puts on the link, memory and disk, in bytes per second over the last second.</summary>
+    public long LinkBytesPerSecond { get; init; }
 }
 
 internal static class VmStates
