@@ -63,8 +63,12 @@ internal sealed class PeerLink : IAsyncDisposable
         set => Volatile.Write(ref _asyncLagLimitTicks, value <= TimeSpan.Zero ? 0 : (long)(value.TotalSeconds * Stopwatch.Frequency));
     }
 
-    /// <summary>Asynchronous, with <see cref="AsyncLagLimit"/> set and the oldest unacknowledged change older than it: a
-    /// writer should wait for the acknowledgement of what it just mirrored (as if synchronous) until the backlog drains.</summary>
+    /// <summary>
+    /// Asynchronous, with <see cref="AsyncLagLimit"/> set, and the backlog would take longer than that to drain: its
+    /// oldest change is older than the limit, or it holds more bytes than the link acknowledged in that long lately (a
+    /// fast writer fills a slow link's queue with seconds of data before the oldest change is old). A writer should then
+    /// wait for the acknowledgement of what it just mirrored (as if synchronous) until the backlog drains.
+    /// </summary>
     public bool IsLagging
     {
         get
@@ -73,11 +77,20 @@ internal sealed class PeerLink : IAsyncDisposable
             if (limit == 0 || Mode != ReplicaMode.Async) return false;
             lock (_gate)
             {
-                return _session is { Live: true } s && s.Pending.TryGetValue(s.OldestPending, out var oldest)
-                    && Stopwatch.GetTimestamp() - oldest.EnqueuedAt > limit;
+                if (_session is not { Live: true } s || !s.Pending.TryGetValue(s.OldestPending, out var oldest)) return false;
+                if (Stopwatch.GetTimestamp() - oldest.EnqueuedAt > limit) return true;
+                double drainable = s.AckBytesPerSecond * limit / Stopwatch.Frequency;
+                return s.PendingBytes > Math.Max(MinimumAsyncBacklog, drainable);
             }
         }
     }
+
+    /// <summary>Below this a backlog never counts as lagging by its size (before the link's rate is known, and on a link
+    /// that was idle: a few writes' worth).</summary>
+    private const long MinimumAsyncBacklog = 64 * 1024;
+
+    /// <summary>How often the acknowledgement rate is sampled (<see cref="Session.AckBytesPerSecond"/>).</summary>
+    private static readonly long AckRateInterval = Stopwatch.Frequency / 10;
 
     /// <summary>The link's bandwidth limit; see <see cref="WireBudget"/>.</summary>
     public WireBudget Budget { get; } = new(0);
@@ -368,6 +381,13 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             if (!s.Pending.Remove(sequence, out frame)) return;
             s.PendingBytes -= frame.Bytes;
+            s.AckedBytes += frame.Bytes;
+            long now = Stopwatch.GetTimestamp();
+            if (now - s.AckRateSampledAt >= AckRateInterval)
+            {
+                s.AckBytesPerSecond = (s.AckedBytes - s.AckRateSampledBytes) * (double)Stopwatch.Frequency / (now - s.AckRateSampledAt);
+                (s.AckRateSampledAt, s.AckRateSampledBytes) = (now, s.AckedBytes);
+            }
             if (sequence == s.OldestPending)
                 while (s.Pending.Count > 0 && s.OldestPending < s.Sequence && !s.Pending.ContainsKey(s.OldestPending)) s.OldestPending++;
             if (frame.FirstRegion >= 0 && ReferenceEquals(_session, s) && s.Live)
@@ -856,6 +876,11 @@ internal sealed class PeerLink : IAsyncDisposable
         public ulong Sequence;
         /// <summary>The sequence of the oldest frame in <see cref="Pending"/> (acknowledgements come in order, so this moves forward).</summary>
         public ulong OldestPending;
+        /// <summary>Bytes of frames acknowledged, and their rate over the last sampling interval (or longer, when acks
+        /// paused: then lower, which only makes a lag limit stricter).</summary>
+        public long AckedBytes, AckRateSampledBytes;
+        public long AckRateSampledAt = Stopwatch.GetTimestamp();
+        public double AckBytesPerSecond;
         public long LastSent = Stopwatch.GetTimestamp();
         public long LastReceived = Stopwatch.GetTimestamp();
         public bool Live;
