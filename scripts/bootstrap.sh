@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 apt_install() {
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null   # (sudo resets the env)
 }
 
 qemu_packages=(qemu-system-x86 qemu-utils)
@@ -25,7 +25,9 @@ codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
 if [ "$codename" = bookworm ] && [ "${ROAM_QEMU:-backports}" != distro ]; then
   sources=/etc/apt/sources.list.d/roam-bookworm-backports.sources
   pin=/etc/apt/preferences.d/roam-qemu
-  if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  # Files apt reads (*.list, *.sources), lines not commented out; a "bookworm-backports-sloppy" entry does not count.
+  if ! cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | grep -Eqs '^[^#]*bookworm-backports([[:space:]]|$)'; then
     echo "bootstrap: adding Debian's bookworm-backports suite for QEMU 10.0 ($sources)" >&2
     printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' 'Components: main' \
       'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $sudo tee "$sources" >/dev/null

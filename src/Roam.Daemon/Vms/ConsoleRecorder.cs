@@ -32,7 +32,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
     private readonly Lock _gate = new();
     private DateTime? _lineStart;
     private volatile bool _connected;
-    private volatile Socket? _connection;
+    private Socket? _connection; // Interlocked/Volatile
 
     public ConsoleRecorder(string socketPath, string stampedPath, bool append = false)
     {
@@ -55,6 +55,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         var reader = new Thread(() =>
         {
             try { Run(); }
+            catch (Exception ex) when (ex is not OutOfMemoryException) { } // a thread's exception would end roamd; the console record just stops
             finally { done.TrySetResult(); }
         })
         { IsBackground = true, Name = "console " + Path.GetFileName(socketPath) };
@@ -90,7 +91,8 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
             catch (ObjectDisposedException) { return; }
             catch (SocketException) when (!_stop.IsCancellationRequested) { continue; }
             catch (SocketException) { return; }
-            _connection = connection;
+            // Published with a full fence, so that either DisposeAsync sees it (and shuts it down) or this sees _stop.
+            Interlocked.Exchange(ref _connection, connection);
             _connected = true;
             using (connection)
             {
@@ -104,7 +106,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
                     Record(buffer.AsSpan(0, n), DateTime.UtcNow);
                 }
             }
-            _connection = null;
+            Volatile.Write(ref _connection, null);
             _connected = false;
         }
     }
@@ -141,7 +143,7 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         while (_connected && drained.Elapsed < DrainTimeout) await Task.Delay(10).ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
         _listener.Dispose(); // ends a blocking Accept
-        try { _connection?.Shutdown(SocketShutdown.Both); } // ends a blocking Receive
+        try { Volatile.Read(ref _connection)?.Shutdown(SocketShutdown.Both); } // ends a blocking Receive
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException) { }
         await _loop.WaitAsync(DrainTimeout).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // (a late Record finds the file closed)
         lock (_gate)

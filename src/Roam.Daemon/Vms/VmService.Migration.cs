@@ -138,6 +138,9 @@ internal sealed partial class VmService
         Socket? listener = null;
         TunnelConnection? tunnel = null;
         bool handedOver = false; // read by the relay (Volatile)
+        // From the start of the hand-over on, a failing tunnel must not fail QEMU's migration (QEMU would resume the guest
+        // here, and the disk may be the destination's by then): the relay drains QEMU's stream instead (read: Volatile).
+        bool relayDrains = false;
         long diskTotal = store.Get(volume).Size;
         var view = new VmMigrationView(peer, VmMigrationPhases.Disk, diskTotal, 0, 0, 0, 0, 0, 0, 0, null, null, null, null, 0, null);
         void Set(VmMigrationView v) { lock (_lock) vm.Migration = view = v; }
@@ -226,7 +229,7 @@ internal sealed partial class VmService
             {
                 using var local = await accepting.AcceptAsync(ct).ConfigureAwait(false);
                 return await TunnelRelay.RunCheckedAsync(open.Transport, local, localEndsIt: true, CancellationToken.None, open.ShutdownSendAsync,
-                    () => Volatile.Read(ref handedOver), compressed, CorruptionForTests(() => Volatile.Read(ref handedOver)), meter).ConfigureAwait(false);
+                    () => Volatile.Read(ref relayDrains), compressed, CorruptionForTests(() => Volatile.Read(ref handedOver)), meter).ConfigureAwait(false);
             }, CancellationToken.None);
             var linkRate = new LinkRate();
 
@@ -250,7 +253,7 @@ internal sealed partial class VmService
                 var backlog = replication.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
                 ReportMemory(job, info, diskTotal, synced.BytesOnWire, v => Set(v), view with
                 {
-                    DiskBacklogBytes = backlog is null ? 0 : backlog.PendingBytes + backlog.BytesOutOfSync,
+                    DiskBacklogBytes = backlog is null ? 0 : backlog.PendingBytes + backlog.BytesToResync,
                     DiskLagMs = backlog is null ? 0 : Math.Round(backlog.Lag.TotalMilliseconds, 1),
                     LinkBytesPerSecond = linkRate.Update(meter.Sent + (backlog?.BytesSent ?? 0)),
                 });
@@ -286,6 +289,10 @@ internal sealed partial class VmService
             if (relay is { IsCompletedSuccessfully: true } && relay.Result.TunnelFailure is TunnelCorruptException early)
                 throw new IOException($"{CorruptionText(early, peer)}: the migration stopped before the hand-over; the VM keeps running here", early);
             Set(view with { Phase = VmMigrationPhases.Switchover });
+            // Set before the hand-over can promote the destination, not after it did: a tunnel failing in between would
+            // otherwise fail QEMU's migration and let it resume the guest here. If the hand-over does not take place, the
+            // undo below cancels QEMU's migration (ending the drained stream) and resumes the guest itself.
+            Volatile.Write(ref relayDrains, true);
             HandOverResult? handOver = null;
             // Paused: no more writes. The new primary's link back to this host is a sync one, as before the memory phase.
             replication.SetMigrationMirroring(volume, ReplicaMode.Sync);

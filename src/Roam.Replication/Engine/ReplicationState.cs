@@ -29,6 +29,10 @@ public sealed record ReplicaStatus(string Peer, ReplicaMode Mode, ReplicaState S
 
     /// <summary>Bytes compression kept off the wire (BytesSent counts what went on it).</summary>
     public long BytesSavedByCompression { get; init; }
+
+    /// <summary>Of <see cref="BytesOutOfSync"/>, what no frame in flight carries (regions only marked): what a resync
+    /// still has to send. <see cref="PendingBytes"/> plus this is the whole backlog (in-flight regions are marked too).</summary>
+    public long BytesToResync { get; init; }
 }
 
 public sealed record ReplicationStatus(string Volume, VolumeRole Role, DataGenerations Generations, IReadOnlyList<ReplicaStatus> Replicas,

@@ -268,10 +268,11 @@ internal sealed class PeerLink : IAsyncDisposable
 
     public ReplicaStatus Status()
     {
-        long pending = 0;
+        long pending = 0, inflightRegions;
         TimeSpan lag = TimeSpan.Zero;
         lock (_gate)
         {
+            inflightRegions = _inflight.Count;
             if (_session is { } s)
             {
                 pending = s.PendingBytes;
@@ -298,6 +299,7 @@ internal sealed class PeerLink : IAsyncDisposable
             Detail = detail,
             Bandwidth = Bandwidth,
             BytesSavedByCompression = BytesSavedByCompression,
+            BytesToResync = Math.Max(0, dirty - inflightRegions * (long)Bitmap.RegionSize),
         };
     }
 
