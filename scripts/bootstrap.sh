@@ -26,8 +26,8 @@ if [ "$codename" = bookworm ] && [ "${ROAM_QEMU:-backports}" != distro ]; then
   sources=/etc/apt/sources.list.d/roam-bookworm-backports.sources
   pin=/etc/apt/preferences.d/roam-qemu
   # Files apt reads (*.list, *.sources), lines not commented out; a "bookworm-backports-sloppy" entry does not count.
-  if ! cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-      | grep -Eqs '^[^#]*bookworm-backports([[:space:]]|$)'; then
+  if ! grep -Eqs '^[^#]*bookworm-backports([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+      /etc/apt/sources.list.d/*.sources; then
     echo "bootstrap: adding Debian's bookworm-backports suite for QEMU 10.0 ($sources)" >&2
     printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' 'Components: main' \
       'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' | $sudo tee "$sources" >/dev/null
