@@ -21,28 +21,44 @@ public sealed class SlowLinkMigrationTests(ITestOutputHelper output)
     [RequiresToolsFact("qemu-system-x86_64", "python3", "ip", "tc")]
     public async Task A_VM_moves_both_ways_over_a_10_Mbit_link_with_its_memory_and_disk_intact()
     {
-        if (Environment.UserName != "root" && !Tools.IsCi)
+        // Network namespaces and tc need root: as root the demo runs directly, else through passwordless sudo; without
+        // either there is no shaped link to test on, and the test says so (the loopback VM tests still migrate).
+        bool isRoot = Environment.UserName == "root";
+        if (!isRoot && !await SudoWorksAsync())
         {
-            output.WriteLine("skipped: network namespaces need root");
+            output.WriteLine("skipped: network namespaces need root or passwordless sudo");
             return;
         }
-        Assert.Equal("root", Environment.UserName);
         var root = Guest.RepoRoot();
         using var dir = new TestDirectory();
-        var start = new ProcessStartInfo("bash", [Path.Combine(root, "demo.sh")])
+        var environment = new Dictionary<string, string>
+        {
+            ["ROAM_DEMO_RATE"] = "10mbit",
+            ["ROAM_DEMO_DIR"] = Path.Combine(dir.Path, "demo"),
+            // The test run built everything (a build now would touch its binaries): the demo runs this build's roamd and roam.
+            ["ROAM_DEMO_SKIP_BUILD"] = "1",
+            ["ROAMD_DLL"] = RoamdProcess.RoamdDll,
+            ["ROAM_DLL"] = Path.Combine(AppContext.BaseDirectory, "roam.dll"),
+            ["NO_COLOR"] = "1",
+        };
+        var start = new ProcessStartInfo(isRoot ? "bash" : "sudo")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = root,
         };
-        start.Environment["ROAM_DEMO_RATE"] = "10mbit";
-        start.Environment["ROAM_DEMO_DIR"] = Path.Combine(dir.Path, "demo");
-        // The test run built everything (a build now would touch its binaries): the demo runs this build's roamd and roam.
-        start.Environment["ROAM_DEMO_SKIP_BUILD"] = "1";
-        start.Environment["ROAMD_DLL"] = RoamdProcess.RoamdDll;
-        start.Environment["ROAM_DLL"] = Path.Combine(AppContext.BaseDirectory, "roam.dll");
-        start.Environment["NO_COLOR"] = "1";
+        if (!isRoot)
+        {
+            // sudo resets the environment: the demo's settings go as env arguments, and PATH (for dotnet) with them.
+            start.ArgumentList.Add("-n");
+            start.ArgumentList.Add("env");
+            environment["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin";
+            foreach (var (key, value) in environment) start.ArgumentList.Add($"{key}={value}");
+            start.ArgumentList.Add("bash");
+        }
+        else foreach (var (key, value) in environment) start.Environment[key] = value;
+        start.ArgumentList.Add(Path.Combine(root, "demo.sh"));
         using var demo = Process.Start(start)!;
         var log = new StringBuilder();
         var reading = Task.WhenAll(Pump(demo.StandardOutput), Pump(demo.StandardError));
@@ -71,6 +87,14 @@ public sealed class SlowLinkMigrationTests(ITestOutputHelper output)
     }
 
     private static string LastLines(string text, int n) => string.Join('\n', text.Split('\n').TakeLast(n));
+
+    private static async Task<bool> SudoWorksAsync()
+    {
+        if (!Tools.Exists("sudo")) return false;
+        using var sudo = Process.Start(new ProcessStartInfo("sudo", ["-n", "true"]) { RedirectStandardError = true, UseShellExecute = false })!;
+        await sudo.WaitForExitAsync();
+        return sudo.ExitCode == 0;
+    }
 }
 
 /// <summary>Alone: four minutes of two TCG guests and two roamds on two cores; another VM test beside it would change
