@@ -281,6 +281,20 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
         finally { await DisposeRelayAsync(); }
     }
 
+    /// <summary>Async with the limit, acknowledgements held, a first write aged past the limit: returns a second write,
+    /// which waits (checked) for its own acknowledgement.</summary>
+    private async Task<Task> LaggingWriteAsync(IBlockDevice device)
+    {
+        A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
+        Relay.Hold();
+        await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
+        await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
+        var lagging = WriteAsync(device, 1, seed: 2);
+        await Task.Delay(300);
+        Assert.False(lagging.IsCompleted, "a write made while the replica lags completed before its acknowledgement");
+        return lagging;
+    }
+
     /// <summary>What a writer saw while a sampler on its own thread (not the pool's) watched the link's backlog.</summary>
     private sealed record Run(int Writes, int Waited, TimeSpan MaxLag, long MaxPending, ReplicaStatus After)
     {
@@ -392,13 +406,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
         try
         {
             var device = await PreparedAsync();
-            A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
-            Relay.Hold();
-            await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
-            var lagging = WriteAsync(device, 1, seed: 2);
-            await Task.Delay(300);
-            Assert.False(lagging.IsCompleted);
+            var lagging = await LaggingWriteAsync(device);
 
             A.SetMigrationMirroring(Vol, ReplicaMode.Sync);
             Assert.Equal(ReplicaMode.Sync, Beta.Mode);
@@ -433,13 +441,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
         try
         {
             var device = await PreparedAsync();
-            A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
-            Relay.Hold();
-            await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
-            var lagging = WriteAsync(device, 1, seed: 2);
-            await Task.Delay(300);
-            Assert.False(lagging.IsCompleted);
+            var lagging = await LaggingWriteAsync(device);
 
             A.SetMigrationMirroring(Vol, ReplicaMode.Async);
             Assert.False(Link.IsLagging);
@@ -469,13 +471,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
             await A.WaitInSyncAsync(Vol).WaitAsync(TimeSpan.FromSeconds(30));
             var device = Primary.Open(Vol, out _);
 
-            A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
-            Relay.Hold();
-            await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
-            var lagging = WriteAsync(device, 1, seed: 2);
-            await Task.Delay(300);
-            Assert.False(lagging.IsCompleted);
+            var lagging = await LaggingWriteAsync(device);
 
             await A.AbortMigrationAsync(Vol).WaitAsync(Soon);
             Assert.Equal(MigrationPhase.Aborted, A.GetMigration(Vol).Phase);
@@ -500,13 +496,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
         try
         {
             var device = await PreparedAsync();
-            A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
-            Relay.Hold();
-            await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
-            var lagging = WriteAsync(device, 1, seed: 2);
-            await Task.Delay(300);
-            Assert.False(lagging.IsCompleted);
+            var lagging = await LaggingWriteAsync(device);
 
             // The replica the migration made is paused: its connection goes, and with it what the writer waited for
             // (far sooner than the 30 s sync timeout).
