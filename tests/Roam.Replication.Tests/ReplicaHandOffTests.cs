@@ -11,13 +11,6 @@ namespace Roam.Replication.Tests;
 [Collection(ReplicationCollection.Name)]
 public sealed class ReplicaHandOffTests : ThreeHostsTest
 {
-    private static byte[] Random(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
     /// <summary>A volume on alpha, <paramref name="filled"/> bytes of random data, replicated to gamma (in sync).</summary>
     private async Task CreateWithGammaAsync(long size, long filled, ReplicaMode gammaMode)
     {

@@ -34,12 +34,7 @@ public abstract class ReplicationTestBase : IAsyncLifetime
         await Secondary.DisposeAsync();
     }
 
-    protected static byte[] Random(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
+    protected static byte[] Random(int length, int seed) => TestData.RandomBytes(length, seed);
 
     protected void AssertSame()
     {

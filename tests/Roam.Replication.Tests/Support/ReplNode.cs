@@ -10,7 +10,7 @@ namespace Roam.Replication.Tests.Support;
 /// <summary>One simulated roamd with replication: data dir, identity, trust, volume store and service; restartable on the same dir and port.</summary>
 public sealed class ReplNode : IAsyncDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TestDirectory _dir = new();
     private readonly ReplicationOptions _options;
     private int _port;
 
