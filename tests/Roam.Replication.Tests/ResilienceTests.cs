@@ -28,7 +28,7 @@ public abstract class ResilienceTestBase : ReplicationTestBase
 
     protected static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
 
-    protected string Logs(Support.ReplNode node) => string.Join(" | ", node.Log.Entries.TakeLast(15).Select(e => e.Message));
+    protected string Logs(ReplNode node) => string.Join(" | ", node.Log.Entries.TakeLast(15).Select(e => e.Message));
 }
 
 public sealed class HandOverCrashTests : ResilienceTestBase
@@ -266,7 +266,7 @@ public sealed class ReplicaRemovalTests : ResilienceTestBase
 
 public sealed class HeartbeatTests : ResilienceTestBase
 {
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with
+    protected override ReplicationOptions Options => ReplNode.TestOptions with
     {
         HeartbeatInterval = TimeSpan.FromMilliseconds(200),
         HeartbeatTimeout = TimeSpan.FromSeconds(1),
@@ -302,7 +302,7 @@ public sealed class HeartbeatTests : ResilienceTestBase
 public sealed class ActivityLogEvictionTests : ResilienceTestBase
 {
     // Small extents, a small log, and no periodic bitmap save: only evictions (and link changes) save.
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with
+    protected override ReplicationOptions Options => ReplNode.TestOptions with
     {
         ActivityLogExtentSize = (int)MiB,
         ActivityLogCapacity = 4,

@@ -68,7 +68,7 @@ public sealed class CompressionTests : WireTestBase
 
 public sealed class CompressionOffTests : WireTestBase
 {
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with { Compression = WireCompression.Off };
+    protected override ReplicationOptions Options => ReplNode.TestOptions with { Compression = WireCompression.Off };
 
     [Fact]
     public async Task With_compression_off_every_byte_crosses_as_it_is()

@@ -5,7 +5,7 @@ using Roam.Replication.Trust;
 using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 
-namespace Roam.Replication.Tests.Support;
+namespace Roam.Testing.Replication;
 
 /// <summary>One simulated roamd with replication: data dir, identity, trust, volume store and service; restartable on the same dir and port.</summary>
 public sealed class ReplNode : IAsyncDisposable
