@@ -18,7 +18,6 @@ namespace Roam.Peers.Transport;
 /// </summary>
 public sealed class PeerConnector(HostIdentity identity, TrustStore trust, PeerConnectorOptions? options = null, ILogger? logger = null)
 {
-    private static readonly SslApplicationProtocol Alpn = new(PeerProtocol.ApplicationProtocol);
     private readonly PeerConnectorOptions _options = options ?? new PeerConnectorOptions();
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
@@ -49,7 +48,7 @@ public sealed class PeerConnector(HostIdentity identity, TrustStore trust, PeerC
             stream = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
             try
             {
-                await stream.AuthenticateAsClientAsync(ClientOptions(peer, check), timeout.Token).ConfigureAwait(false);
+                await stream.AuthenticateAsClientAsync(PeerTls.Client(identity, peer.Address.Host, check.Validate), timeout.Token).ConfigureAwait(false);
             }
             catch (AuthenticationException ex) when (check.Actual is { } actual && actual != peer.Fingerprint)
             {
@@ -118,18 +117,6 @@ public sealed class PeerConnector(HostIdentity identity, TrustStore trust, PeerC
         return new PeerConnectException(failure, peer, $"cannot connect to peer {peer} ({address}): {message}", inner);
     }
 
-    private SslClientAuthenticationOptions ClientOptions(TrustedPeer peer, ServerCheck check) => new()
-    {
-        TargetHost = peer.Address.Host,
-        ClientCertificateContext = identity.CertificateContext,
-        EnabledSslProtocols = SslProtocols.Tls13,
-        ApplicationProtocols = [Alpn],
-        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-        AllowTlsResume = false,
-        AllowRenegotiation = false,
-        RemoteCertificateValidationCallback = check.Validate,
-    };
-
     /// <summary>
     /// Accepts exactly the pinned certificate. Name and chain errors are ignored on purpose: the
     /// certificate is self-signed and its name is whatever the peer's host was called.
@@ -141,7 +128,7 @@ public sealed class PeerConnector(HostIdentity identity, TrustStore trust, PeerC
         public bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
         {
             if (certificate is null) return false;
-            Actual = certificate is X509Certificate2 c2 ? CertificateFingerprint.Of(c2) : CertificateFingerprint.Of(certificate.GetRawCertData());
+            Actual = PeerTls.FingerprintOf(certificate);
             return Actual == expected;
         }
     }

@@ -144,10 +144,10 @@ public sealed class PeerListener : IAsyncDisposable
             Log.Accepted(_logger, id, remote);
             socket.NoDelay = true;
             stream = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
-            await stream.AuthenticateAsServerAsync(ServerOptions(state), timeout.Token).ConfigureAwait(false);
+            await stream.AuthenticateAsServerAsync(PeerTls.Server(_identity, state.Validate), timeout.Token).ConfigureAwait(false);
             Debug.Assert(state.Peer is not null && state.Fingerprint is not null, "the validation callback accepted a client without naming its peer");
             Debug.Assert(stream.SslProtocol == SslProtocols.Tls13, "TLS 1.3 is the only protocol enabled");
-            if (stream.NegotiatedApplicationProtocol != Alpn)
+            if (stream.NegotiatedApplicationProtocol != PeerTls.Alpn)
             {
                 Refuse(id, remote, PeerRefusal.TlsFailed, state, "the client did not offer ALPN " + PeerProtocol.ApplicationProtocol);
                 return;
@@ -209,22 +209,6 @@ public sealed class PeerListener : IAsyncDisposable
     private void Refuse(long id, string remote, PeerRefusal refusal, ClientCheck state, string detail) =>
         Log.Refused(_logger, id, remote, refusal, state.Fingerprint?.ToString() ?? "-", detail);
 
-    private static readonly SslApplicationProtocol Alpn = new(PeerProtocol.ApplicationProtocol);
-
-    private SslServerAuthenticationOptions ServerOptions(ClientCheck state) => new()
-    {
-        ServerCertificateContext = _identity.CertificateContext,
-        ClientCertificateRequired = true,
-        EnabledSslProtocols = SslProtocols.Tls13,
-        ApplicationProtocols = [Alpn],
-        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-        // No resumption: every connection presents its certificate again and meets the trust store
-        // as it is now, so a removed peer cannot come back on an old session ticket.
-        AllowTlsResume = false,
-        AllowRenegotiation = false,
-        RemoteCertificateValidationCallback = state.Validate,
-    };
-
     /// <summary>
     /// Decides on the client's certificate during the handshake and remembers why. Chain errors are
     /// ignored on purpose: every certificate is self-signed, and the pinned fingerprint is the trust.
@@ -242,9 +226,7 @@ public sealed class PeerListener : IAsyncDisposable
                 Refusal = PeerRefusal.NoCertificate;
                 return false;
             }
-            var fingerprint = certificate is X509Certificate2 c2
-                ? CertificateFingerprint.Of(c2)
-                : CertificateFingerprint.Of(certificate.GetRawCertData());
+            var fingerprint = PeerTls.FingerprintOf(certificate);
             Fingerprint = fingerprint;
             Peer = trust.FindByFingerprint(fingerprint);
             if (Peer is null) Refusal = PeerRefusal.UntrustedCertificate;
