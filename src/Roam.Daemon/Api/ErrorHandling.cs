@@ -4,8 +4,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
 using Roam.Replication.Source;
-using Roam.Replication.Transport;
-using Roam.Replication.Trust;
+using Roam.Peers.Transport;
+using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Source;
 using Roam.Replication.Target;
@@ -96,7 +97,7 @@ public sealed partial class ReplicationService
     /// <summary>Compiles both sides of a hand-over in the background (see <see cref="JitWarmup"/>): the source's now, the
     /// destination's when a VM is about to arrive.</summary>
     public static Task WarmUpHandOver() => JitWarmup.PrepareAsync(typeof(ReplicationService), typeof(Migration), typeof(PeerLink),
-        typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
+        typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.ReplicationFrameWriter), typeof(Peers.Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
         typeof(OutFrame), typeof(WriteGate), typeof(ReplicationFile), typeof(RegionBitmap), typeof(ActivityLog), typeof(DurableFile));
 
     /// <summary>The migration of a volume (the last one, when it ended); throws when none was started.</summary>
@@ -791,7 +792,7 @@ public sealed partial class ReplicationService
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         timeout.CancelAfter(Options.AttachTimeout);
         await using var connection = await _connector.ConnectAsync(peer, timeout.Token).ConfigureAwait(false);
-        PeerFrameWriter.WriteDetach(connection.Transport.Output, 1, new PeerDetach(volume));
+        ReplicationFrameWriter.WriteDetach(connection.Transport.Output, 1, new PeerDetach(volume));
         await connection.Transport.Output.FlushAsync(timeout.Token).ConfigureAwait(false);
         var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, timeout.Token).ConfigureAwait(false)
             ?? throw new ReplicationException($"{peer} closed the connection instead of answering Detach");
