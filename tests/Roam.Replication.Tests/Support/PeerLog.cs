@@ -1,4 +1,4 @@
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 
 namespace Roam.Replication.Tests.Support;
 
