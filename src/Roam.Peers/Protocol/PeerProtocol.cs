@@ -64,10 +64,10 @@ public static class PeerProtocol
     /// <summary>The first version whose receivers understand <see cref="PeerFrameFlags.Lz4"/>.</summary>
     public const ushort CompressionVersion = 2;
 
-    /// <summary>The first version whose HandOver may carry the old primary's other replicas (see <see cref="PeerHandOver.Replicas"/>).</summary>
+    /// <summary>The first version whose HandOver may carry the old primary's other replicas (the replicas part of a HandOver payload).</summary>
     public const ushort HandOverReplicasVersion = 3;
 
-    /// <summary>The first version whose primaries understand <see cref="PeerAttachFlags.Diverged"/> in AttachAck.</summary>
+    /// <summary>The first version whose primaries understand the diverged flag (4) in AttachAck.</summary>
     public const ushort DivergedRegionsVersion = 3;
 
     /// <summary>TLS ALPN name, so that no other TLS protocol can be confused with this one.</summary>

@@ -838,7 +838,7 @@ internal sealed class PeerLink : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops the link; <paramref name="clean"/> false leaves the connection to drop (a crash in tests).</summary>
+    /// <summary>Stops the link: its session fails as Disconnected and its loop is awaited.</summary>
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
