@@ -30,7 +30,7 @@ public class AcceleratorProbeTests
     [ToolFact(TestQemu.Binary)]
     public async Task A_guest_that_does_not_boot_under_kvm_means_tcg_within_the_timeout()
     {
-        Requires.That(File.Exists("/dev/kvm"), "needs KVM (/dev/kvm): this test is about a KVM that does not boot the guest");
+        Requires.Hardware(File.Exists("/dev/kvm"), "needs KVM (/dev/kvm): this test is about a KVM that does not boot the guest");
         // /dev/null as a "kernel" never boots (QEMU exits), so the marker never appears; the probe must answer TCG in time.
         var options = new AcceleratorProbeOptions { KernelPath = "/dev/null", Marker = "roam-booted", Timeout = TimeSpan.FromSeconds(3) };
         var clock = Stopwatch.StartNew();
