@@ -1,6 +1,6 @@
 using Roam.Peers.Transport;
 
-namespace Roam.Replication.Tests.Support;
+namespace Roam.Peers.Tests.Support;
 
 /// <summary>What the peer listener logged, from the shared <see cref="TestLog"/>.</summary>
 public static class PeerLog

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Roam.Peers.Identity;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 public sealed class FingerprintTests
 {

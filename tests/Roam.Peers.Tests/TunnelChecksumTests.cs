@@ -2,10 +2,10 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using CsCheck;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 using Roam.Peers.Tunnel;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 /// <summary>Writes chunk streams as a sending relay does.</summary>
 internal static class TunnelStreams

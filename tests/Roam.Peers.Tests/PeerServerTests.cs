@@ -3,10 +3,9 @@ using System.Threading.Channels;
 using Roam.Peers.Protocol;
 using Roam.Peers.Transport;
 using Roam.Peers.Tunnel;
-using Roam.Replication.Protocol;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 /// <summary>
 /// The peer server routes each authenticated connection on its first frame's type, unconsumed, to the handler a
@@ -41,7 +40,7 @@ public sealed class PeerServerTests : IAsyncLifetime
         {
             var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.DefaultMaxPayload, stopping);
             await seen.Writer.WriteAsync((route, frame!.Type, connection.PeerName), stopping);
-            ReplicationFrameWriter.WriteAck(connection.Transport.Output, 1, new PeerAck(frame.Header.Sequence));
+            PeerFrameWriter.WriteHeartbeat(connection.Transport.Output, frame.Header.Sequence);
             await connection.Transport.Output.FlushAsync(stopping);
         };
 
@@ -55,14 +54,12 @@ public sealed class PeerServerTests : IAsyncLifetime
         foreach (var (type, expected) in new[] { (PeerFrameType.Attach, "attach"), (PeerFrameType.Flush, "fallback") })
         {
             await using var client = await _beta.Connector().ConnectAsync("alpha", _timeout.Token);
-            if (type == PeerFrameType.Attach)
-                ReplicationFrameWriter.WriteAttach(client.Transport.Output, 7, new PeerAttach(Guid.NewGuid(), 4096, new(Guid.NewGuid(), []), "vol"));
-            else
-                ReplicationFrameWriter.WriteFlush(client.Transport.Output, 7, new PeerFlush(Guid.NewGuid()));
+            var payload = new byte[type == PeerFrameType.Attach ? PeerProtocol.AttachFixedLength + 3 : PeerProtocol.FlushLength];
+            PeerFrameWriter.WriteRaw(client.Transport.Output, type, PeerFrameFlags.None, 7, payload);
             await client.Transport.Output.FlushAsync(_timeout.Token);
             Assert.Equal((expected, type, "beta"), await seen.Reader.ReadAsync(_timeout.Token));
-            var ack = await PeerFrameReader.ReadFrameAsync(client.Transport.Input, PeerProtocol.MaxHandshakePayload, _timeout.Token);
-            Assert.Equal(new PeerAck(7), PeerAck.Read(ack!.Payload));
+            var answer = await PeerFrameReader.ReadFrameAsync(client.Transport.Input, PeerProtocol.MaxHandshakePayload, _timeout.Token);
+            Assert.Equal(new PeerFrameHeader(PeerFrameType.Heartbeat, PeerFrameFlags.None, 7, 0), answer!.Header);
         }
     }
 
@@ -82,7 +79,7 @@ public sealed class PeerServerTests : IAsyncLifetime
     public async Task A_connection_nothing_serves_is_closed_and_logged()
     {
         await using var client = await _beta.Connector().ConnectAsync("alpha", _timeout.Token);
-        ReplicationFrameWriter.WriteFlush(client.Transport.Output, 1, new PeerFlush(Guid.NewGuid()));
+        PeerFrameWriter.WriteRaw(client.Transport.Output, PeerFrameType.Flush, PeerFrameFlags.None, 1, new byte[PeerProtocol.FlushLength]);
         await client.Transport.Output.FlushAsync(_timeout.Token);
         Assert.Null(await PeerFrameReader.ReadFrameAsync(client.Transport.Input, PeerProtocol.MaxHandshakePayload, _timeout.Token));
         var unrouted = Assert.Single(_alpha.Log.Entries, e => e.EventId.Id == 3007);

@@ -4,11 +4,10 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using Roam.Peers.Protocol;
-using Roam.Replication.Protocol;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 using Roam.Peers.Transport;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 /// <summary>
 /// Real sockets on 127.0.0.1 and real TLS 1.3, with identities made at test start: "alpha" listens,
@@ -59,22 +58,21 @@ public sealed class MutualTlsTests : IAsyncLifetime
         Assert.Equal(("beta", "beta", _beta.Identity.Fingerprint, PeerProtocol.Version),
             (server.PeerName, server.RemoteHostName, server.RemoteFingerprint, server.ProtocolVersion));
 
-        var volume = Guid.NewGuid();
-        var data = new byte[300 * 1024];
-        new Random(1).NextBytes(data);
-        ReplicationFrameWriter.WriteWrite(client.Transport.Output, 1, PeerFrameFlags.Fua, volume, 8192, data);
+        // A 300 KiB frame one way (a Write's layout: volume id, offset, data; its meaning is replication's), an 8-byte one back.
+        var payload = new byte[PeerProtocol.WriteFixedLength + 300 * 1024];
+        new Random(1).NextBytes(payload);
+        PeerFrameWriter.WriteRaw(client.Transport.Output, PeerFrameType.Write, PeerFrameFlags.Fua, 1, payload);
         await client.Transport.Output.FlushAsync(_timeout.Token);
 
         var frame = await PeerFrameReader.ReadFrameAsync(server.Transport.Input, PeerProtocol.DefaultMaxPayload, _timeout.Token);
-        Assert.Equal(new PeerFrameHeader(PeerFrameType.Write, PeerFrameFlags.Fua, 1, PeerWrite.FixedLength + data.Length), frame!.Header);
-        var write = PeerWrite.Read(frame.Payload);
-        Assert.Equal((volume, 8192ul), (write.VolumeId, write.Offset));
-        Assert.Equal(data, write.Data.ToArray());
+        Assert.Equal(new PeerFrameHeader(PeerFrameType.Write, PeerFrameFlags.Fua, 1, payload.Length), frame!.Header);
+        Assert.Equal(payload, frame.Payload.ToArray());
 
-        ReplicationFrameWriter.WriteAck(server.Transport.Output, 1, new PeerAck(1));
+        PeerFrameWriter.WriteRaw(server.Transport.Output, PeerFrameType.Ack, PeerFrameFlags.None, 1, [0, 0, 0, 0, 0, 0, 0, 1]);
         await server.Transport.Output.FlushAsync(_timeout.Token);
         var ack = await PeerFrameReader.ReadFrameAsync(client.Transport.Input, PeerProtocol.MaxHandshakePayload, _timeout.Token);
-        Assert.Equal(new PeerAck(1), PeerAck.Read(ack!.Payload));
+        Assert.Equal(PeerFrameType.Ack, ack!.Type);
+        Assert.Equal(new byte[] { 0, 0, 0, 0, 0, 0, 0, 1 }, ack.Payload.ToArray());
         Assert.Empty(_alpha.Log.Refusals);
     }
 

@@ -1,7 +1,6 @@
 using Roam.Peers.Protocol;
-using Roam.Replication.Protocol;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 public sealed class Crc32CTests
 {

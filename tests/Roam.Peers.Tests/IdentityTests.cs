@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Roam.Peers.Identity;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class IdentityTests

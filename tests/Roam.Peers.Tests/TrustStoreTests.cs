@@ -1,10 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Roam.Peers.Identity;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 using Roam.Peers.Trust;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 public sealed class TrustStoreTests : IDisposable
 {

@@ -3,10 +3,10 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
 using CsCheck;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 using Roam.Peers.Tunnel;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 /// <summary>The compressed tunnel stream (a VM's memory migration): chunks round trip, pay or are stored (malformed ones: TunnelChecksumTests).</summary>
 public sealed class TunnelCompressionTests

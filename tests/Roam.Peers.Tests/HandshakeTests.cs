@@ -1,9 +1,8 @@
 using Roam.Peers.Protocol;
-using Roam.Replication.Protocol;
-using Roam.Replication.Tests.Support;
+using Roam.Peers.Tests.Support;
 using Roam.Peers.Transport;
 
-namespace Roam.Replication.Tests;
+namespace Roam.Peers.Tests;
 
 /// <summary>The Hello exchange over in-memory pipes: what happens after TLS, without TLS.</summary>
 public sealed class HandshakeTests
@@ -40,7 +39,7 @@ public sealed class HandshakeTests
     public async Task Anything_but_hello_first_is_refused()
     {
         var (client, server) = TestPipes.Connected();
-        ReplicationFrameWriter.WriteWrite(client.Output, 1, PeerFrameFlags.None, Guid.NewGuid(), 0, "early"u8);
+        PeerFrameWriter.WriteHeartbeat(client.Output, 1);
         await client.Output.FlushAsync();
 
         var ex = await Assert.ThrowsAsync<PeerProtocolException>(() => PeerHandshake.ServerAsync(server, "alpha", Timeout));

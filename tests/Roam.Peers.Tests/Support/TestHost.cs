@@ -3,7 +3,7 @@ using Roam.Peers.Identity;
 using Roam.Peers.Transport;
 using Roam.Peers.Trust;
 
-namespace Roam.Replication.Tests.Support;
+namespace Roam.Peers.Tests.Support;
 
 /// <summary>One simulated roamd: its own data dir, identity and trust store, made at test start.</summary>
 public sealed class TestHost : IAsyncDisposable
