@@ -70,7 +70,7 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         Assert.Equal(["alpha", "gamma"], beta.Replicas.Select(r => r.Peer).Order());
         Assert.Equal(gammaMode, Beta.Replica(Vol, "gamma").Mode);
         Assert.Equal(VolumeRole.Replica, Alpha.Service.GetStatus(Vol).Role);
-        Assert.False(File.Exists(Alpha.Service.BitmapPath(Vol, "gamma")), "alpha still has a bitmap for gamma");
+        Assert.False(File.Exists(Alpha.Service.Paths.Bitmap(Vol, "gamma")), "alpha still has a bitmap for gamma");
 
         await Beta.WaitInSyncAsync(Vol, "gamma");
         await Beta.WaitInSyncAsync(Vol, "alpha");

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Replication.Source;
+using Roam.Replication;
 using Roam.Replication.Transport;
 using Roam.Replication.Trust;
 using Roam.Storage.Volumes;
@@ -76,12 +76,28 @@ internal static class ErrorHandling
             TrustStoreError.Corrupt => StatusCodes.Status500InternalServerError,
             _ => StatusCodes.Status400BadRequest,
         }, t.Message),
-        // Refusals of the replication engine: the volume's or the peer's state does not allow it now.
-        ReplicationException r => (StatusCodes.Status409Conflict, r.Message),
+        ReplicationException r => (ReplicationStatus(r.Error), r.Message),
         PeerConnectException p => (p.Failure == PeerConnectFailure.UnknownPeer ? StatusCodes.Status404NotFound : StatusCodes.Status409Conflict,
             p.Message),
         BadHttpRequestException b => (b.StatusCode, BadRequestMessage(b)),
         _ => (StatusCodes.Status500InternalServerError, $"internal error in roamd: {ex.Message} (details are in roamd's log)"),
+    };
+
+    /// <summary>
+    /// The replication engine's reasons as HTTP statuses, all here. Something named that is not there is a 404 (the
+    /// endpoints check the usual cases first, with a hint at the command to run; these are the engine's own word on
+    /// it); every other reason is a refusal because of the volume's or the peer's state now: 409.
+    /// </summary>
+    internal static int ReplicationStatus(ReplicationError error) => error switch
+    {
+        ReplicationError.UnknownPeer or ReplicationError.NoSuchReplica or ReplicationError.NoMigration => StatusCodes.Status404NotFound,
+        ReplicationError.NotPrimary or ReplicationError.NotReplica or ReplicationError.AlreadyReplicated or ReplicationError.HasReplicas
+            or ReplicationError.InUse or ReplicationError.AttachedToPrimary or ReplicationError.HandOverInDoubt or ReplicationError.HandingOver
+            or ReplicationError.AlreadyHandedOver or ReplicationError.LinkDown or ReplicationError.HandOverFailed
+            or ReplicationError.HandOverFailedAfterConfirm or ReplicationError.MigrationNotActive or ReplicationError.MigrationFailed
+            or ReplicationError.SplitBrain or ReplicationError.Outdated or ReplicationError.Parted
+            or ReplicationError.PeerRefused or ReplicationError.PeerProtocol => StatusCodes.Status409Conflict,
+        _ => StatusCodes.Status409Conflict,
     };
 
     private static string BadRequestMessage(BadHttpRequestException ex) =>
