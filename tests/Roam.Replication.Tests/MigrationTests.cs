@@ -261,7 +261,8 @@ public sealed class MigrationTests : ReplicationTestBase
         A.Hooks.FailAfter = Enum.Parse<VolumeHandOverStep>(step);
         var ex = await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
         A.Hooks.FailAfter = null;
-        Assert.Contains(step, ex.Message);
+        Assert.Equal(destinationPromoted ? ReplicationError.HandOverFailedAfterConfirm : ReplicationError.HandOverFailed, ex.Error);
+        Assert.Contains(step, ex.Message);   // it says where the hand-over failed
 
         if (destinationPromoted)
         {
@@ -292,7 +293,7 @@ public sealed class MigrationTests : ReplicationTestBase
         var device = Primary.Open(Vol, out _);
         await A.WaitInSyncAsync(Vol);
         B.Hooks.RefuseHandOver = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailed, (await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol))).Error);
         B.Hooks.RefuseHandOver = false;
         AssertRoles(VolumeRole.Primary, VolumeRole.Replica);
         await device.WriteAsync(MiB, Random(8192, 1), false, default);
@@ -309,7 +310,7 @@ public sealed class MigrationTests : ReplicationTestBase
         await A.WaitInSyncAsync(Vol);
         B.Hooks.DropBeforeHandOverAck = true;
         var ex = await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
-        Assert.Contains("confirmed", ex.Message);
+        Assert.Equal(ReplicationError.HandOverFailedAfterConfirm, ex.Error);
         AssertRoles(VolumeRole.Replica, VolumeRole.Primary);
         await AssertRefusedAsync(device);
         AssertSame();

@@ -140,7 +140,8 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         await Alpha.Service.PrepareMigrationAsync(Vol, "beta");
         await Alpha.Service.WaitInSyncAsync(Vol);
         Beta.Service.Hooks.DropBeforeHandOverAck = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailedAfterConfirm,
+            (await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol))).Error);
         Beta.Service.Hooks.DropBeforeHandOverAck = false;
         Assert.Equal(VolumeRole.Replica, Alpha.Service.GetStatus(Vol).Role);
         await Beta.WaitInSyncAsync(Vol, "gamma");
@@ -155,7 +156,7 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         await Alpha.Service.PrepareMigrationAsync(Vol, "beta");
         await Alpha.Service.WaitInSyncAsync(Vol);
         Beta.Service.Hooks.RefuseHandOver = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailed, (await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol))).Error);
         Beta.Service.Hooks.RefuseHandOver = false;
 
         Assert.Equal(VolumeRole.Primary, Alpha.Service.GetStatus(Vol).Role);

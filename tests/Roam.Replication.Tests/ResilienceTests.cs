@@ -253,7 +253,7 @@ public sealed class ReplicaRemovalTests : ResilienceTestBase
         Assert.False(B.GetStatus(Vol).WritesRefused);
         Secondary.Open(Vol, out bool readOnly);
         Assert.False(readOnly);
-        await Assert.ThrowsAsync<ReplicationException>(() => A.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync));
+        Assert.Equal(ReplicationError.PeerRefused, (await Assert.ThrowsAsync<ReplicationException>(() => A.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync))).Error);
         var device = Primary.Open(Vol, out readOnly);
         Assert.False(readOnly);
         await device.WriteAsync(0, Random(4096, 5), false, default);

@@ -234,7 +234,8 @@ public sealed class BitmapResolveTests : ReplicationTestBase
         await Primary.StopAsync();   // alpha unreachable: a Detach attempt would fail
         await B.PromoteAsync(Vol, force: true);
         var refused = await Assert.ThrowsAsync<ReplicationException>(() => B.AddReplicaAsync(Vol, "alpha", ReplicaMode.Sync));
-        Assert.Contains("resolve", refused.Message);
+        Assert.Equal(ReplicationError.Parted, refused.Error);
+        Assert.Contains("roam volume resolve", refused.Message);   // it names the command that settles it
         var removal = await B.RemoveReplicaAsync(Vol, "alpha");
         Assert.True(removal.PeerDetached, removal.PeerError);
         Assert.Empty(B.GetStatus(Vol).Replicas);

@@ -36,8 +36,7 @@ internal sealed class HandOverSource(ReplicationService service)
             service.Doubts.ThrowIfInDoubt(volume, migration);
             if (migration.Phase is VolumeMigrationPhase.Aborted or VolumeMigrationPhase.Completed or VolumeMigrationPhase.HandingOver)
                 throw new ReplicationException(ReplicationError.MigrationNotActive, $"migration of '{volume}' is {migration.Phase}");
-            ReplicatedVolume primary;
-            primary = service.Lookup(volume).Primary ?? throw new ReplicationException(ReplicationError.NotPrimary, $"volume '{volume}' is not a replicated primary here");
+            var primary = service.Lookup(volume).Primary ?? throw new ReplicationException(ReplicationError.NotPrimary, $"volume '{volume}' is not a replicated primary here");
             if (migration.Phase == VolumeMigrationPhase.Failed && primary.Gate.IsFrozen)
             {
                 // An earlier hand-over whose outcome was unknown: settle it first.
