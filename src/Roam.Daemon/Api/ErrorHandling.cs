@@ -84,19 +84,14 @@ internal static class ErrorHandling
     };
 
     /// <summary>
-    /// The replication engine's reasons as HTTP statuses, all here. Something named that is not there is a 404 (the
-    /// endpoints check the usual cases first, with a hint at the command to run; these are the engine's own word on
-    /// it); every other reason is a refusal because of the volume's or the peer's state now: 409.
+    /// The replication engine's reasons as HTTP statuses, all in this one place. Something named that is not there
+    /// (a peer, a replica, a migration) is a 404: the endpoints check the usual cases first, with a hint at the
+    /// command to run, and this is the engine's own word on it. Every other reason refuses because of the volume's
+    /// or the peer's state now (not a primary, in doubt, handing over, split, the peer refused...): 409.
     /// </summary>
     internal static int ReplicationStatus(ReplicationError error) => error switch
     {
         ReplicationError.UnknownPeer or ReplicationError.NoSuchReplica or ReplicationError.NoMigration => StatusCodes.Status404NotFound,
-        ReplicationError.NotPrimary or ReplicationError.NotReplica or ReplicationError.AlreadyReplicated or ReplicationError.HasReplicas
-            or ReplicationError.InUse or ReplicationError.AttachedToPrimary or ReplicationError.HandOverInDoubt or ReplicationError.HandingOver
-            or ReplicationError.AlreadyHandedOver or ReplicationError.LinkDown or ReplicationError.HandOverFailed
-            or ReplicationError.HandOverFailedAfterConfirm or ReplicationError.MigrationNotActive or ReplicationError.MigrationFailed
-            or ReplicationError.SplitBrain or ReplicationError.Outdated or ReplicationError.Parted
-            or ReplicationError.PeerRefused or ReplicationError.PeerProtocol => StatusCodes.Status409Conflict,
         _ => StatusCodes.Status409Conflict,
     };
 
