@@ -1,3 +1,4 @@
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 
 namespace Roam.Replication.Tests;

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using Roam.Replication.Identity;
+using Roam.Peers.Identity;
 
 namespace Roam.Replication.Tests;
 

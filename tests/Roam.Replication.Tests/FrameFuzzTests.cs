@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
 
@@ -132,10 +133,10 @@ public sealed class FrameFuzzTests
             {
                 case 0: PeerFrameWriter.WriteHello(buffer, seq, new PeerHello(1, (ushort)rng.Next(1, 5), "host-" + rng.Next())); break;
                 case 1: PeerFrameWriter.WriteHelloAck(buffer, seq, new PeerHelloAck(1, "peer-" + rng.Next())); break;
-                case 2: PeerFrameWriter.WriteWrite(buffer, seq, PeerFrameFlags.Fua, volume, (ulong)rng.Next(), Bytes(rng, rng.Next(1, 4000))); break;
-                case 3: PeerFrameWriter.WriteZero(buffer, seq, PeerFrameFlags.None, new PeerZero(volume, (ulong)rng.Next(), (ulong)rng.Next(1, int.MaxValue))); break;
-                case 4: PeerFrameWriter.WriteFlush(buffer, seq, new PeerFlush(volume)); break;
-                case 5: PeerFrameWriter.WriteAck(buffer, seq, new PeerAck((ulong)rng.NextInt64())); break;
+                case 2: ReplicationFrameWriter.WriteWrite(buffer, seq, PeerFrameFlags.Fua, volume, (ulong)rng.Next(), Bytes(rng, rng.Next(1, 4000))); break;
+                case 3: ReplicationFrameWriter.WriteZero(buffer, seq, PeerFrameFlags.None, new PeerZero(volume, (ulong)rng.Next(), (ulong)rng.Next(1, int.MaxValue))); break;
+                case 4: ReplicationFrameWriter.WriteFlush(buffer, seq, new PeerFlush(volume)); break;
+                case 5: ReplicationFrameWriter.WriteAck(buffer, seq, new PeerAck((ulong)rng.NextInt64())); break;
                 case 6: PeerFrameWriter.WriteError(buffer, seq, new PeerError(seq, PeerErrorCode.IoError, new string('e', rng.Next(0, 200)))); break;
                 case 7:
                     ulong at = 0;
@@ -145,7 +146,7 @@ public sealed class FrameFuzzTests
                         at = range.Offset + range.Length;
                         return range;
                     }).ToArray();
-                    PeerFrameWriter.WriteAttachAck(buffer, seq, new PeerAttachAck(PeerAttachFlags.Created,
+                    ReplicationFrameWriter.WriteAttachAck(buffer, seq, new PeerAttachAck(PeerAttachFlags.Created,
                         new Storage.Tracking.DataGenerations(volume, [new Guid(Bytes(rng, 16))]), rng.Next(2) == 0 ? null : ranges));
                     break;
                 default: PeerFrameWriter.WriteHeartbeat(buffer, seq); break;

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
 
@@ -18,10 +19,10 @@ public sealed class FrameReaderTests
         {
             case "hello": PeerFrameWriter.WriteHello(w, 0, new PeerHello(1, 3, "alpha.example")); break;
             case "helloack": PeerFrameWriter.WriteHelloAck(w, 0, new PeerHelloAck(1, "beta")); break;
-            case "write": PeerFrameWriter.WriteWrite(w, 7, PeerFrameFlags.Fua, Volume, 4096, "hello disk"u8); break;
-            case "zero": PeerFrameWriter.WriteZero(w, 8, PeerFrameFlags.None, new PeerZero(Volume, 1 << 20, 1L << 40)); break;
-            case "flush": PeerFrameWriter.WriteFlush(w, 9, new PeerFlush(Volume)); break;
-            case "ack": PeerFrameWriter.WriteAck(w, 10, new PeerAck(7)); break;
+            case "write": ReplicationFrameWriter.WriteWrite(w, 7, PeerFrameFlags.Fua, Volume, 4096, "hello disk"u8); break;
+            case "zero": ReplicationFrameWriter.WriteZero(w, 8, PeerFrameFlags.None, new PeerZero(Volume, 1 << 20, 1L << 40)); break;
+            case "flush": ReplicationFrameWriter.WriteFlush(w, 9, new PeerFlush(Volume)); break;
+            case "ack": ReplicationFrameWriter.WriteAck(w, 10, new PeerAck(7)); break;
             case "error": PeerFrameWriter.WriteError(w, 11, new PeerError(7, PeerErrorCode.NoSpace, "disk full on béta")); break;
             case "heartbeat": PeerFrameWriter.WriteHeartbeat(w, 12); break;
             default: throw new ArgumentException(kind);
@@ -195,10 +196,10 @@ public sealed class FrameReaderTests
     public void Writers_refuse_frames_the_reader_would_reject()
     {
         var w = new ArrayBufferWriter<byte>();
-        Assert.Throws<ArgumentOutOfRangeException>(() => PeerFrameWriter.WriteWrite(w, 1, PeerFrameFlags.None, Volume, 0, ReadOnlySpan<byte>.Empty));
-        Assert.Throws<ArgumentOutOfRangeException>(() => PeerFrameWriter.WriteWrite(w, 1, PeerFrameFlags.None, Volume, 0, new byte[PeerProtocol.MaxWriteDataLength + 1]));
-        Assert.Throws<ArgumentOutOfRangeException>(() => PeerFrameWriter.WriteZero(w, 1, PeerFrameFlags.None, new PeerZero(Volume, 0, 0)));
-        Assert.Throws<ArgumentException>(() => PeerFrameWriter.WriteZero(w, 1, (PeerFrameFlags)0x40, new PeerZero(Volume, 0, 1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ReplicationFrameWriter.WriteWrite(w, 1, PeerFrameFlags.None, Volume, 0, ReadOnlySpan<byte>.Empty));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ReplicationFrameWriter.WriteWrite(w, 1, PeerFrameFlags.None, Volume, 0, new byte[PeerProtocol.MaxWriteDataLength + 1]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ReplicationFrameWriter.WriteZero(w, 1, PeerFrameFlags.None, new PeerZero(Volume, 0, 0)));
+        Assert.Throws<ArgumentException>(() => ReplicationFrameWriter.WriteZero(w, 1, (PeerFrameFlags)0x40, new PeerZero(Volume, 0, 1)));
         Assert.Throws<ArgumentException>(() => PeerFrameWriter.WriteHello(w, 0, new PeerHello(1, 1, new string('x', 256))));
         Assert.Throws<ArgumentException>(() => PeerFrameWriter.WriteHelloAck(w, 0, new PeerHelloAck(1, "")));
         Assert.Equal(0, w.WrittenCount);
@@ -209,8 +210,8 @@ public sealed class FrameReaderTests
     {
         var data = new byte[10_000];
         new Random(3).NextBytes(data);
-        var fromSpan = Frames.Of(w => PeerFrameWriter.WriteWrite(w, 5, PeerFrameFlags.None, Volume, 512, data));
-        var fromSegments = Frames.Of(w => PeerFrameWriter.WriteWrite(w, 5, PeerFrameFlags.None, Volume, 512, Sequences.SegmentPerByte(data)));
+        var fromSpan = Frames.Of(w => ReplicationFrameWriter.WriteWrite(w, 5, PeerFrameFlags.None, Volume, 512, data));
+        var fromSegments = Frames.Of(w => ReplicationFrameWriter.WriteWrite(w, 5, PeerFrameFlags.None, Volume, 512, Sequences.SegmentPerByte(data)));
         Assert.Equal(fromSpan, fromSegments);
     }
 
@@ -220,8 +221,8 @@ public sealed class FrameReaderTests
         var data = new byte[64 * 1024];
         var bytes = Frames.Of(w =>
         {
-            for (int i = 0; i < 50; i++) PeerFrameWriter.WriteWrite(w, (ulong)i, PeerFrameFlags.None, Volume, (ulong)i * 65536, data);
-            PeerFrameWriter.WriteAck(w, 99, new PeerAck(1));
+            for (int i = 0; i < 50; i++) ReplicationFrameWriter.WriteWrite(w, (ulong)i, PeerFrameFlags.None, Volume, (ulong)i * 65536, data);
+            ReplicationFrameWriter.WriteAck(w, 99, new PeerAck(1));
         });
         // Many small segments: the checksum runs across segment boundaries.
         var chunks = bytes.Chunk(1000).ToArray();

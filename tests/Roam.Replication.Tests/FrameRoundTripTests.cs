@@ -1,5 +1,6 @@
 using System.Buffers;
 using CsCheck;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
 using Roam.Storage.Tracking;
@@ -47,7 +48,7 @@ public sealed class FrameRoundTripTests
         Gen.Select(Gen.Guid, Gen.ULong[0, ulong.MaxValue / 2], Gen.Byte.Array[1, 3000], DataFlags, Gen.ULong, Gen.Bool)
             .Sample((volume, offset, data, flags, seq, perByte) =>
             {
-                var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteWrite(w, seq, flags, volume, offset, data)), perByte);
+                var (header, payload) = RoundTrip(Frames.Of(w => ReplicationFrameWriter.WriteWrite(w, seq, flags, volume, offset, data)), perByte);
                 Assert.Equal(new PeerFrameHeader(PeerFrameType.Write, flags, seq, PeerWrite.FixedLength + data.Length), header);
                 var write = PeerWrite.Read(payload);
                 Assert.Equal((volume, offset), (write.VolumeId, write.Offset));
@@ -60,7 +61,7 @@ public sealed class FrameRoundTripTests
             .Sample((volume, offset, length, flags, seq, perByte) =>
             {
                 var zero = new PeerZero(volume, offset, length);
-                var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteZero(w, seq, flags, zero)), perByte);
+                var (header, payload) = RoundTrip(Frames.Of(w => ReplicationFrameWriter.WriteZero(w, seq, flags, zero)), perByte);
                 Assert.Equal(new PeerFrameHeader(PeerFrameType.Zero, flags, seq, PeerZero.PayloadLength), header);
                 Assert.Equal(zero, PeerZero.Read(payload));
             }, iter: Iterations);
@@ -69,7 +70,7 @@ public sealed class FrameRoundTripTests
     public void Flush() =>
         Gen.Select(Gen.Guid, Gen.ULong, Gen.Bool).Sample((volume, seq, perByte) =>
         {
-            var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteFlush(w, seq, new PeerFlush(volume))), perByte);
+            var (header, payload) = RoundTrip(Frames.Of(w => ReplicationFrameWriter.WriteFlush(w, seq, new PeerFlush(volume))), perByte);
             Assert.Equal(new PeerFrameHeader(PeerFrameType.Flush, PeerFrameFlags.None, seq, PeerFlush.PayloadLength), header);
             Assert.Equal(new PeerFlush(volume), PeerFlush.Read(payload));
         }, iter: Iterations);
@@ -78,7 +79,7 @@ public sealed class FrameRoundTripTests
     public void Ack() =>
         Gen.Select(Gen.ULong, Gen.ULong, Gen.Bool).Sample((acked, seq, perByte) =>
         {
-            var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteAck(w, seq, new PeerAck(acked))), perByte);
+            var (header, payload) = RoundTrip(Frames.Of(w => ReplicationFrameWriter.WriteAck(w, seq, new PeerAck(acked))), perByte);
             Assert.Equal(new PeerFrameHeader(PeerFrameType.Ack, PeerFrameFlags.None, seq, PeerAck.PayloadLength), header);
             Assert.Equal(new PeerAck(acked), PeerAck.Read(payload));
         }, iter: Iterations);
@@ -110,7 +111,7 @@ public sealed class FrameRoundTripTests
         Gen.Select(Gen.Byte[0, 3], Generations, Diverged, Gen.ULong, Gen.Bool).Sample((flags, generations, diverged, seq, perByte) =>
         {
             var ack = new PeerAttachAck((PeerAttachFlags)flags, generations, diverged);
-            var (header, payload) = RoundTrip(Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, seq, ack)), perByte);
+            var (header, payload) = RoundTrip(Frames.Of(w => ReplicationFrameWriter.WriteAttachAck(w, seq, ack)), perByte);
             Assert.Equal((PeerFrameType.AttachAck, seq), (header.Type, header.Sequence));
             var read = PeerAttachAck.Read(payload);
             Assert.Equal((PeerAttachFlags)flags | (diverged is null ? 0 : PeerAttachFlags.Diverged), read.Flags);
@@ -125,11 +126,11 @@ public sealed class FrameRoundTripTests
     {
         var ranges = Enumerable.Range(0, PeerProtocol.MaxDivergedRanges).Select(i => new DivergedRange((ulong)i * 2, 1)).ToArray();
         var history = Enumerable.Range(0, PeerProtocol.MaxGenerationsHistory).Select(_ => Guid.NewGuid()).ToArray();
-        var bytes = Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, 1, new PeerAttachAck(PeerAttachFlags.None, new DataGenerations(Guid.NewGuid(), history), ranges)));
+        var bytes = Frames.Of(w => ReplicationFrameWriter.WriteAttachAck(w, 1, new PeerAttachAck(PeerAttachFlags.None, new DataGenerations(Guid.NewGuid(), history), ranges)));
         Assert.Equal(PeerProtocol.HeaderSize + PeerAttachAck.MaxLength, bytes.Length);
         var (_, payload) = RoundTrip(bytes, perByte: false);
         Assert.Equal(ranges, PeerAttachAck.Read(payload).Diverged!);
-        Assert.Throws<ArgumentOutOfRangeException>(() => Frames.Of(w => PeerFrameWriter.WriteAttachAck(w, 1,
+        Assert.Throws<ArgumentOutOfRangeException>(() => Frames.Of(w => ReplicationFrameWriter.WriteAttachAck(w, 1,
             new PeerAttachAck(PeerAttachFlags.None, new DataGenerations(Guid.Empty, []), [.. ranges, new DivergedRange(1UL << 40, 1)]))));
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using CsCheck;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
 using Roam.Storage.Tracking;
@@ -35,7 +36,7 @@ public sealed class HandOverFrameTests
     private static byte[] PayloadOf(in PeerHandOver handOver)
     {
         var copy = handOver;
-        var bytes = Frames.Of(w => PeerFrameWriter.WriteHandOver(w, 1, copy));
+        var bytes = Frames.Of(w => ReplicationFrameWriter.WriteHandOver(w, 1, copy));
         return bytes[PeerProtocol.HeaderSize..];
     }
 
@@ -63,7 +64,7 @@ public sealed class HandOverFrameTests
         {
             var unique = replicas.DistinctBy(r => r.Peer).ToList();
             var handOver = new PeerHandOver(volume, DataGenerations.New().Next().Next(), PeerHandOverFlags.AsyncLink, unique);
-            var bytes = Frames.Of(w => PeerFrameWriter.WriteHandOver(w, seq, handOver));
+            var bytes = Frames.Of(w => ReplicationFrameWriter.WriteHandOver(w, seq, handOver));
             var (header, payload) = Frames.ReadOne(perByte ? Sequences.SegmentPerByte(bytes) : Sequences.Whole(bytes));
             Assert.Equal(new PeerFrameHeader(PeerFrameType.HandOver, PeerFrameFlags.None, seq, handOver.PayloadLength), header);
             AssertSame(handOver, PeerHandOver.Read(new ReadOnlySequence<byte>(payload)));
@@ -94,12 +95,12 @@ public sealed class HandOverFrameTests
         Assert.True(PeerProtocol.IsValidLength(PeerFrameType.HandOver, (uint)largest.PayloadLength));
         Assert.False(PeerProtocol.IsValidLength(PeerFrameType.HandOver, (uint)largest.PayloadLength + 1));
         Assert.True(largest.PayloadLength <= PeerProtocol.DefaultMaxPayload, "a replica session could not read it");
-        var bytes = Frames.Of(w => PeerFrameWriter.WriteHandOver(w, 9, largest));
+        var bytes = Frames.Of(w => ReplicationFrameWriter.WriteHandOver(w, 9, largest));
         var (_, payload) = Frames.ReadOne(Sequences.Whole(bytes));
         AssertSame(largest, PeerHandOver.Read(new ReadOnlySequence<byte>(payload)));
         // The writer refuses what the reader would.
         var tooMany = largest with { Replicas = [.. replicas, replicas[0] with { Peer = "one-more" }] };
-        Assert.Throws<ArgumentException>(() => Frames.Of(w => PeerFrameWriter.WriteHandOver(w, 9, tooMany)));
+        Assert.Throws<ArgumentException>(() => Frames.Of(w => ReplicationFrameWriter.WriteHandOver(w, 9, tooMany)));
     }
 
     /// <summary>Offset of the first replica's fields in <see cref="Sample"/>'s payload (no history beyond one entry, names "host-N").</summary>

@@ -1,6 +1,7 @@
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 
 namespace Roam.Replication.Tests;
 
@@ -39,7 +40,7 @@ public sealed class HandshakeTests
     public async Task Anything_but_hello_first_is_refused()
     {
         var (client, server) = TestPipes.Connected();
-        PeerFrameWriter.WriteWrite(client.Output, 1, PeerFrameFlags.None, Guid.NewGuid(), 0, "early"u8);
+        ReplicationFrameWriter.WriteWrite(client.Output, 1, PeerFrameFlags.None, Guid.NewGuid(), 0, "early"u8);
         await client.Output.FlushAsync();
 
         var ex = await Assert.ThrowsAsync<PeerProtocolException>(() => PeerHandshake.ServerAsync(server, "alpha", Timeout));

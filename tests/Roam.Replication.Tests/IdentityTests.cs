@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Roam.Replication.Identity;
+using Roam.Peers.Identity;
 using Roam.Replication.Tests.Support;
 
 namespace Roam.Replication.Tests;

@@ -1,4 +1,5 @@
 using Roam.Replication.Engine;
+using Roam.Peers.Protocol;
 using Roam.Replication.HandOver;
 using Roam.Replication.Protocol;
 using Roam.Replication.Source;
@@ -320,7 +321,7 @@ public sealed class MigrationTests : ReplicationTestBase
     public void HandOver_frames_round_trip()
     {
         var handOver = new PeerHandOver(Guid.NewGuid(), DataGenerations.New().Next().Next(), PeerHandOverFlags.KeepOldPrimary | PeerHandOverFlags.AsyncLink);
-        var bytes = Frames.Of(w => PeerFrameWriter.WriteHandOver(w, 77, handOver));
+        var bytes = Frames.Of(w => ReplicationFrameWriter.WriteHandOver(w, 77, handOver));
         var (header, payload) = Frames.ReadOne(Sequences.Whole(bytes));
         Assert.Equal((PeerFrameType.HandOver, 77UL), (header.Type, header.Sequence));
         var read = PeerHandOver.Read(new System.Buffers.ReadOnlySequence<byte>(payload));

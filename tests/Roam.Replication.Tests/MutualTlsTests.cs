@@ -3,9 +3,10 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Replication.Tests.Support;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 
 namespace Roam.Replication.Tests;
 
@@ -61,7 +62,7 @@ public sealed class MutualTlsTests : IAsyncLifetime
         var volume = Guid.NewGuid();
         var data = new byte[300 * 1024];
         new Random(1).NextBytes(data);
-        PeerFrameWriter.WriteWrite(client.Transport.Output, 1, PeerFrameFlags.Fua, volume, 8192, data);
+        ReplicationFrameWriter.WriteWrite(client.Transport.Output, 1, PeerFrameFlags.Fua, volume, 8192, data);
         await client.Transport.Output.FlushAsync(_timeout.Token);
 
         var frame = await PeerFrameReader.ReadFrameAsync(server.Transport.Input, PeerProtocol.DefaultMaxPayload, _timeout.Token);
@@ -70,7 +71,7 @@ public sealed class MutualTlsTests : IAsyncLifetime
         Assert.Equal((volume, 8192ul), (write.VolumeId, write.Offset));
         Assert.Equal(data, write.Data.ToArray());
 
-        PeerFrameWriter.WriteAck(server.Transport.Output, 1, new PeerAck(1));
+        ReplicationFrameWriter.WriteAck(server.Transport.Output, 1, new PeerAck(1));
         await server.Transport.Output.FlushAsync(_timeout.Token);
         var ack = await PeerFrameReader.ReadFrameAsync(client.Transport.Input, PeerProtocol.MaxHandshakePayload, _timeout.Token);
         Assert.Equal(new PeerAck(1), PeerAck.Read(ack!.Payload));

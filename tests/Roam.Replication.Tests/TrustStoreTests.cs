@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Roam.Replication.Identity;
+using Roam.Peers.Identity;
 using Roam.Replication.Tests.Support;
-using Roam.Replication.Trust;
+using Roam.Peers.Trust;
 
 namespace Roam.Replication.Tests;
 

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using CsCheck;
 using Roam.Replication.Tests.Support;
-using Roam.Replication.Tunnel;
+using Roam.Peers.Tunnel;
 
 namespace Roam.Replication.Tests;
 

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using CsCheck;
 using Roam.Replication.Tests.Support;
-using Roam.Replication.Tunnel;
+using Roam.Peers.Tunnel;
 
 namespace Roam.Replication.Tests;
 

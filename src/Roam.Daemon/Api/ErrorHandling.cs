@@ -3,9 +3,9 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
+using Roam.Peers.Transport;
+using Roam.Peers.Trust;
 using Roam.Replication;
-using Roam.Replication.Transport;
-using Roam.Replication.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;

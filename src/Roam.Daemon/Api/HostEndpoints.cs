@@ -3,7 +3,7 @@ using Roam.Control;
 using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
 using Roam.Replication.Engine;
-using Roam.Replication.Identity;
+using Roam.Peers.Identity;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;

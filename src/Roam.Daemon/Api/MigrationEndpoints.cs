@@ -1,7 +1,7 @@
 using Roam.Control;
 using Roam.Daemon.Jobs;
 using Roam.Replication.Engine;
-using Roam.Replication.Trust;
+using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;

@@ -103,7 +103,7 @@ internal sealed class RoamdCommandLine
         var hostName = parseResult.GetValue(_hostName) ?? config.HostName;
         if (hostName is not null)
         {
-            int max = Roam.Replication.Protocol.PeerProtocol.MaxHostNameLength;
+            int max = Roam.Peers.Protocol.PeerProtocol.MaxHostNameLength;
             if (string.IsNullOrWhiteSpace(hostName) || hostName.Any(char.IsControl) || System.Text.Encoding.UTF8.GetByteCount(hostName.Trim()) > max)
                 throw new RoamdUsageException($"invalid host name '{hostName}': use 1 to {max} bytes, no control characters");
             options = options with { HostName = hostName.Trim() };

@@ -5,8 +5,8 @@ using Roam.Daemon.Api;
 using Roam.Daemon.Jobs;
 using Roam.Nbd.Server;
 using Roam.Replication.Engine;
-using Roam.Replication.Identity;
-using Roam.Replication.Trust;
+using Roam.Peers.Identity;
+using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Hosting;

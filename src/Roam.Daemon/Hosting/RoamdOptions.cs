@@ -7,7 +7,7 @@ internal sealed record RoamdOptions(string DataDir, IPEndPoint? NbdListen)
 {
     public const string DefaultDataDir = "/var/lib/roam";
     public const int DefaultNbdPort = 10809;
-    public const int DefaultPeerPort = Roam.Replication.Protocol.PeerProtocol.DefaultPort;
+    public const int DefaultPeerPort = Roam.Peers.Protocol.PeerProtocol.DefaultPort;
     public const double DefaultSyncTimeoutSeconds = 5;
 
     /// <summary>The name put in this host's identity when it is first created (later starts keep the stored one).</summary>

@@ -11,7 +11,7 @@ internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, i
 /// <param name="StreamCompression">What the sender can carry the memory stream in ("lz4", see TunnelCompression), or null: raw.</param>
 /// <param name="BootFiles">The VM's kernel and initrd as the source has them (a destination lacking one is sent it, see BootFiles);
 /// null from an older roamd, whose files must then be at the same paths on the destination.</param>
-/// <param name="StreamChecksum">vm-incoming: the checksum the sender's chunks carry (<see cref="Roam.Replication.Tunnel.TunnelChunks.Checksum"/>);
+/// <param name="StreamChecksum">vm-incoming: the checksum the sender's chunks carry (<see cref="Roam.Peers.Tunnel.TunnelChunks.Checksum"/>);
 /// a destination refuses a stream without it (null: an older roamd, whose stream it could not verify).</param>
 internal sealed record VmTunnelRequest(string Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null,
     IReadOnlyList<BootFileOffer>? BootFiles = null, string? StreamChecksum = null);

@@ -7,7 +7,7 @@ using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
-using Roam.Replication.Tunnel;
+using Roam.Peers.Tunnel;
 using QmpMigrationStatus = Roam.Hypervisor.Qmp.MigrationStatus;
 
 namespace Roam.Daemon.Vms;

@@ -8,8 +8,8 @@ using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
-using Roam.Replication.Transport;
-using Roam.Replication.Tunnel;
+using Roam.Peers.Transport;
+using Roam.Peers.Tunnel;
 using Roam.Storage.Volumes;
 using QmpMigrationStatus = Roam.Hypervisor.Qmp.MigrationStatus;
 

@@ -5,7 +5,7 @@ using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
 using Roam.Replication.Engine;
-using Roam.Replication.Trust;
+using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Vms;

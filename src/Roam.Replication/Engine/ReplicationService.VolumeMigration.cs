@@ -23,7 +23,7 @@ public sealed partial class ReplicationService
     /// <summary>Compiles both sides of a hand-over in the background (see <see cref="JitWarmup"/>): the source's now, the
     /// destination's when a VM is about to arrive.</summary>
     public static Task WarmUpHandOver() => JitWarmup.PrepareAsync(typeof(ReplicationService), typeof(VolumeMigration), typeof(PeerLink),
-        typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
+        typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.ReplicationFrameWriter), typeof(Peers.Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
         typeof(OutFrame), typeof(WriteGate), typeof(ReplicationFile), typeof(RegionBitmap), typeof(ActivityLog), typeof(DurableFile),
         typeof(HandOverSource), typeof(HandOverTarget), typeof(Volumes.VolumeReplication));
 

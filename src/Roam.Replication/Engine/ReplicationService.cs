@@ -1,13 +1,15 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Roam.Nbd.Server;
+using Roam.Peers.Identity;
+using Roam.Peers.Protocol;
+using Roam.Peers.Transport;
+using Roam.Peers.Trust;
+using Roam.Peers.Tunnel;
 using Roam.Replication.HandOver;
-using Roam.Replication.Identity;
 using Roam.Replication.Source;
 using Roam.Replication.SplitBrain;
 using Roam.Replication.Target;
-using Roam.Replication.Transport;
-using Roam.Replication.Trust;
 using Roam.Replication.Volumes;
 using Roam.Storage.Volumes;
 
@@ -27,8 +29,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly PeerConnector _connector;
     private readonly CancellationTokenSource _stopping = new();
-    private PeerListener? _listener;
-    private Task _acceptLoop = Task.CompletedTask;
+    private PeerServer? _server;
     private int _disposed;
 
     public ReplicationService(HostIdentity identity, TrustStore trust, VolumeStore store, string dataDir, ILoggerFactory loggerFactory, ReplicationOptions? options = null)
@@ -63,7 +64,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
     public INbdExportProvider Exports { get; }
 
     /// <summary>The peer listener's bound endpoint (with the real port when 0 was asked for), once started.</summary>
-    public IPEndPoint? ListenEndPoint => _listener?.LocalEndPoint;
+    public IPEndPoint? ListenEndPoint => _server?.LocalEndPoint;
 
     // The rooms' shared context.
     internal VolumeStore Store { get; }
@@ -116,8 +117,13 @@ public sealed partial class ReplicationService : IAsyncDisposable
         }
         if (peerListen is not null)
         {
-            _listener = PeerListener.Start(_identity, _trust, new PeerListenerOptions { EndPoint = peerListen }, _logger);
-            _acceptLoop = Task.Run(AcceptLoopAsync, CancellationToken.None);
+            _server = PeerServer.Start(_identity, _trust, new PeerListenerOptions { EndPoint = peerListen }, _logger);
+            // Attach and Detach open a replica session; so does anything else no layer routed: the session answers
+            // a frame it does not expect with an Error the peer can read.
+            _server.Route(PeerFrameType.Attach, ServeReplicaAsync);
+            _server.Route(PeerFrameType.Detach, ServeReplicaAsync);
+            _server.Fallback = ServeReplicaAsync;
+            if (_tunnelHandler is { } tunnels) _server.Route(TunnelProtocol.FrameType, Tunnels.Serve(tunnels));
         }
         return Task.CompletedTask;
     }
@@ -154,18 +160,12 @@ public sealed partial class ReplicationService : IAsyncDisposable
     internal Task<AttachedConnection> AttachAsync(ReplicatedVolume volume, string peer, CancellationToken cancellationToken) =>
         Peers.AttachAsync(volume, peer, cancellationToken);
 
-    private async Task AcceptLoopAsync()
+    /// <summary>Target side: one connection from a primary, for as long as it replicates a volume here.</summary>
+    private async Task ServeReplicaAsync(PeerConnection connection, CancellationToken stopping)
     {
-        var sessions = new List<Task>();
-        while (!_stopping.IsCancellationRequested)
-        {
-            PeerConnection connection;
-            try { connection = await _listener!.AcceptConnectionAsync(_stopping.Token).ConfigureAwait(false); }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { break; }
-            sessions.Add(Task.Run(() => RunIncomingAsync(connection, _stopping.Token))); // a tunnel, or a ReplicaSession
-            sessions.RemoveAll(t => t.IsCompleted);
-        }
-        await Task.WhenAll(sessions).ConfigureAwait(false);
+        // This service stops its sessions before the server's token is cancelled (see StopAsync).
+        using var link = CancellationTokenSource.CreateLinkedTokenSource(stopping, _stopping.Token);
+        await new ReplicaSession(this, connection, _logger).RunAsync(link.Token).ConfigureAwait(false);
     }
 
     /// <summary>Why the volume's fence was closed (it lost its primary role here), if it was.</summary>
@@ -188,10 +188,9 @@ public sealed partial class ReplicationService : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         Hooks.Resume();
-        if (_listener is not null) await _listener.DisposeAsync().ConfigureAwait(false);
         foreach (var s in Snapshot(v => v.Session)) await s.StopAsync().ConfigureAwait(false);
-        try { await _acceptLoop.ConfigureAwait(false); }
-        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException) { }
+        // Ends the sessions and tunnels still being served and waits for them.
+        if (_server is not null) await _server.DisposeAsync().ConfigureAwait(false);
         await Doubts.WaitSettlersAsync().ConfigureAwait(false);
         foreach (var p in Snapshot(v => v.Primary))
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Roam.Peers.Protocol;
 using Roam.Replication.Engine;
 using Roam.Replication.Protocol;
 using Roam.Replication.Source;

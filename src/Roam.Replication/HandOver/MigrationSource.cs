@@ -128,12 +128,6 @@ internal sealed class MigrationSource(ReplicationService service)
     }
 
     /// <summary>
-    /// Moves the primary role to the migration's destination: writes stop (new ones wait, and fail as
-    /// read-only once the role moved), in-flight writes drain, the destination flushes, then HandOver
-    /// makes it the primary under a new generation. This host becomes its replica
-    /// (<paramref name="keepReplica"/>) or drops the volume. <paramref name="promoted"/> is called as soon as the
-
-    /// <summary>
     /// Abandons a migration before its hand-over: this host stays primary with writes flowing (a replica
     /// the migration created is paused, a reused one gets its mode back); the destination keeps what it
     /// copied as an out-of-sync replica and this host keeps its bitmap, so a retry resumes.

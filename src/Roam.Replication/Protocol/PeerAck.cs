@@ -1,11 +1,13 @@
 using System.Buffers;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>Ack: the frame with this sequence number was applied (and made durable, if it asked to be).</summary>
 public readonly record struct PeerAck(ulong Sequence)
 {
-    public const int PayloadLength = sizeof(ulong);
+    public const int PayloadLength = PeerProtocol.AckLength;
 
     public static PeerAck Read(in ReadOnlySequence<byte> payload)
     {

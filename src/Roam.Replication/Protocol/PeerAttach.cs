@@ -1,6 +1,8 @@
 using System.Buffers;
 using Roam.Storage.Tracking;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Roam.Replication.Protocol;
 public readonly record struct PeerAttach(Guid VolumeId, ulong Size, DataGenerations Generations, string Name)
 {
     /// <summary>Volume id, size, current generation, history count, name length.</summary>
-    public const int FixedLength = PeerProtocol.VolumeIdLength + sizeof(ulong) + 16 + sizeof(byte) + sizeof(byte);
+    public const int FixedLength = PeerProtocol.AttachFixedLength;
 
     public static PeerAttach Read(in ReadOnlySequence<byte> payload)
     {
@@ -52,12 +54,12 @@ public readonly record struct DivergedRange(ulong Offset, ulong Length);
 public readonly record struct PeerAttachAck(PeerAttachFlags Flags, DataGenerations Generations, IReadOnlyList<DivergedRange>? Diverged = null)
 {
     /// <summary>Flags, current generation, history count.</summary>
-    public const int FixedLength = sizeof(byte) + 16 + sizeof(byte);
+    public const int FixedLength = PeerProtocol.AttachAckFixedLength;
 
     /// <summary>The diverged section: range count (u32), then offset (u64) and length (u64) per range.</summary>
-    public const int DivergedRangeLength = 2 * sizeof(ulong);
+    public const int DivergedRangeLength = PeerProtocol.DivergedRangeLength;
 
-    public const int MaxLength = FixedLength + PeerProtocol.MaxGenerationsHistory * 16 + sizeof(uint) + PeerProtocol.MaxDivergedRanges * DivergedRangeLength;
+    public const int MaxLength = PeerProtocol.AttachAckMaxLength;
 
     public static PeerAttachAck Read(in ReadOnlySequence<byte> payload)
     {
@@ -91,7 +93,7 @@ public readonly record struct PeerAttachAck(PeerAttachFlags Flags, DataGeneratio
 public readonly record struct PeerGenerations(Guid VolumeId, DataGenerations Generations)
 {
     /// <summary>Volume id, current generation, history count.</summary>
-    public const int FixedLength = PeerProtocol.VolumeIdLength + 16 + sizeof(byte);
+    public const int FixedLength = PeerProtocol.GenerationsFixedLength;
 
     public static PeerGenerations Read(in ReadOnlySequence<byte> payload)
     {

@@ -1,5 +1,7 @@
 using System.Buffers;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Roam.Replication.Protocol;
 public readonly record struct PeerDetach(string Name)
 {
     /// <summary>Name length.</summary>
-    public const int FixedLength = sizeof(byte);
+    public const int FixedLength = PeerProtocol.DetachFixedLength;
 
     public static PeerDetach Read(in ReadOnlySequence<byte> payload)
     {

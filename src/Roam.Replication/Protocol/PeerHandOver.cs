@@ -3,6 +3,8 @@ using System.Buffers.Binary;
 using System.Text;
 using Roam.Storage.Tracking;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>
@@ -18,10 +20,10 @@ public readonly record struct PeerHandOver(Guid VolumeId, DataGenerations Genera
     IReadOnlyList<PeerHandOverReplica>? Replicas = null)
 {
     /// <summary>Volume id, current generation, history count, flags.</summary>
-    public const int FixedLength = PeerProtocol.VolumeIdLength + 16 + sizeof(byte) + sizeof(byte);
+    public const int FixedLength = PeerProtocol.HandOverFixedLength;
 
     /// <summary>The largest replica section: its count and <see cref="PeerProtocol.MaxHandOverReplicas"/> replicas at their largest.</summary>
-    public const int MaxReplicasLength = sizeof(byte) + PeerProtocol.MaxHandOverReplicas * PeerHandOverReplica.MaxLength;
+    public const int MaxReplicasLength = PeerProtocol.HandOverMaxReplicasLength;
 
     public int PayloadLength =>
         PeerProtocol.VolumeIdLength + GenerationsCodec.Length(Generations) + sizeof(byte) + ReplicasLength(Replicas);
@@ -116,9 +118,9 @@ public readonly record struct PeerHandOverReplica(string Peer, PeerHandOverRepli
     IReadOnlyList<PeerExtent> OutOfSync)
 {
     /// <summary>Name length, flags, bandwidth, synced generation, extent count.</summary>
-    public const int FixedLength = sizeof(byte) + sizeof(byte) + sizeof(ulong) + 16 + sizeof(uint);
+    public const int FixedLength = PeerProtocol.HandOverReplicaFixedLength;
 
-    public const int MaxLength = FixedLength + PeerProtocol.MaxHostNameLength + PeerProtocol.MaxHandOverExtents * 16;
+    public const int MaxLength = PeerProtocol.HandOverReplicaMaxLength;
 
     internal int NameLength
     {

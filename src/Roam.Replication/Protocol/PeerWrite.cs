@@ -1,5 +1,7 @@
 using System.Buffers;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>
@@ -8,7 +10,7 @@ namespace Roam.Replication.Protocol;
 /// </summary>
 public readonly record struct PeerWrite(Guid VolumeId, ulong Offset, ReadOnlySequence<byte> Data)
 {
-    public const int FixedLength = PeerProtocol.VolumeIdLength + sizeof(ulong);
+    public const int FixedLength = PeerProtocol.WriteFixedLength;
 
     public static PeerWrite Read(in ReadOnlySequence<byte> payload)
     {

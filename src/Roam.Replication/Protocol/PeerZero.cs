@@ -1,11 +1,13 @@
 using System.Buffers;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>Zero: a range of a volume that reads as zeros; a hole of any size crosses as 32 bytes.</summary>
 public readonly record struct PeerZero(Guid VolumeId, ulong Offset, ulong Length)
 {
-    public const int PayloadLength = PeerProtocol.VolumeIdLength + sizeof(ulong) + sizeof(ulong);
+    public const int PayloadLength = PeerProtocol.ZeroLength;
 
     public static PeerZero Read(in ReadOnlySequence<byte> payload)
     {

@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Buffers.Binary;
 using K4os.Compression.LZ4;
 
+using Roam.Peers.Protocol;
+
 namespace Roam.Replication.Protocol;
 
 /// <summary>

@@ -3,8 +3,9 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Roam.Replication.Engine;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 using Roam.Storage.Tracking;
 
 namespace Roam.Replication.Source;
@@ -645,23 +646,23 @@ internal sealed class PeerLink : IAsyncDisposable
                         _compression.Record(length > 0);
                         if (length > 0)
                         {
-                            PeerFrameWriter.WriteWrite(output, f.Sequence, f.Flags | PeerFrameFlags.Lz4, id, (ulong)f.Offset, buffer.AsSpan(0, length));
+                            ReplicationFrameWriter.WriteWrite(output, f.Sequence, f.Flags | PeerFrameFlags.Lz4, id, (ulong)f.Offset, buffer.AsSpan(0, length));
                             Interlocked.Add(ref _bytesSavedByCompression, f.Data.Length - length);
                             return PeerProtocol.HeaderSize + PeerWrite.FixedLength + length;
                         }
                     }
                     finally { ArrayPool<byte>.Shared.Return(buffer); }
                 }
-                PeerFrameWriter.WriteWrite(output, f.Sequence, f.Flags, id, (ulong)f.Offset, f.Data.Span);
+                ReplicationFrameWriter.WriteWrite(output, f.Sequence, f.Flags, id, (ulong)f.Offset, f.Data.Span);
                 return PeerProtocol.HeaderSize + PeerWrite.FixedLength + f.Data.Length;
             case PeerFrameType.Zero:
-                PeerFrameWriter.WriteZero(output, f.Sequence, f.Flags, new PeerZero(id, (ulong)f.Offset, (ulong)f.Length));
+                ReplicationFrameWriter.WriteZero(output, f.Sequence, f.Flags, new PeerZero(id, (ulong)f.Offset, (ulong)f.Length));
                 return PeerProtocol.HeaderSize + PeerZero.PayloadLength;
             case PeerFrameType.Flush:
-                PeerFrameWriter.WriteFlush(output, f.Sequence, new PeerFlush(id));
+                ReplicationFrameWriter.WriteFlush(output, f.Sequence, new PeerFlush(id));
                 return PeerProtocol.HeaderSize + PeerFlush.PayloadLength;
             case PeerFrameType.Generations:
-                PeerFrameWriter.WriteGenerations(output, f.Sequence, new PeerGenerations(id, f.Generations!));
+                ReplicationFrameWriter.WriteGenerations(output, f.Sequence, new PeerGenerations(id, f.Generations!));
                 return PeerProtocol.HeaderSize + PeerGenerations.FixedLength + 16 * f.Generations!.History.Count;
             case PeerFrameType.Heartbeat:
                 PeerFrameWriter.WriteHeartbeat(output, 0);
@@ -669,7 +670,7 @@ internal sealed class PeerLink : IAsyncDisposable
             case PeerFrameType.HandOver:
             {
                 var handOver = new PeerHandOver(id, f.Generations!, f.HandOverFlags, handOverReplicas ? f.HandOverReplicas : null);
-                PeerFrameWriter.WriteHandOver(output, f.Sequence, handOver);
+                ReplicationFrameWriter.WriteHandOver(output, f.Sequence, handOver);
                 return PeerProtocol.HeaderSize + handOver.PayloadLength;
             }
             default:
@@ -837,7 +838,7 @@ internal sealed class PeerLink : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops the link; <paramref name="clean"/> false leaves the connection to drop (a crash in tests).</summary>
+    /// <summary>Stops the link: its session fails as Disconnected and its loop is awaited.</summary>
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);

@@ -1,6 +1,7 @@
+using Roam.Peers.Protocol;
 using Roam.Replication.Engine;
 using Roam.Replication.Protocol;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 
 namespace Roam.Replication.Source;
 
@@ -18,7 +19,7 @@ internal sealed class PeerRequests(ReplicationService service, PeerConnector con
         try
         {
             var output = connection.Transport.Output;
-            PeerFrameWriter.WriteAttach(output, 1, new PeerAttach(volume.VolumeId, (ulong)volume.Size, volume.Generations, volume.Name));
+            ReplicationFrameWriter.WriteAttach(output, 1, new PeerAttach(volume.VolumeId, (ulong)volume.Size, volume.Generations, volume.Name));
             await output.FlushAsync(timeout.Token).ConfigureAwait(false);
             var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerAttachAck.MaxLength, timeout.Token).ConfigureAwait(false)
                 ?? throw new ReplicationException(ReplicationError.PeerProtocol, $"{peer} closed the connection instead of answering Attach");
@@ -47,7 +48,7 @@ internal sealed class PeerRequests(ReplicationService service, PeerConnector con
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, service.Stopping);
         timeout.CancelAfter(service.Options.AttachTimeout);
         await using var connection = await connector.ConnectAsync(peer, timeout.Token).ConfigureAwait(false);
-        PeerFrameWriter.WriteDetach(connection.Transport.Output, 1, new PeerDetach(volume));
+        ReplicationFrameWriter.WriteDetach(connection.Transport.Output, 1, new PeerDetach(volume));
         await connection.Transport.Output.FlushAsync(timeout.Token).ConfigureAwait(false);
         var frame = await PeerFrameReader.ReadFrameAsync(connection.Transport.Input, PeerProtocol.MaxHandshakePayload, timeout.Token).ConfigureAwait(false)
             ?? throw new ReplicationException(ReplicationError.PeerProtocol, $"{peer} closed the connection instead of answering Detach");

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Roam.Replication.Engine;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Storage.Devices;
 using Roam.Storage.Tracking;

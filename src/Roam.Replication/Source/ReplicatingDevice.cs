@@ -1,3 +1,4 @@
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Storage.Devices;
 

@@ -1,4 +1,4 @@
-using Roam.Replication.Protocol;
+using Roam.Peers.Protocol;
 
 namespace Roam.Replication.Target;
 

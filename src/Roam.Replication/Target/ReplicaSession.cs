@@ -1,8 +1,9 @@
 using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Roam.Replication.Engine;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 
@@ -40,7 +41,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     await SendErrorAsync(first.Header.Sequence, PeerErrorCode.UnknownVolume, refused).ConfigureAwait(false);
                 else
                 {
-                    PeerFrameWriter.WriteAck(connection.Transport.Output, ++_sequence, new PeerAck(first.Header.Sequence));
+                    ReplicationFrameWriter.WriteAck(connection.Transport.Output, ++_sequence, new PeerAck(first.Header.Sequence));
                     await connection.Transport.Output.FlushAsync(ct).ConfigureAwait(false);
                 }
                 return;
@@ -61,7 +62,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                 await SendErrorAsync(first.Header.Sequence, ex.Code, ex.Message).ConfigureAwait(false);
                 return;
             }
-            PeerFrameWriter.WriteAttachAck(connection.Transport.Output, ++_sequence, ack);
+            ReplicationFrameWriter.WriteAttachAck(connection.Transport.Output, ++_sequence, ack);
             await connection.Transport.Output.FlushAsync(ct).ConfigureAwait(false);
             if (lease is null) return;
             volume = attach.Name;
@@ -160,7 +161,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                         await SendErrorAsync(header.Sequence, e.Code, e.Message).ConfigureAwait(false);
                         return;
                     }
-                    PeerFrameWriter.WriteAck(output, ++_sequence, new PeerAck(header.Sequence));
+                    ReplicationFrameWriter.WriteAck(output, ++_sequence, new PeerAck(header.Sequence));
                     if (_handedOver)
                     {
                         // Promoted: the acknowledgement is the last frame of this session.

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Roam.Peers.Protocol;
 using Roam.Replication.Engine;
 using Roam.Replication.Protocol;
 using Roam.Replication.Source;

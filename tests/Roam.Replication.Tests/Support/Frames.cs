@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 
 namespace Roam.Replication.Tests.Support;

@@ -1,7 +1,7 @@
 using System.Net;
 using Roam.Replication.Engine;
-using Roam.Replication.Identity;
-using Roam.Replication.Trust;
+using Roam.Peers.Identity;
+using Roam.Peers.Trust;
 using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 

@@ -1,7 +1,7 @@
 using System.Net;
-using Roam.Replication.Identity;
-using Roam.Replication.Transport;
-using Roam.Replication.Trust;
+using Roam.Peers.Identity;
+using Roam.Peers.Transport;
+using Roam.Peers.Trust;
 
 namespace Roam.Replication.Tests.Support;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
-using Roam.Replication.Transport;
+using Roam.Peers.Transport;
 
 namespace Roam.Replication.Tests.Support;
 
