@@ -43,7 +43,8 @@ public sealed class LogEventIdTests
     [Fact]
     public void Every_event_id_of_the_layers_below_the_daemon_is_unique()
     {
-        Assembly[] layers = [typeof(ReplicationService).Assembly, typeof(Storage.Volumes.VolumeStore).Assembly, typeof(Nbd.Server.INbdExportProvider).Assembly];
+        Assembly[] layers = [typeof(ReplicationService).Assembly, typeof(Storage.Volumes.VolumeStore).Assembly, typeof(Nbd.Server.INbdExportProvider).Assembly,
+            typeof(Peers.Trust.TrustStore).Assembly];
         var messages = layers.SelectMany(a => a.GetTypes())
             .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
             .Select(m => (Method: $"{m.DeclaringType!.Assembly.GetName().Name}: {m.Name}", Attribute: m.GetCustomAttribute<LoggerMessageAttribute>()))
