@@ -13,15 +13,24 @@ using System.Security.Cryptography.X509Certificates;
 //   SslStream, the same OpenSSL, so the same negotiated cipher). The sender writes CHUNK bytes per
 //   WriteAsync (default 1 MiB); the receiver reads and discards, then answers one byte, and the
 //   clock stops when the sender gets it. Prints one JSON line: bytes, seconds, bytesPerSecond, cipher.
+//
+// roam-bench write-pause [RUNS]
+//   The volume migration's write pause, in process (no roamd, no NBD): RUNS times (default 10), two replicating
+//   hosts on 127.0.0.1 with real TLS, a 32 MiB volume with 16 MiB of data migrated alpha -> beta while a writer
+//   loops over its first 16 MiB, as Roam.Replication.Tests' MigrationTests do; the hand-over's WritePause (from
+//   stopping writes to beta confirming) of each run on stderr, then min/median/max as a table and one JSON line.
 return args switch
 {
     ["tls-ceiling", var bytes, ..] => await TlsCeiling.RunAsync(Size.Parse(bytes), args.Length > 2 ? (int)Size.Parse(args[2]) : 1 << 20).ConfigureAwait(false),
+    ["write-pause"] => await WritePause.RunAsync(10).ConfigureAwait(false),
+    ["write-pause", var runs] => await WritePause.RunAsync(int.Parse(runs, CultureInfo.InvariantCulture)).ConfigureAwait(false),
     _ => Usage(),
 };
 
 static int Usage()
 {
     Console.Error.WriteLine("usage: roam-bench tls-ceiling BYTES [CHUNK]   (sizes like 512M, 1G, 1048576)");
+    Console.Error.WriteLine("       roam-bench write-pause [RUNS]           (default 10)");
     return 2;
 }
 

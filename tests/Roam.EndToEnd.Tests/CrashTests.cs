@@ -98,6 +98,7 @@ public sealed class CrashTests : IDisposable
         // Create, grow and delete volumes in a loop while roamd is killed at some point in it; after a
         // restart every listed volume's data file matches its metadata and no debris is left.
         var roamd = await RoamdProcess.StartAsync(DataDir);
+        var churning = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var churn = Task.Run(async () =>
         {
             for (int i = 0; ; i++)
@@ -107,9 +108,13 @@ public sealed class CrashTests : IDisposable
                 if (r.ExitCode == 3) return i; // daemon gone
                 await RoamRunner.RunAsync(roamd.ControlSocket, "volume", "resize", name, "--size", "2M");
                 if (i % 2 == 1) await RoamRunner.RunAsync(roamd.ControlSocket, "volume", "delete", name);
+                churning.TrySetResult();
             }
         });
-        await Task.Delay(1500);
+        // Killed in the loop, not before it: a round's time depends on the machine (each step starts the roam CLI), so
+        // the kill waits for the first round to complete rather than for a fixed delay.
+        await churning.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await Task.Delay(500);
         RoamdProcess.Signal(roamd.Process.Id, RoamdProcess.SigKill);
         int rounds = await churn.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.True(rounds > 0, "the churn loop never ran before the kill");

@@ -50,7 +50,7 @@ public sealed class DaemonLifecycleTests : IDisposable
         Assert.Equal("keep", Assert.Single(volumes.EnumerateArray()).GetProperty("name").GetString());
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Sigterm_with_a_connected_nbd_client_still_exits_0()
     {
         await using var roamd = await RoamdProcess.StartAsync(DataDir);
@@ -58,8 +58,8 @@ public sealed class DaemonLifecycleTests : IDisposable
         using var client = Tools.Start("qemu-io", "-f", "raw", roamd.NbdUri("vol1"), "-c", "sleep 30000");
         try
         {
-            await WaitUntilAsync(async () => (await RoamRunner.RunAsync(roamd.ControlSocket, "volume", "show", "vol1", "--json"))
-                .ShouldSucceed().Json.GetProperty("openConnections").GetInt32() == 1, "qemu-io to connect");
+            await Wait.UntilAsync(async () => (await RoamRunner.RunAsync(roamd.ControlSocket, "volume", "show", "vol1", "--json"))
+                .ShouldSucceed().Json.GetProperty("openConnections").GetInt32() == 1, TimeSpan.FromSeconds(20), "qemu-io to connect");
 
             int exitCode = await roamd.StopAsync(TimeSpan.FromSeconds(15));
 
@@ -73,7 +73,7 @@ public sealed class DaemonLifecycleTests : IDisposable
         }
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Data_written_over_nbd_is_there_after_a_restart()
     {
         var first = await RoamdProcess.StartAsync(DataDir);
@@ -186,7 +186,7 @@ public sealed class DaemonLifecycleTests : IDisposable
         var stderr = process.StandardError.ReadToEndAsync();
         try
         {
-            await WaitUntilAsync(async () => process.HasExited || await RoamdProcess.CanConnectAsync(controlSocket), $"roamd to open {controlSocket}");
+            await Wait.UntilAsync(async () => process.HasExited || await RoamdProcess.CanConnectAsync(controlSocket), TimeSpan.FromSeconds(20), $"roamd to open {controlSocket}");
             if (process.HasExited) Assert.Fail($"roamd exited with {process.ExitCode}: {await stderr}{await stdout}");
             return (await RoamRunner.RunAsync(controlSocket, "host", "status", "--json")).ShouldSucceed().Json;
         }
@@ -206,16 +206,6 @@ public sealed class DaemonLifecycleTests : IDisposable
         {
             process.Kill(entireProcessTree: true);
             throw new TimeoutException($"process {process.Id} did not exit within {timeout}");
-        }
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
-            await Task.Delay(25);
         }
     }
 }

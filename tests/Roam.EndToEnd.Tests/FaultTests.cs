@@ -60,16 +60,6 @@ public abstract class LinkedHostsTest(ITestOutputHelper output) : TwoHostsTest, 
         "--verify=crc32c", .. verifyOnly ? new[] { "--verify_only" } : ["--do_verify=0"],
     ];
 
-    protected static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            await Task.Delay(20);
-        }
-    }
-
     protected static async Task KillAsync(RoamdProcess host)
     {
         RoamdProcess.Signal(host.Process.Id, RoamdProcess.SigKill);
@@ -121,7 +111,7 @@ public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTe
         // The source saves its bitmap every second: at 40 MiB/s at most ~40 MiB (plus what is in flight) is sent again.
         ToB.BytesPerSecond = 40 * MiB;
         var migrating = Roam(A, "volume", "migrate", Vol, "--to", "beta", "--json");
-        await WaitUntilAsync(() => ToB.BytesForwarded >= 120 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(30), "120 MiB of the copy to cross the link");
+        await Wait.UntilAsync(() => ToB.BytesForwarded >= 120 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(30), "120 MiB of the copy to cross the link");
         Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
         return migrating;
     }
@@ -138,7 +128,7 @@ public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTe
         await WriteAsync(B, 0x44, "200M", "1M");
     }
 
-    [RequiresToolsFact("qemu-io", "fio")]
+    [ToolFact("qemu-io", "fio")]
     public async Task Kill9_of_the_destination_mid_copy_then_a_retry_resumes_and_completes()
     {
         await PrepareAsync();
@@ -167,7 +157,7 @@ public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTe
         await AssertReadsAsync(B, 0x31, "250M", "1M");
     }
 
-    [RequiresToolsFact("qemu-io", "fio")]
+    [ToolFact("qemu-io", "fio")]
     public async Task Kill9_of_the_source_mid_copy_leaves_it_primary_and_writable_and_a_retry_resumes()
     {
         await PrepareAsync();
@@ -193,7 +183,7 @@ public sealed class MigrationKillTests(ITestOutputHelper output) : LinkedHostsTe
 /// <summary>kill -9 of a sync-replicated primary under write load: the restart resyncs what the activity log names, not the volume.</summary>
 public sealed class PrimaryKillTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
-    [RequiresToolsFact("qemu-io", "fio")]
+    [ToolFact("qemu-io", "fio")]
     public async Task Kill9_of_the_primary_under_sync_writes_resyncs_only_the_activity_log()
     {
         await TrustThroughCuttersAsync();
@@ -227,7 +217,7 @@ public sealed class PrimaryKillTests(ITestOutputHelper output) : LinkedHostsTest
 /// <summary>A link that is cut in the middle of the first copy, and a replica whose roamd is frozen (SIGSTOP).</summary>
 public sealed class LinkFaultTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
-    [RequiresToolsTheory("qemu-io", "fio")]
+    [ToolTheory("qemu-io", "fio")]
     [InlineData("sync")]
     [InlineData("async")]
     public async Task A_link_cut_mid_copy_catches_up_after_restore(string mode)
@@ -238,7 +228,7 @@ public sealed class LinkFaultTests(ITestOutputHelper output) : LinkedHostsTest(o
 
         ToB.BytesPerSecond = 24 * MiB;
         (await Roam(A, "volume", "replicate", Vol, "--to", "beta", "--mode", mode)).ShouldSucceed();
-        await WaitUntilAsync(() => ToB.BytesForwarded >= 24 * MiB, TimeSpan.FromSeconds(20), "a third of the copy to cross the link");
+        await Wait.UntilAsync(() => ToB.BytesForwarded >= 24 * MiB, TimeSpan.FromSeconds(20), "a third of the copy to cross the link");
         CutBoth();
         ToB.BytesPerSecond = 0;
 
@@ -258,7 +248,7 @@ public sealed class LinkFaultTests(ITestOutputHelper output) : LinkedHostsTest(o
         (await Tools.RunAsync("fio", FillJob(B, "64M", verifyOnly: true))).ShouldSucceed("fio verify on beta");
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task A_frozen_sync_replica_delays_a_write_by_the_sync_timeout_then_catches_up()
     {
         await TrustThroughCuttersAsync();
@@ -297,7 +287,7 @@ public sealed class LinkFaultTests(ITestOutputHelper output) : LinkedHostsTest(o
 /// <summary>A split brain made on purpose: both sides keep their data untouched until told which wins.</summary>
 public sealed class SplitBrainTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Split_brain_is_reported_touches_nothing_and_resolve_keeps_the_chosen_side()
     {
         await TrustThroughCuttersAsync();
@@ -369,7 +359,7 @@ public sealed class SplitBrainTests(ITestOutputHelper output) : LinkedHostsTest(
 /// <summary>Real roamds and hostile peers: a host alpha does not trust, and bytes that are not TLS at all.</summary>
 public sealed class PeerSecurityTests(ITestOutputHelper output) : LinkedHostsTest(output)
 {
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task An_untrusted_host_and_garbage_on_the_peer_port_are_refused_and_alpha_keeps_serving_beta()
     {
         await TrustThroughCuttersAsync();
@@ -406,7 +396,7 @@ public sealed class PeerSecurityTests(ITestOutputHelper output) : LinkedHostsTes
             catch (IOException) { } // alpha may hang up before it has read it all
             await Task.Delay(500);
         }
-        await WaitUntilAsync(() => CountRefusals(A.Output) > refusalsBefore, TimeSpan.FromSeconds(10), "alpha to log the refusal of the garbage");
+        await Wait.UntilAsync(() => CountRefusals(A.Output) > refusalsBefore, TimeSpan.FromSeconds(10), "alpha to log the refusal of the garbage");
         await WriteAsync(A, 0x23, "8M", "1M");
         await WaitInSyncAndEqualAsync(A, TimeSpan.FromSeconds(10));
         await AssertReadsAsync(B, 0x23, "8M", "1M");

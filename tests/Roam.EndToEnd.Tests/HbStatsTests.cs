@@ -23,7 +23,7 @@ public sealed class HbStatsTests : IDisposable
     private static IEnumerable<string> Beats(long from, long to, long memErrors = 0) =>
         Enumerable.Range((int)from, (int)(to - from + 1)).Select(i => HeartbeatLine(i, 1_000_000_000L + i * 10_000_000L, i / 2, 0, i / 200, memErrors));
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task Consecutive_checksummed_heartbeats_pass_and_their_memory_figures_are_reported()
     {
         var (result, json) = await StatsAsync([.. Beats(100, 999)]);
@@ -35,7 +35,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Contains("mem_passes=4 mem_errors=0", result.Stdout);
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task A_missing_heartbeat_is_a_problem()
     {
         var (result, _) = await StatsAsync([.. Beats(119, 120), .. Beats(122, 123)]);
@@ -43,7 +43,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Contains("heartbeat seq jumps 120 -> 122", result.Stdout);
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task A_heartbeat_with_a_digit_logged_twice_is_a_garbled_line_not_a_problem()
     {
         // QEMU's console log had "HB 6384 737786228398 ..." for 73778622839: the line no longer matches its checksum.
@@ -59,7 +59,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Contains("garbled_lines=2", result.Stdout);
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task Many_garbled_lines_are_a_problem()
     {
         var beats = Beats(100, 400).Select((b, k) => k % 20 == 5 ? b.Replace(" *", " 7 *", StringComparison.Ordinal) : b).ToArray();
@@ -69,7 +69,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Contains("heartbeat lines garbled", result.Stdout);
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task A_heartbeat_torn_across_a_switch_over_in_a_stamped_log_is_not_a_problem()
     {
         static string Stamp(int k, string line) => $"2026-01-31T12:00:{k / 100 % 60:00}.{k % 100:00}0000Z {line}";
@@ -83,7 +83,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Equal(1, json.GetProperty("torn_lines").GetInt32());
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task A_memory_error_is_a_problem()
     {
         var (result, json) = await StatsAsync([.. Beats(100, 300), .. Beats(301, 400, memErrors: 1)]);
@@ -92,7 +92,7 @@ public sealed class HbStatsTests : IDisposable
         Assert.Contains("workload reports 1 memory errors", result.Stdout);
     }
 
-    [RequiresToolsFact("python3")]
+    [ToolFact("python3")]
     public async Task A_memory_check_without_a_pass_for_a_minute_of_guest_time_is_stuck_but_a_long_pause_is_not()
     {
         // 70 s of guest time, mem_passes standing still at 3.

@@ -47,7 +47,7 @@ public sealed class JobCancellationTests : RoamdTest
         }
     }
 
-    [RequiresToolsFact("qemu-img")]
+    [ToolFact("qemu-img")]
     public async Task Cancelling_an_import_removes_the_unfinished_volume()
     {
         await MakeQcow2Async();
@@ -65,7 +65,7 @@ public sealed class JobCancellationTests : RoamdTest
         Assert.False(File.Exists(Path.Combine(DataDir, "volumes", "vol1.raw")));
     }
 
-    [RequiresToolsFact("qemu-img")]
+    [ToolFact("qemu-img")]
     public async Task Sigterm_during_an_import_cancels_it_and_still_exits_0()
     {
         await MakeQcow2Async();

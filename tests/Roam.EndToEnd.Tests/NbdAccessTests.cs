@@ -21,7 +21,7 @@ public sealed class NbdAccessTests : RoamdTest
         (await Roam("export", "nope")).ShouldFail(1, "no volume named 'nope'");
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Data_written_over_tcp_reads_back_over_the_unix_socket()
     {
         (await Roam("volume", "create", "vol1", "--size", "64M")).ShouldSucceed();

@@ -17,7 +17,7 @@ public sealed class ReplicaDetailTests : TwoHostsTest
         await WriteAsync(A, 0x5c, "0", "1M");
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Unreplicate_drops_the_link_and_the_peer_copy_becomes_a_writable_volume()
     {
         await ReplicateInSyncAsync();
@@ -64,7 +64,7 @@ public sealed class ReplicaDetailTests : TwoHostsTest
         Assert.Empty((await ShowAsync(A)).GetProperty("replication").GetProperty("replicas").EnumerateArray());
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Unreplicate_with_the_peer_unreachable_warns_and_the_peer_copy_stays_a_replica_until_promoted()
     {
         await ReplicateInSyncAsync();

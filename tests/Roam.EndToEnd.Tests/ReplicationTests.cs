@@ -127,7 +127,7 @@ public sealed class ReplicationTests : TwoHostsTest
 {
     protected override bool FixedPorts => true; // beta restarts and must come back where alpha expects it
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Sync_replica_gets_the_writes_is_read_only_and_catches_up_after_a_restart()
     {
         // Identities: text and JSON agree, and name the listener.

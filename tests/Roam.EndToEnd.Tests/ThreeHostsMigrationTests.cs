@@ -64,7 +64,7 @@ public sealed class ThreeHostsMigrationTests : IAsyncLifetime
 
     private string Sha256Of(string host) => Images.Sha256(Path.Combine(DataOf(host), "volumes", Vol + ".raw"));
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Migrating_moves_the_other_replica_to_the_new_primary_with_only_a_delta()
     {
         await TrustAllAsync();

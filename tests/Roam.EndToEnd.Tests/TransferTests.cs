@@ -64,7 +64,7 @@ public sealed class TransferTests : RoamdTest
         Assert.All(roundTripped[original.Length..], b => Assert.Equal(0, b));
     }
 
-    [RequiresToolsFact("qemu-img")]
+    [ToolFact("qemu-img")]
     public async Task Qcow2_import_is_detected_by_its_magic_and_matches_the_source()
     {
         var raw = MakeSparseImage();
@@ -80,7 +80,7 @@ public sealed class TransferTests : RoamdTest
         Assert.InRange((await ShowAsync("vol1")).GetProperty("allocatedBytes").GetInt64(), 1 * MiB, 4 * MiB); // still sparse
     }
 
-    [RequiresToolsFact("qemu-img")]
+    [ToolFact("qemu-img")]
     public async Task Qcow2_export_writes_a_qcow2_equal_to_the_volume()
     {
         var raw = MakeSparseImage();
@@ -132,7 +132,7 @@ public sealed class TransferTests : RoamdTest
         Assert.Equal(1 * MiB, (await ShowAsync("taken")).GetProperty("size").GetInt64());
     }
 
-    [RequiresToolsFact("qemu-img")]
+    [ToolFact("qemu-img")]
     public async Task A_qcow2_that_qemu_img_cannot_read_is_refused_and_creates_nothing()
     {
         var fake = Dir.File("broken.qcow2");

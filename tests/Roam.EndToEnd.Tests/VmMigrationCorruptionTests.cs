@@ -22,7 +22,7 @@ public sealed partial class VmMigrationFaultTests
     /// <summary>beta found the corruption, killed its incoming QEMU without resuming it (the guest never ran there), and forgot the VM.</summary>
     private async Task AssertBetaRefusedTheCorruptStreamAsync()
     {
-        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(60), "beta to forget the VM");
+        await Wait.UntilAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(60), "beta to forget the VM");
         Assert.Matches(@"incoming migration from alpha failed: memory stream corrupt at chunk \d+ \(checksum mismatch\)", B.Output);
         Assert.DoesNotContain("the stream loaded, resumed", B.Output);
         Assert.False(File.Exists(Path.Combine(DataB, "vms", "vm.json")), "beta kept the VM's definition");
@@ -31,7 +31,7 @@ public sealed partial class VmMigrationFaultTests
         Log.WriteLine($"beta: {string.Join(" | ", lines.Select(l => l.Trim()))}");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task A_memory_stream_corrupted_before_the_hand_over_fails_the_migration_the_vm_goes_on_at_the_source_and_a_later_migration_succeeds()
     {
         var total = Stopwatch.StartNew();
@@ -56,7 +56,7 @@ public sealed partial class VmMigrationFaultTests
     /// The last part of the stream (sent after migrate-continue, so after the disk hand-over) is corrupt: beta, primary
     /// now, does not resume the VM; alpha keeps it paused until beta handed the disk back, then resumes it.
     /// </summary>
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task A_memory_stream_corrupted_after_the_hand_over_brings_the_disk_back_and_the_vm_resumes_at_the_source()
     {
         var total = Stopwatch.StartNew();

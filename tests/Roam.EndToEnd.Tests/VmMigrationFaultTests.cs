@@ -25,7 +25,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
     private async Task<Task<CliResult>> MigrateIntoTheMemoryPhaseAsync()
     {
         var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta", "--bandwidth", "2M");
-        await WaitForAsync(async () =>
+        await Wait.UntilAsync(async () =>
         {
             if (migrating.IsCompleted) return true;
             var vm = await VmAsync(A);
@@ -107,17 +107,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await VerifyVolumeAsync(FileB, "beta");
     }
 
-    private static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out after {timeout.TotalSeconds} s waiting for {what}");
-            await Task.Delay(50);
-        }
-    }
-
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task Vm_migrate_to_an_untrusted_host_is_refused_and_leaves_the_vm_alone()
     {
         await StartVmOnAAsync("64M", waitForGuest: false);
@@ -139,7 +129,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         (await Roam(B, "vm", "show", "vm")).ShouldFail(1, "no VM");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64", "qemu-io")]
+    [ToolFact("qemu-system-x86_64", "qemu-io")]
     public async Task Kill9_of_the_destination_roamd_mid_disk_copy_leaves_the_vm_running_on_the_source_and_a_retry_succeeds()
     {
         var total = Stopwatch.StartNew();
@@ -155,7 +145,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         long start = ToB.BytesForwarded;
         ToB.BytesPerSecond = 4 * MiB;
         var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta");
-        await WaitUntilAsync(() => ToB.BytesForwarded - start >= 12 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(60), "12 MiB of the disk copy");
+        await Wait.UntilAsync(() => ToB.BytesForwarded - start >= 12 * MiB || migrating.IsCompleted, TimeSpan.FromSeconds(60), "12 MiB of the disk copy");
         Assert.False(migrating.IsCompleted, $"the migration ended before the kill: {(migrating.IsCompleted ? migrating.Result : null)}");
         var mid = (await VmAsync(A)).GetProperty("migration");
         Assert.Equal("disk", mid.GetProperty("phase").GetString());
@@ -183,7 +173,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task Kill9_of_the_destination_qemu_in_the_memory_phase_leaves_the_vm_running_on_the_source()
     {
         var total = Stopwatch.StartNew();
@@ -199,14 +189,14 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
 
         await AssertMigrationFailsAsync(migrating, TimeSpan.FromSeconds(60));
         await AssertStillRunningOnAAsync("after beta's QEMU was killed");
-        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+        await Wait.UntilAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
 
         (await Roam(A, "vm", "stop", "vm", "--timeout", "2")).ShouldSucceed();
         await VerifyVolumeAsync(FileA, "alpha");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task Kill9_of_the_destination_roamd_in_the_memory_phase_leaves_the_vm_running_on_the_source_and_a_retry_succeeds()
     {
         var total = Stopwatch.StartNew();
@@ -224,8 +214,8 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
 
         // beta comes back: its half-arrived VM is gone (the QEMU that lost its stream ends, or is ended by the restart).
         await RestartBAsync();
-        await WaitForAsync(() => Task.FromResult(!IsAlive(incoming)), TimeSpan.FromSeconds(30), $"beta's incoming QEMU (pid {incoming}) to end");
-        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+        await Wait.UntilAsync(() => Task.FromResult(!IsAlive(incoming)), TimeSpan.FromSeconds(30), $"beta's incoming QEMU (pid {incoming}) to end");
+        await Wait.UntilAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
 
         await AssertALaterMigrationSucceedsAsync("the retry");
         Log.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
@@ -238,7 +228,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
     }
 
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task A_link_cut_in_the_memory_phase_fails_the_migration_the_vm_goes_on_at_the_source_and_a_later_migration_succeeds()
     {
         var total = Stopwatch.StartNew();
@@ -261,8 +251,8 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         // The source: still the primary, the guest runs and writes there, with the link still down.
         await AssertStillRunningOnAAsync("with the link cut");
         // The destination: its QEMU gone, the VM (definition included) forgotten.
-        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
-        await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
+        await Wait.UntilAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(30), "beta to forget the VM");
+        await Wait.UntilAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
         Assert.False(File.Exists(Path.Combine(DataB, "vms", "vm.json")), "beta kept the VM's definition");
         Assert.Equal("replica", (await ReplicationOf(B)).GetProperty("role").GetString());
 
@@ -278,7 +268,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
     /// run the guest on its own: beta never got all of it, alpha no longer holds the disk. Once the link is back,
     /// beta hands the disk back and alpha resumes the VM it kept paused; a later migration succeeds.
     /// </summary>
-    [RequiresToolsFact("qemu-system-x86_64")]
+    [ToolFact("qemu-system-x86_64")]
     public async Task A_link_cut_after_the_disk_hand_over_keeps_the_vm_paused_until_the_disk_is_back_then_it_runs_on_at_the_source()
     {
         var total = Stopwatch.StartNew();
@@ -289,7 +279,7 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         await StartVmOnAAsync("64M", waitForGuest: true);
 
         var migrating = Roam(A, "vm", "migrate", "vm", "--to", "beta");
-        await WaitUntilAsync(() => File.Exists(hold) || migrating.IsCompleted, TimeSpan.FromSeconds(120), "the hand-over");
+        await Wait.UntilAsync(() => File.Exists(hold) || migrating.IsCompleted, TimeSpan.FromSeconds(120), "the hand-over");
         Assert.False(migrating.IsCompleted, $"the migration ended before the hand-over: {(migrating.IsCompleted ? migrating.Result : null)}");
         Assert.Equal("primary", (await ReplicationOf(B)).GetProperty("role").GetString());
         Assert.Equal("replica", (await ReplicationOf(A)).GetProperty("role").GetString());
@@ -299,11 +289,11 @@ public sealed partial class VmMigrationFaultTests(ITestOutputHelper output) : Li
         File.Delete(hold);
 
         // beta's QEMU cannot have the whole stream: its arrival fails and it forgets the VM (it keeps the disk, primary).
-        await WaitForAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(90), "beta to give up the arrival");
-        await WaitForAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
+        await Wait.UntilAsync(async () => (await Roam(B, "vm", "show", "vm")).ExitCode != 0, TimeSpan.FromSeconds(90), "beta to give up the arrival");
+        await Wait.UntilAsync(() => Task.FromResult(!File.Exists($"/proc/{pidB}/cmdline")), TimeSpan.FromSeconds(30), "beta's QEMU to exit");
         // alpha keeps the VM paused, waiting for beta's word: not resumed on a disk that is beta's now. (It gets there once
         // its QEMU has finished writing the rest of the stream into the broken tunnel, which the relay swallows.)
-        await WaitForAsync(async () => (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString() == "confirming",
+        await Wait.UntilAsync(async () => (await VmAsync(A)).GetProperty("migration").GetProperty("phase").GetString() == "confirming",
             TimeSpan.FromSeconds(60), "alpha to wait for beta's word");
         var waiting = await VmAsync(A);
         Log.WriteLine($"alpha while the link is down: {waiting.GetProperty("migration")}");

@@ -20,7 +20,7 @@ public sealed partial class VmMigrationTests(ITestOutputHelper output) : TwoHost
     protected override IReadOnlyDictionary<string, string>? EnvironmentFor(string hostName) =>
         hostName == "beta" ? new Dictionary<string, string> { ["ROAM_TEST_BOOT_FILES_ELSEWHERE"] = "1" } : null;
 
-    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [ToolFact("qemu-system-x86_64", "python3")]
     public async Task Vm_migrates_live_to_a_trusted_peer_and_keeps_writing_there_after_the_source_is_gone()
     {
         var total = Stopwatch.StartNew();

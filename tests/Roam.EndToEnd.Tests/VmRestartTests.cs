@@ -109,7 +109,7 @@ public sealed class VmRestartTests(ITestOutputHelper output) : IAsyncLifetime
         verify.ShouldSucceed("workload --verify");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [ToolFact("qemu-system-x86_64", "python3")]
     public async Task Vm_keeps_running_and_writing_through_a_kill9_of_roamd_and_is_taken_over_on_restart()
     {
         var total = Stopwatch.StartNew();
@@ -126,7 +126,7 @@ public sealed class VmRestartTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [ToolFact("qemu-system-x86_64", "python3")]
     public async Task Vm_keeps_running_and_writing_through_a_sigterm_of_roamd_and_is_taken_over_on_restart()
     {
         var total = Stopwatch.StartNew();
@@ -142,7 +142,7 @@ public sealed class VmRestartTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"total {total.Elapsed.TotalSeconds:0.0} s");
     }
 
-    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [ToolFact("qemu-system-x86_64", "python3")]
     public async Task Vm_whose_qemu_died_while_roamd_was_down_is_reported_and_cold_started()
     {
         var total = Stopwatch.StartNew();
@@ -198,7 +198,7 @@ public sealed class VmRestartDuringMigrationTests(ITestOutputHelper output) : Tw
 
     private static async Task<JsonElement> VmAsync(RoamdProcess host) => (await Roam(host, "vm", "show", "vm", "--json")).ShouldSucceed().Json;
 
-    [RequiresToolsFact("qemu-system-x86_64", "python3")]
+    [ToolFact("qemu-system-x86_64", "python3")]
     public async Task Kill9_of_the_source_roamd_in_the_memory_phase_leaves_the_vm_running_at_the_source_in_the_same_qemu()
     {
         var total = Stopwatch.StartNew();

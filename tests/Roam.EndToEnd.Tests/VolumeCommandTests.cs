@@ -111,7 +111,7 @@ public sealed class VolumeCommandTests : RoamdTest
         Assert.False(File.Exists(Path.Combine(DataDir, "volumes", "vol1.raw")));
     }
 
-    [RequiresToolsFact("qemu-io")]
+    [ToolFact("qemu-io")]
     public async Task Delete_is_refused_while_an_nbd_client_holds_the_volume()
     {
         (await Roam("volume", "create", "vol1", "--size", "64M")).ShouldSucceed();

@@ -6,10 +6,9 @@ namespace Roam.Hypervisor.Tests;
 
 public class AcceleratorProbeTests
 {
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Probe_answers_kvm_or_tcg_within_its_timeout_and_caches_the_answer()
     {
-        Requires.Tool(TestQemu.Binary);
         var options = new AcceleratorProbeOptions { Timeout = TimeSpan.FromSeconds(10) };
         var clock = Stopwatch.StartNew();
         var result = await AcceleratorProbe.ProbeAsync(options);
@@ -20,7 +19,7 @@ public class AcceleratorProbeTests
         Assert.Same(result, await AcceleratorProbe.ProbeAsync(options));
     }
 
-    [ToolFact]
+    [Fact]
     public async Task A_missing_kvm_device_means_tcg()
     {
         var result = await AcceleratorProbe.ProbeAsync(new AcceleratorProbeOptions { KvmDevice = "/dev/roam-no-such-kvm" });
@@ -28,11 +27,10 @@ public class AcceleratorProbeTests
         Assert.Contains("does not exist", result.Reason);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task A_guest_that_does_not_boot_under_kvm_means_tcg_within_the_timeout()
     {
-        Requires.Tool(TestQemu.Binary);
-        if (!File.Exists("/dev/kvm")) return;
+        Requires.That(File.Exists("/dev/kvm"), "needs KVM (/dev/kvm): this test is about a KVM that does not boot the guest");
         // /dev/null as a "kernel" never boots (QEMU exits), so the marker never appears; the probe must answer TCG in time.
         var options = new AcceleratorProbeOptions { KernelPath = "/dev/null", Marker = "roam-booted", Timeout = TimeSpan.FromSeconds(3) };
         var clock = Stopwatch.StartNew();

@@ -23,10 +23,9 @@ public sealed class DetachedQemuTests : IDisposable
         return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Runs_in_its_own_session_survives_detach_and_is_taken_over_by_identity()
     {
-        Requires.Tool(TestQemu.Binary);
         var first = await QemuProcess.StartAsync(Line(), Options);
         var identity = first.Identity;
         // fields after the command: state, ppid, pgrp, session
@@ -53,10 +52,9 @@ public sealed class DetachedQemuTests : IDisposable
         Reap(identity.Pid);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Stderr_goes_to_the_log_file_and_a_start_failure_reports_it()
     {
-        Requires.Tool(TestQemu.Binary);
         var ex = await Assert.ThrowsAsync<QemuExitedException>(() => QemuProcess.StartAsync(Line().WithArguments("-no-such-option"), Options));
         Assert.NotEqual(0, ex.Exit.ExitCode);
         Assert.Contains("no-such-option", ex.Exit.StderrTail);

@@ -5,7 +5,7 @@ namespace Roam.Hypervisor.Tests;
 
 public class MigrationTests
 {
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Migration_pauses_before_switchover_then_completes_and_the_destination_runs()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));

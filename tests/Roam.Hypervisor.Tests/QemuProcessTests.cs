@@ -6,7 +6,7 @@ namespace Roam.Hypervisor.Tests;
 
 public class QemuProcessTests
 {
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Start_then_QuitAsync_exits_cleanly_and_removes_the_socket()
     {
         var qemu = await TestQemu.StartMachineNoneAsync();
@@ -19,7 +19,7 @@ public class QemuProcessTests
         Assert.False(File.Exists(socket));
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task QuitAsync_kills_a_qemu_that_does_not_answer()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -28,7 +28,7 @@ public class QemuProcessTests
         Assert.Equal(128 + 9, exit.ExitCode);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task KillAsync_reports_the_exit_and_fails_the_qmp_connection()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -38,20 +38,18 @@ public class QemuProcessTests
         await Assert.ThrowsAsync<QmpConnectionClosedException>(() => qemu.Qmp.QueryStatusAsync());
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task A_bad_option_fails_start_with_the_exit_code_and_stderr()
     {
-        Requires.Tool(TestQemu.Binary);
         var line = new QemuCommandLine { Machine = "none" }.WithArguments("-no-such-option");
         var ex = await Assert.ThrowsAsync<QemuExitedException>(() => QemuProcess.StartAsync(line));
         Assert.NotEqual(0, ex.Exit.ExitCode);
         Assert.Contains("no-such-option", ex.Exit.StderrTail);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Serial_stdio_lines_are_readable_and_complete_on_exit()
     {
-        Requires.Tool(TestQemu.Binary);
         // No guest prints anything without a kernel, so check the plumbing: the channel completes when QEMU exits.
         await using var qemu = await QemuProcess.StartAsync(new QemuCommandLine { Machine = "none" }.WithSerialStdio());
         await qemu.QuitAsync(TimeSpan.FromSeconds(5));
@@ -79,10 +77,9 @@ public class QemuProcessTests
         Assert.Contains("-serial file:/tmp/serial.log", text);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Nbd_disk_command_line_is_accepted_by_qemu()
     {
-        Requires.Tool(TestQemu.Binary);
         // Check the syntax without an NBD server: QEMU parses -blockdev, then fails to connect, naming the socket.
         var line = new QemuCommandLine { Machine = "pc", MemoryMiB = 32 }.WithNbdDisk("/tmp/roam-no-such-nbd.sock", "vol1");
         var ex = await Assert.ThrowsAsync<QemuExitedException>(() => QemuProcess.StartAsync(line));

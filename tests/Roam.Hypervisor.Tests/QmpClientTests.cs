@@ -7,7 +7,7 @@ namespace Roam.Hypervisor.Tests;
 
 public class QmpClientTests
 {
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Connect_reads_the_greeting_and_negotiates_capabilities()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -17,7 +17,7 @@ public class QmpClientTests
         Assert.True((await qemu.Qmp.QueryStatusAsync()).Running);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Query_version_returns_the_installed_qemu_version()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -40,7 +40,7 @@ public class QmpClientTests
         return match.Groups[1].Value;
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Query_status_reports_running()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -49,7 +49,7 @@ public class QmpClientTests
         Assert.Equal(RunState.Running, status.Status);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Unknown_command_fails_with_CommandNotFound_and_the_connection_continues()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -59,7 +59,7 @@ public class QmpClientTests
         Assert.True((await qemu.Qmp.QueryStatusAsync()).Running);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Bad_argument_fails_with_GenericError()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -69,7 +69,7 @@ public class QmpClientTests
         Assert.Contains("uri", ex.Description);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Concurrent_commands_are_matched_to_their_replies_by_id()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -83,7 +83,7 @@ public class QmpClientTests
         await Assert.ThrowsAsync<QmpException>(() => failing);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Stop_and_cont_raise_STOP_and_RESUME_events()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -103,7 +103,7 @@ public class QmpClientTests
         Assert.Equal(QmpEvents.Resume, (await qemu.Qmp.Events.ReadAsync(cts.Token)).Name);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Pause_before_switchover_capability_is_accepted_and_reported()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -116,7 +116,7 @@ public class QmpClientTests
         Assert.Contains(new MigrationCapabilityStatus(MigrationCapability.Multifd, false), capabilities);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Migration_parameters_are_sent_in_kebab_case()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -128,7 +128,7 @@ public class QmpClientTests
         Assert.Null((await qemu.Qmp.QueryMigrateAsync()).Status);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task A_command_to_a_stopped_qemu_times_out_naming_the_command()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -147,7 +147,7 @@ public class QmpClientTests
         Assert.True((await qemu.Qmp.QueryStatusAsync()).Running);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Killing_qemu_fails_the_pending_command_and_later_ones_cleanly()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();
@@ -168,7 +168,7 @@ public class QmpClientTests
         await qemu.Qmp.Closed.WaitAsync(TestQemu.Patience);
     }
 
-    [ToolFact]
+    [ToolFact(TestQemu.Binary)]
     public async Task Quit_replies_then_qemu_exits_and_the_event_channel_completes()
     {
         await using var qemu = await TestQemu.StartMachineNoneAsync();

@@ -186,16 +186,6 @@ public abstract class AsyncLagTestBase : ReplicationTestBase
         if (_relay is not null) await _relay.DisposeAsync();
     }
 
-    protected static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (deadline.Elapsed > timeout) throw new TimeoutException(what());
-            await Task.Delay(10);
-        }
-    }
-
     protected string Logs() => string.Join(" | ", Primary.Log.Entries.TakeLast(15).Select(e => e.Message));
 }
 
@@ -256,7 +246,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
             // as lagging too, see the slow-link test below): it does not wait.
             await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
             Assert.False(Link.IsLagging);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
+            await Wait.UntilAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
             Assert.True(Link.IsLagging, $"{Beta}");
 
             // Older than the limit: a new write waits for its own acknowledgement, so for the whole backlog before it.
@@ -270,7 +260,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
 
             Relay.Release();
             await Task.WhenAll(lagging, concurrent).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.PendingBytes == 0, Soon, () => $"{Beta}");
+            await Wait.UntilAsync(() => Beta.PendingBytes == 0, Soon, () => $"{Beta}");
             Assert.False(Link.IsLagging);
             // Drained: the next write does not wait (held again, it still completes).
             Relay.Hold();
@@ -288,7 +278,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
         A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
         Relay.Hold();
         await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-        await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
+        await Wait.UntilAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
         var lagging = WriteAsync(device, 1, seed: 2);
         await Task.Delay(300);
         Assert.False(lagging.IsCompleted, "a write made while the replica lags completed before its acknowledgement");
@@ -419,13 +409,13 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
             Relay.Release();
             await Task.WhenAll(lagging, sync).WaitAsync(Soon);
             Assert.Equal(ReplicaState.InSync, Beta.State);
-            await WaitForAsync(() => Beta.PendingBytes == 0, Soon, () => $"{Beta}");
+            await Wait.UntilAsync(() => Beta.PendingBytes == 0, Soon, () => $"{Beta}");
 
             // Async again, but without a limit this time: an old backlog no longer makes anybody wait.
             A.SetMigrationMirroring(Vol, ReplicaMode.Async);
             Relay.Hold();
             await WriteAsync(device, 3, seed: 4).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 3, Soon, () => $"{Beta}");
+            await Wait.UntilAsync(() => Beta.Lag > Limit * 3, Soon, () => $"{Beta}");
             await WriteAsync(device, 4, seed: 5).WaitAsync(Soon);
             await WriteAsync(device, 5, seed: 6).WaitAsync(Soon);
             Assert.Equal(3L * Block, Beta.PendingBytes);
@@ -538,7 +528,7 @@ public sealed class AsyncLagTimeoutTests : AsyncLagTestBase
             A.SetMigrationMirroring(Vol, ReplicaMode.Async, Limit);
             Relay.Hold();
             await WriteAsync(device, 0, seed: 1).WaitAsync(Soon);
-            await WaitForAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
+            await Wait.UntilAsync(() => Beta.Lag > Limit * 2, Soon, () => $"{Beta}");
 
             for (int i = 1; i <= 2; i++)
             {

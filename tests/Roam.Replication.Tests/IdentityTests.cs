@@ -11,7 +11,7 @@ public sealed class IdentityTests
     [Fact]
     public void First_use_creates_the_identity_and_later_loads_reuse_it()
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         CertificateFingerprint first;
         using (var created = HostIdentity.LoadOrCreate(dir.Path, "alpha"))
         {
@@ -29,7 +29,7 @@ public sealed class IdentityTests
     [Fact]
     public void Identity_file_is_private_and_holds_a_P256_server_and_client_certificate()
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         using var identity = HostIdentity.LoadOrCreate(dir.Path, "alpha");
 
         Assert.Equal(Path.Combine(dir.Path, "identity", "host.pem"), identity.Path);
@@ -54,7 +54,7 @@ public sealed class IdentityTests
     [Fact]
     public void Fingerprint_is_the_sha256_of_the_der_certificate()
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         using var identity = HostIdentity.LoadOrCreate(dir.Path, "alpha");
         var expected = SHA256.HashData(identity.Certificate.RawData);
 
@@ -67,7 +67,7 @@ public sealed class IdentityTests
     [Fact]
     public void A_loosened_key_file_is_tightened_on_load()
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         string path;
         using (var identity = HostIdentity.LoadOrCreate(dir.Path, "alpha")) path = identity.Path;
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
@@ -79,7 +79,7 @@ public sealed class IdentityTests
     [Fact]
     public void A_damaged_identity_file_is_reported_not_silently_replaced()
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         string path;
         using (var identity = HostIdentity.LoadOrCreate(dir.Path, "alpha")) path = identity.Path;
         File.WriteAllText(path, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
@@ -95,7 +95,7 @@ public sealed class IdentityTests
     [InlineData("tab\there")]
     public void Unusable_host_names_are_refused(string name)
     {
-        using var dir = new TempDir();
+        using var dir = new TestDirectory();
         Assert.Throws<ArgumentException>(() => HostIdentity.LoadOrCreate(dir.Path, name));
         Assert.False(File.Exists(Path.Combine(dir.Path, "identity", "host.pem")));
     }

@@ -34,12 +34,7 @@ public abstract class ReplicationTestBase : IAsyncLifetime
         await Secondary.DisposeAsync();
     }
 
-    protected static byte[] Random(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
+    protected static byte[] Random(int length, int seed) => TestData.RandomBytes(length, seed);
 
     protected void AssertSame()
     {
@@ -158,7 +153,7 @@ public sealed class SyncReplicationTests : ReplicationTestBase
 
         watch.Restart();
         await device.WriteAsync(MiB, Random(64 * 1024, 5), false, default);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(0.5), "once OutOfSync, writes complete locally");
+        Assert.True(watch.Elapsed < Options.SyncTimeout, $"once OutOfSync, writes complete locally: this one took {watch.Elapsed}, as if it waited for the replica");
         Assert.True(Primary.Replica(Vol).BytesOutOfSync >= 128 * 1024);
 
         Secondary.Service.Hooks.Resume();

@@ -20,16 +20,6 @@ public abstract class ResilienceTestBase : ReplicationTestBase
         await lease.Device.FlushAsync(default);
     }
 
-    protected static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (deadline.Elapsed > timeout) throw new TimeoutException(what());
-            await Task.Delay(20);
-        }
-    }
-
     protected static async Task AssertReadOnlyAsync(IBlockDevice device, string? contains = null)
     {
         var ex = await Assert.ThrowsAsync<BlockDeviceException>(() => device.WriteAsync(0, new byte[4096], false, default).AsTask());
@@ -39,7 +29,7 @@ public abstract class ResilienceTestBase : ReplicationTestBase
 
     protected static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
 
-    protected string Logs(Support.ReplNode node) => string.Join(" | ", node.Log.Entries.TakeLast(15).Select(e => e.Message));
+    protected string Logs(ReplNode node) => string.Join(" | ", node.Log.Entries.TakeLast(15).Select(e => e.Message));
 }
 
 public sealed class HandOverCrashTests : ResilienceTestBase
@@ -63,7 +53,7 @@ public sealed class HandOverCrashTests : ResilienceTestBase
     [Fact]
     public async Task A_source_crashing_after_HandOver_that_the_destination_took_comes_back_as_its_replica()
     {
-        var acked = await CrashAfterSendingHandOverAsync(() => WaitForAsync(() => B.GetStatus(Vol).Role == VolumeRole.Primary,
+        var acked = await CrashAfterSendingHandOverAsync(() => Wait.UntilAsync(() => B.GetStatus(Vol).Role == VolumeRole.Primary,
             TimeSpan.FromSeconds(10), () => "beta never took over"));
         await Primary.StartAgainAsync();
         // Never two writable primaries: until alpha knows, it refuses writes; then it is beta's replica.
@@ -71,7 +61,7 @@ public sealed class HandOverCrashTests : ResilienceTestBase
         Assert.True(early.Role == VolumeRole.Replica || early.WritesRefused, $"alpha came back writable: {early}");
         Primary.Open(Vol, out bool readOnly);
         Assert.True(readOnly);
-        await WaitForAsync(() => A.GetStatus(Vol).Role == VolumeRole.Replica, TimeSpan.FromSeconds(10), () => $"alpha still {A.GetStatus(Vol)}: {Logs(Primary)}");
+        await Wait.UntilAsync(() => A.GetStatus(Vol).Role == VolumeRole.Replica, TimeSpan.FromSeconds(10), () => $"alpha still {A.GetStatus(Vol)}: {Logs(Primary)}");
         Assert.Equal(VolumeRole.Primary, B.GetStatus(Vol).Role);
         Assert.Equal(B.GetStatus(Vol).Generations.Current, A.GetStatus(Vol).Generations.Current);
         Assert.True(Holds(Secondary.ReadRaw(Vol), 5 * MiB, acked));
@@ -99,7 +89,7 @@ public sealed class HandOverCrashTests : ResilienceTestBase
         var device = Primary.Open(Vol, out bool readOnly);
         Assert.True(readOnly, "a volume with a hand-over in doubt is exported read-only");
         await AssertReadOnlyAsync(device, "in doubt");
-        await WaitForAsync(() => A.GetStatus(Vol).Notice?.Contains("cannot be asked") == true, TimeSpan.FromSeconds(15),
+        await Wait.UntilAsync(() => A.GetStatus(Vol).Notice?.Contains("cannot be asked") == true, TimeSpan.FromSeconds(15),
             () => $"no notice: {A.GetStatus(Vol)}");
         var doubt = A.GetStatus(Vol);
         Assert.Equal("beta", doubt.HandOverPeer);
@@ -107,7 +97,7 @@ public sealed class HandOverCrashTests : ResilienceTestBase
         Assert.Contains(Primary.Log.Entries, e => e.EventId.Id == 3139);
 
         await Secondary.StartAgainAsync();
-        await WaitForAsync(() => !A.GetStatus(Vol).WritesRefused, TimeSpan.FromSeconds(15), () => $"alpha still {A.GetStatus(Vol)}: {Logs(Primary)}");
+        await Wait.UntilAsync(() => !A.GetStatus(Vol).WritesRefused, TimeSpan.FromSeconds(15), () => $"alpha still {A.GetStatus(Vol)}: {Logs(Primary)}");
         Assert.Equal(VolumeRole.Primary, A.GetStatus(Vol).Role);
         Assert.Null(A.GetStatus(Vol).HandOverPeer);
         Assert.Equal(VolumeRole.Replica, B.GetStatus(Vol).Role);
@@ -149,7 +139,7 @@ public sealed class PrimaryCrashTests : ResilienceTestBase
         var betaWrite = await CrashPrimaryAndPromoteAsync();
         var alphaBefore = Primary.ReadRaw(Vol);
         await Primary.StartAgainAsync();
-        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.Outdated, TimeSpan.FromSeconds(10),
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State == ReplicaState.Outdated, TimeSpan.FromSeconds(10),
             () => $"{Primary.Replica(Vol)}: {Logs(Primary)}");
         await Task.Delay(500);   // a few reconnects: still nothing may flow either way
         Assert.Equal(ReplicaState.Outdated, Primary.Replica(Vol).State);
@@ -187,7 +177,7 @@ public sealed class PrimaryCrashTests : ResilienceTestBase
         var alphaWrite = Random(64 * 1024, 3);
         await alpha.WriteAsync(4 * MiB, alphaWrite, false, default);
         await Secondary.StartAgainAsync();
-        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.SplitBrain, TimeSpan.FromSeconds(10),
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State == ReplicaState.SplitBrain, TimeSpan.FromSeconds(10),
             () => $"{Primary.Replica(Vol)}: {Logs(Primary)}");
         Assert.Contains(Primary.Log.Entries, e => e.EventId.Id == 3102);
         Assert.False(Holds(Secondary.ReadRaw(Vol), 4 * MiB, alphaWrite));
@@ -209,7 +199,7 @@ public sealed class FencingTests : ResilienceTestBase
         await beta.WriteAsync(2 * MiB, Random(64 * 1024, 2), false, default);
         var alphaWrite = Random(64 * 1024, 3);
         await alpha.WriteAsync(4 * MiB, alphaWrite, false, default);
-        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.SplitBrain, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State == ReplicaState.SplitBrain, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
 
         await B.ResolveAsync(Vol, "alpha");
         await AssertReadOnlyAsync(beta, "split brain");
@@ -230,7 +220,7 @@ public sealed class ReplicaRemovalTests : ResilienceTestBase
         await CreateFilledAsync(16 * MiB, 16 * MiB);
         A.Hooks.ResyncPause = TimeSpan.FromMilliseconds(3);
         await A.PrepareMigrationAsync(Vol, "beta");
-        await WaitForAsync(() => A.GetMigration(Vol).BytesDone > 4 * MiB, TimeSpan.FromSeconds(20), () => $"{A.GetMigration(Vol)}");
+        await Wait.UntilAsync(() => A.GetMigration(Vol).BytesDone > 4 * MiB, TimeSpan.FromSeconds(20), () => $"{A.GetMigration(Vol)}");
         await A.AbortMigrationAsync(Vol);
         A.Hooks.ResyncPause = TimeSpan.Zero;
 
@@ -277,7 +267,7 @@ public sealed class ReplicaRemovalTests : ResilienceTestBase
 
 public sealed class HeartbeatTests : ResilienceTestBase
 {
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with
+    protected override ReplicationOptions Options => ReplNode.TestOptions with
     {
         HeartbeatInterval = TimeSpan.FromMilliseconds(200),
         HeartbeatTimeout = TimeSpan.FromSeconds(1),
@@ -295,7 +285,7 @@ public sealed class HeartbeatTests : ResilienceTestBase
 
         B.Hooks.StallTargets();   // the replica stops reading, as a SIGSTOPped process would (no reset)
         var watch = Stopwatch.StartNew();
-        await WaitForAsync(() => Primary.Replica(Vol).State != ReplicaState.InSync, TimeSpan.FromSeconds(4), () => $"{Primary.Replica(Vol)}");
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State != ReplicaState.InSync, TimeSpan.FromSeconds(4), () => $"{Primary.Replica(Vol)}");
         Assert.InRange(watch.Elapsed, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(3));
         Assert.True(Primary.Replica(Vol).State == ReplicaState.OutOfSync, $"{Primary.Replica(Vol)}: {Logs(Primary)}");
         Assert.Contains(Primary.Log.Entries, e => e.Message.Contains("heartbeat timeout"));
@@ -313,7 +303,7 @@ public sealed class HeartbeatTests : ResilienceTestBase
 public sealed class ActivityLogEvictionTests : ResilienceTestBase
 {
     // Small extents, a small log, and no periodic bitmap save: only evictions (and link changes) save.
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with
+    protected override ReplicationOptions Options => ReplNode.TestOptions with
     {
         ActivityLogExtentSize = (int)MiB,
         ActivityLogCapacity = 4,
@@ -327,7 +317,7 @@ public sealed class ActivityLogEvictionTests : ResilienceTestBase
     {
         var device = await ReplicatedAsync(32 * MiB, ReplicaMode.Sync);
         await Secondary.StopAsync();
-        await WaitForAsync(() => Primary.Replica(Vol).State != ReplicaState.InSync, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State != ReplicaState.InSync, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
         var writes = Enumerable.Range(0, 12).Select(i => (Offset: i * MiB + 4096, Data: Random(8192, 100 + i))).ToList();
         foreach (var (offset, data) in writes) await device.WriteAsync(offset, data, false, default);
         // Extents 0-7 left the log (4 slots): only the saved bitmap remembers those writes now.

@@ -8,7 +8,7 @@ namespace Roam.Replication.Tests;
 
 public sealed class TrustStoreTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TestDirectory _dir = new();
 
     private static string Fp(string seed) => CertificateFingerprint.FromHash(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(seed))).ToString();
 

@@ -68,7 +68,7 @@ public sealed class CompressionTests : WireTestBase
 
 public sealed class CompressionOffTests : WireTestBase
 {
-    protected override ReplicationOptions Options => Support.ReplNode.TestOptions with { Compression = WireCompression.Off };
+    protected override ReplicationOptions Options => ReplNode.TestOptions with { Compression = WireCompression.Off };
 
     [Fact]
     public async Task With_compression_off_every_byte_crosses_as_it_is()
@@ -155,7 +155,7 @@ public sealed class FirstPassTests : WireTestBase
             }
         });
         Primary.Service.Hooks.ResyncPause = TimeSpan.Zero;
-        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.InSync, TimeSpan.FromSeconds(60), () => $"{Primary.Replica(Vol)}");
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State == ReplicaState.InSync, TimeSpan.FromSeconds(60), () => $"{Primary.Replica(Vol)}");
         stop.Cancel();
         await writer;
         await Primary.WaitInSyncAsync(Vol);
@@ -174,7 +174,7 @@ public sealed class FirstPassTests : WireTestBase
         Primary.Service.Hooks.ResyncPause = TimeSpan.FromMilliseconds(20);   // a first sweep of about ten seconds
         await Primary.Service.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync);
         var device = Primary.Open(Vol, out _);
-        await WaitForAsync(() => Primary.Replica(Vol).State == ReplicaState.Syncing, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
+        await Wait.UntilAsync(() => Primary.Replica(Vol).State == ReplicaState.Syncing, TimeSpan.FromSeconds(10), () => $"{Primary.Replica(Vol)}");
 
         Secondary.Service.Hooks.StallTargets();
         await Task.Delay(300); // the replica's reader takes in the copy's next region (one per 20 ms), then stops at the stall
@@ -193,14 +193,4 @@ public sealed class FirstPassTests : WireTestBase
     }
 
     private static bool Holds(byte[] raw, long offset, byte[] data) => raw.AsSpan((int)offset, data.Length).SequenceEqual(data);
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, Func<string> what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (deadline.Elapsed > timeout) throw new TimeoutException(what());
-            await Task.Delay(20);
-        }
-    }
 }

@@ -6,7 +6,7 @@ namespace Roam.Testing;
 
 /// <summary>
 /// An ILogger that keeps every entry with its structured values, so tests can assert on what the
-/// server decided (the <see cref="NbdRejection"/> of a dropped connection) rather than on message text.
+/// code decided (the <see cref="NbdRejection"/> of a dropped NBD connection, a peer's refusal) rather than on message text.
 /// </summary>
 public sealed class TestLog : ILogger
 {
@@ -15,8 +15,23 @@ public sealed class TestLog : ILogger
     public IReadOnlyList<LogEntry> Entries => [.. _entries];
 
     /// <summary>The reasons of every connection the server dropped for a protocol error, in order.</summary>
-    public IReadOnlyList<NbdRejection> Rejections =>
-        [.. _entries.Select(e => e.Values.GetValueOrDefault("Rejection")).OfType<NbdRejection>()];
+    public IReadOnlyList<NbdRejection> Rejections => ValuesOf<NbdRejection>("Rejection");
+
+    /// <summary>Every logged value named <paramref name="key"/> of type <typeparamref name="T"/>, in order.</summary>
+    public IReadOnlyList<T> ValuesOf<T>(string key) => [.. _entries.Select(e => e.Values.GetValueOrDefault(key)).OfType<T>()];
+
+    /// <summary>Code logs on its own schedule: waits for the first entry that matches rather than sleeping.</summary>
+    public async Task<LogEntry> WaitForAsync(Func<LogEntry, bool> match, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            if (_entries.FirstOrDefault(match) is { } entry) return entry;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"{what} was not logged; log: {string.Join(" | ", _entries.Select(e => e.Message))}");
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+    }
 
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 

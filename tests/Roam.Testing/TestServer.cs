@@ -89,14 +89,9 @@ public sealed record PipeConnection(IDuplexPipe Client, Task ServerTask)
     /// </summary>
     public static PipeConnection Start(NbdServer server)
     {
-        var options = new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0);
-        var toServer = new Pipe(options);
-        var toClient = new Pipe(options);
-        var run = server.ServeAsync(new DuplexPipe(toServer.Reader, toClient.Writer));
-        return new PipeConnection(new DuplexPipe(toClient.Reader, toServer.Writer), run);
+        var (client, serverEnd) = TestPipes.Connected(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0));
+        return new PipeConnection(client, server.ServeAsync(serverEnd));
     }
 
     public RawNbdClient CreateClient() => RawNbdClient.Over(Client);
-
-    private sealed record DuplexPipe(PipeReader Input, PipeWriter Output) : IDuplexPipe;
 }

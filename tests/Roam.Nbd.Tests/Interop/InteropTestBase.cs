@@ -40,13 +40,13 @@ public abstract class InteropTestBase : IAsyncLifetime
     }
 
     protected static Task<ToolResult> QemuIoAsync(string uri, params string[] commands) =>
-        ToolRunner.RunAsync("qemu-io", ["-f", "raw", uri, .. commands.SelectMany(c => new[] { "-c", c })], ToolRunner.DefaultTimeout);
+        Tools.RunAsync("qemu-io", ["-f", "raw", uri, .. commands.SelectMany(c => new[] { "-c", c })], Tools.DefaultTimeout);
 
     /// <summary>qemu-io reports a failed pattern check on stdout and may still exit 0, so both are checked.</summary>
     protected static void AssertQemuIoClean(ToolResult result)
     {
-        result.EnsureSuccess();
-        Assert.DoesNotContain("fail", result.StdOut, StringComparison.OrdinalIgnoreCase);
-        Assert.DoesNotContain("error", result.StdOut + result.StdErr, StringComparison.OrdinalIgnoreCase);
+        result.ShouldSucceed();
+        Assert.DoesNotContain("fail", result.Stdout, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("error", result.Stdout + result.Stderr, StringComparison.OrdinalIgnoreCase);
     }
 }

@@ -8,15 +8,14 @@ public sealed class LibnbdToolsTests : InteropTestBase
 {
     private const int MiB = 1024 * 1024;
 
-    [ToolFact]
+    [ToolFact("nbdinfo")]
     public async Task Nbdinfo_json_reports_size_and_capabilities()
     {
-        Requires.Tool("nbdinfo");
         Server.CreateVolume("disk", 5 * MiB);
 
-        var result = (await ToolRunner.RunAsync("nbdinfo", "--json", Server.Uri("disk"))).EnsureSuccess();
+        var result = (await Tools.RunAsync("nbdinfo", "--json", Server.Uri("disk"))).ShouldSucceed();
 
-        using var json = JsonDocument.Parse(result.StdOut);
+        using var json = JsonDocument.Parse(result.Stdout);
         var root = json.RootElement;
         Assert.Equal("newstyle-fixed", root.GetProperty("protocol").GetString());
         Assert.True(root.GetProperty("structured").GetBoolean());
@@ -32,25 +31,23 @@ public sealed class LibnbdToolsTests : InteropTestBase
         Assert.Equal(32 * MiB, export.GetProperty("block_size_maximum").GetInt64());
     }
 
-    [ToolFact]
+    [ToolFact("nbdinfo")]
     public async Task Nbdinfo_list_names_every_volume()
     {
-        Requires.Tool("nbdinfo");
         Server.CreateVolume("alpha", MiB);
         Server.CreateVolume("beta", 2 * MiB);
 
-        var result = (await ToolRunner.RunAsync("nbdinfo", "--list", "--json", $"nbd+unix://?socket={Server.SocketPath}")).EnsureSuccess();
+        var result = (await Tools.RunAsync("nbdinfo", "--list", "--json", $"nbd+unix://?socket={Server.SocketPath}")).ShouldSucceed();
 
-        using var json = JsonDocument.Parse(result.StdOut);
+        using var json = JsonDocument.Parse(result.Stdout);
         var exports = json.RootElement.GetProperty("exports").EnumerateArray()
             .ToDictionary(e => e.GetProperty("export-name").GetString()!, e => e.GetProperty("export-size").GetInt64());
         Assert.Equal(new Dictionary<string, long> { ["alpha"] = MiB, ["beta"] = 2 * MiB }, exports);
     }
 
-    [ToolFact]
+    [ToolFact("nbdinfo")]
     public async Task Nbdinfo_map_shows_written_ranges_as_data_and_the_rest_as_holes()
     {
-        Requires.Tool("nbdinfo");
         Server.CreateVolume("disk", MiB);
         await using (var client = await Server.ConnectAndGoAsync("disk"))
         {
@@ -60,9 +57,9 @@ public sealed class LibnbdToolsTests : InteropTestBase
             await client.TrimAsync(512 * 1024, 8 * 1024);                            // punched again
         }
 
-        var result = (await ToolRunner.RunAsync("nbdinfo", "--map", Server.Uri("disk"))).EnsureSuccess();
+        var result = (await Tools.RunAsync("nbdinfo", "--map", Server.Uri("disk"))).ShouldSucceed();
 
-        var map = result.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+        var map = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .Select(f => (Offset: long.Parse(f[0]), Length: long.Parse(f[1]), Type: int.Parse(f[2]), Description: f[3]))
             .ToArray();
@@ -77,35 +74,33 @@ public sealed class LibnbdToolsTests : InteropTestBase
             map);
     }
 
-    [ToolFact]
+    [ToolFact("nbdcopy")]
     public async Task Nbdcopy_in_and_out_over_four_connections_round_trips_the_data()
     {
-        Requires.Tool("nbdcopy");
         const long size = 24 * MiB;
         Server.CreateVolume("disk", size);
         var source = SparseImage("source.raw", size, seed: 2, (0, 3 * MiB), (5 * MiB + 17, 700_000), (20 * MiB, 4 * MiB));
         var back = Server.ScratchPath("back.raw");
 
-        (await ToolRunner.RunAsync("nbdcopy", "--connections=4", source, Server.Uri("disk"))).EnsureSuccess();
-        (await ToolRunner.RunAsync("nbdcopy", "--connections=4", Server.Uri("disk"), back)).EnsureSuccess();
+        (await Tools.RunAsync("nbdcopy", "--connections=4", source, Server.Uri("disk"))).ShouldSucceed();
+        (await Tools.RunAsync("nbdcopy", "--connections=4", Server.Uri("disk"), back)).ShouldSucceed();
 
         Assert.Equal(Sha256(source), Sha256(back));
     }
 
-    [ToolFact]
+    [ToolFact("nbdcopy")]
     public async Task Nbdcopy_of_a_sparse_image_onto_a_dirty_volume_zeroes_the_holes_and_keeps_them_sparse()
     {
-        Requires.Tool("nbdcopy");
         const long size = 16 * MiB;
         Server.CreateVolume("disk", size);
         var dirt = Server.ScratchPath("dirt.raw");
         await File.WriteAllBytesAsync(dirt, Enumerable.Repeat((byte)0xff, (int)size).ToArray());
-        (await ToolRunner.RunAsync("nbdcopy", dirt, Server.Uri("disk"))).EnsureSuccess();
+        (await Tools.RunAsync("nbdcopy", dirt, Server.Uri("disk"))).ShouldSucceed();
         var source = SparseImage("source.raw", size, seed: 3, (MiB, MiB), (10 * MiB, 512 * 1024));
         var back = Server.ScratchPath("back.raw");
 
-        (await ToolRunner.RunAsync("nbdcopy", "--connections=4", source, Server.Uri("disk"))).EnsureSuccess();
-        (await ToolRunner.RunAsync("nbdcopy", Server.Uri("disk"), back)).EnsureSuccess();
+        (await Tools.RunAsync("nbdcopy", "--connections=4", source, Server.Uri("disk"))).ShouldSucceed();
+        (await Tools.RunAsync("nbdcopy", Server.Uri("disk"), back)).ShouldSucceed();
 
         Assert.Equal(Sha256(source), Sha256(back));
         long allocated = Server.Store.Status("disk").AllocatedBytes;

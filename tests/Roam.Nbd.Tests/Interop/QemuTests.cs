@@ -7,38 +7,35 @@ namespace Roam.Nbd.Tests.Interop;
 /// <summary>qemu-img and qemu-io, the clients a VM's disk actually meets.</summary>
 public sealed class QemuTests : InteropTestBase
 {
-    [ToolFact]
+    [ToolFact("qemu-img")]
     public async Task Qemu_img_info_reports_the_volume_size()
     {
-        Requires.Tool("qemu-img");
         Server.CreateVolume("disk", 3 * 1024 * 1024 + 512);
 
-        var result = (await ToolRunner.RunAsync("qemu-img", "info", "-f", "raw", "--output=json", Server.Uri("disk"))).EnsureSuccess();
+        var result = (await Tools.RunAsync("qemu-img", "info", "-f", "raw", "--output=json", Server.Uri("disk"))).ShouldSucceed();
 
-        using var json = JsonDocument.Parse(result.StdOut);
+        using var json = JsonDocument.Parse(result.Stdout);
         Assert.Equal(3 * 1024 * 1024 + 512, json.RootElement.GetProperty("virtual-size").GetInt64());
     }
 
-    [ToolFact]
+    [ToolFact("qemu-img")]
     public async Task Qemu_img_convert_in_and_out_round_trips_a_sparse_image()
     {
-        Requires.Tool("qemu-img");
         const long size = 8 * 1024 * 1024;
         Server.CreateVolume("disk", size);
         var source = SparseImage("source.raw", size, seed: 1, (0, 70_000), (1_000_000, 300_000), (size - 4096, 4096));
         var back = Server.ScratchPath("back.raw");
 
-        (await ToolRunner.RunAsync("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", source, Server.Uri("disk"))).EnsureSuccess();
-        (await ToolRunner.RunAsync("qemu-img", "convert", "-f", "raw", "-O", "raw", Server.Uri("disk"), back)).EnsureSuccess();
+        (await Tools.RunAsync("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", source, Server.Uri("disk"))).ShouldSucceed();
+        (await Tools.RunAsync("qemu-img", "convert", "-f", "raw", "-O", "raw", Server.Uri("disk"), back)).ShouldSucceed();
 
         Assert.Equal(Sha256(source), Sha256(back));
         Assert.Equal(await File.ReadAllBytesAsync(source), await File.ReadAllBytesAsync(Server.VolumePath("disk")));
     }
 
-    [ToolFact]
+    [ToolFact("qemu-io")]
     public async Task Qemu_io_write_read_zero_and_discard_patterns_verify()
     {
-        Requires.Tool("qemu-io");
         Server.CreateVolume("disk", 1024 * 1024);
 
         var result = await QemuIoAsync(Server.Uri("disk"),
@@ -72,10 +69,9 @@ public sealed class QemuTests : InteropTestBase
         Assert.Equal(new Roam.Testing.Nbd.BlockExtent(64 * 1024, NbdAllocationFlags.Hole | NbdAllocationFlags.Zero), Assert.Single(status.Extents));
     }
 
-    [ToolFact]
+    [ToolFact("qemu-io")]
     public async Task Two_qemu_io_clients_at_once_each_see_their_own_writes()
     {
-        Requires.Tool("qemu-io");
         Server.CreateVolume("disk", 4 * 1024 * 1024);
 
         var results = await Task.WhenAll(

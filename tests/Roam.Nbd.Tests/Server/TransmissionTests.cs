@@ -277,7 +277,7 @@ public sealed class TransmissionTests : ServerTestBase
         await client.SendRawAsync(header.Concat(Pattern(30 * 1024, 1)).ToArray());
         await client.DisposeAsync();
 
-        await WaitUntilAsync(() => Server.Server.ConnectionCount == 1);
+        await Wait.UntilAsync(() => Server.Server.ConnectionCount == 1, TimeSpan.FromSeconds(10), "the server");
         Assert.Equal([NbdRejection.TruncatedRequest], Server.Log.Rejections);
         Assert.Equal(new byte[64 * 1024], (await bystander.ReadAsync(0, 64 * 1024)).Data);
         await AssertServedAsync(bystander);
@@ -295,7 +295,7 @@ public sealed class TransmissionTests : ServerTestBase
             await client.DisposeAsync();
         }
 
-        await WaitUntilAsync(() => Server.Server.ConnectionCount == 0);
+        await Wait.UntilAsync(() => Server.Server.ConnectionCount == 0, TimeSpan.FromSeconds(10), "the server");
         Assert.Equal(0, Server.Store.Status(Export).OpenCount);
         Server.Store.Delete(Export);
     }
@@ -341,16 +341,5 @@ public sealed class TransmissionTests : ServerTestBase
             Assert.Equal(NbdError.None, reply.Error);
         }
         for (int i = 0; i < 32; i++) Assert.Equal(Pattern(16384, (byte)i), (await client.ReadAsync((ulong)i * 16384, 16384)).Data);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        // For when the test's own client is gone and cannot watch the server close it.
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for the server");
-            await Task.Delay(10);
-        }
     }
 }

@@ -8,7 +8,7 @@ namespace Roam.Replication.Tests.Support;
 /// <summary>One simulated roamd: its own data dir, identity and trust store, made at test start.</summary>
 public sealed class TestHost : IAsyncDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TestDirectory _dir = new();
 
     public TestHost(string name)
     {

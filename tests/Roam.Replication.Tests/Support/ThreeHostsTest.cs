@@ -14,6 +14,8 @@ public abstract class ThreeHostsTest : IAsyncLifetime
 
     protected virtual ReplicationOptions Options => ReplNode.TestOptions;
 
+    protected static byte[] Random(int length, int seed) => TestData.RandomBytes(length, seed);
+
     public async Task InitializeAsync()
     {
         var nodes = await ReplNode.MeshAsync(Options, "alpha", "beta", "gamma");

@@ -32,16 +32,15 @@ public sealed class DataDirLockTests : IDisposable
         Assert.Equal($"{Environment.ProcessId}", File.ReadAllText(Path.Combine(_dir, "roamd.pid")).Trim());
     }
 
-    [ToolFact]
+    [ToolFact("flock")]
     public async Task Another_process_cannot_take_the_lock_while_it_is_held()
     {
-        Requires.Tool("flock");
         var path = Path.Combine(_dir, "roamd.lock");
 
         ToolResult whileHeld;
         using (DataDirLock.Acquire(_dir))
-            whileHeld = await ToolRunner.RunAsync("flock", "--nonblock", "--exclusive", path, "true");
-        var afterwards = await ToolRunner.RunAsync("flock", "--nonblock", "--exclusive", path, "true");
+            whileHeld = await Tools.RunAsync("flock", "--nonblock", "--exclusive", path, "true");
+        var afterwards = await Tools.RunAsync("flock", "--nonblock", "--exclusive", path, "true");
 
         Assert.NotEqual(0, whileHeld.ExitCode);
         Assert.Equal(0, afterwards.ExitCode);

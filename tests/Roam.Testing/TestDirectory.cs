@@ -1,9 +1,9 @@
-namespace Roam.EndToEnd.Tests.Infrastructure;
+namespace Roam.Testing;
 
 /// <summary>A fresh directory per test under /tmp (short paths: Unix socket paths are limited to 108 bytes).</summary>
 public sealed class TestDirectory : IDisposable
 {
-    public TestDirectory() => Path = Directory.CreateTempSubdirectory("roam-e2e-").FullName;
+    public TestDirectory() => Path = Directory.CreateTempSubdirectory("roam-test-").FullName;
 
     public string Path { get; }
 

@@ -5,12 +5,12 @@ using Roam.Peers.Trust;
 using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 
-namespace Roam.Replication.Tests.Support;
+namespace Roam.Testing.Replication;
 
 /// <summary>One simulated roamd with replication: data dir, identity, trust, volume store and service; restartable on the same dir and port.</summary>
 public sealed class ReplNode : IAsyncDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TestDirectory _dir = new();
     private readonly ReplicationOptions _options;
     private int _port;
 
