@@ -464,7 +464,7 @@ public sealed class AsyncLagLimitTests(ITestOutputHelper output) : AsyncLagTestB
             var lagging = await LaggingWriteAsync(device);
 
             await A.AbortMigrationAsync(Vol).WaitAsync(Soon);
-            Assert.Equal(MigrationPhase.Aborted, A.GetMigration(Vol).Phase);
+            Assert.Equal(VolumeMigrationPhase.Aborted, A.GetMigration(Vol).Phase);
             Assert.Equal(ReplicaMode.Async, Beta.Mode);
             Assert.Equal(ReplicaState.InSync, Beta.State);   // a reused replica is not paused: it stays attached
             Assert.Equal(TimeSpan.Zero, Link.AsyncLagLimit);

@@ -1,5 +1,6 @@
 using Roam.Replication.Engine;
 using Roam.Peers.Protocol;
+using Roam.Replication.HandOver;
 using Roam.Replication.Protocol;
 using Roam.Replication.Source;
 using Roam.Replication.Tests.Support;
@@ -47,7 +48,7 @@ public sealed class MigrationTests : ReplicationTestBase
         var writer = LoopWriter.Start(device, 0, 256, seed: 7);   // [0, 16 MiB)
         await A.WaitInSyncAsync(Vol);
         var inSync = A.GetMigration(Vol);
-        Assert.Equal(MigrationPhase.InSync, inSync.Phase);
+        Assert.Equal(VolumeMigrationPhase.InSync, inSync.Phase);
         Assert.Equal(0, inSync.BytesLeft);
         Assert.True(inSync.BytesDone >= 32 * MiB, $"copied {inSync.BytesDone}");   // regions the writer dirtied again are copied again
         await Task.Delay(200);   // in sync mode, the writer goes on and the copy stays converged
@@ -61,7 +62,7 @@ public sealed class MigrationTests : ReplicationTestBase
         AssertRoles(VolumeRole.Replica, VolumeRole.Primary);
         Assert.Equal(result.Generations.Current, B.GetStatus(Vol).Generations.Current);
         Assert.Equal(result.Generations.Current, A.GetStatus(Vol).Generations.Current);
-        Assert.Equal(MigrationPhase.Completed, A.GetMigration(Vol).Phase);
+        Assert.Equal(VolumeMigrationPhase.Completed, A.GetMigration(Vol).Phase);
         AssertSame();
         writer.AssertOn(Secondary.ReadRaw(Vol));
         await AssertRefusedAsync(device);
@@ -100,7 +101,7 @@ public sealed class MigrationTests : ReplicationTestBase
         var progress = new List<MigrationStatus>();
         var first = await A.MigrateAsync(Vol, "beta", keepReplica: true, new SyncProgress(progress));
         Assert.True(first.Status.BytesOnWire > 48 * MiB, "the first migration is a full copy");
-        Assert.Contains(progress, p => p.Phase == MigrationPhase.Completed);
+        Assert.Contains(progress, p => p.Phase == VolumeMigrationPhase.Completed);
         await Secondary.WaitInSyncAsync(Vol);
 
         // alpha (now the replica) goes away; beta writes 1 MiB meanwhile.
@@ -126,12 +127,12 @@ public sealed class MigrationTests : ReplicationTestBase
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
         while (A.GetMigration(Vol).BytesDone < 20 * MiB && DateTime.UtcNow < deadline) await Task.Delay(10);
         var copying = A.GetMigration(Vol);
-        Assert.Equal(MigrationPhase.Copying, copying.Phase);
+        Assert.Equal(VolumeMigrationPhase.Copying, copying.Phase);
         Assert.True(copying.BytesPerSecond > 0 && copying.Eta is not null && copying.BytesLeft > 0, copying.ToString());
         await A.AbortMigrationAsync(Vol);
         A.Hooks.ResyncPause = TimeSpan.Zero;
 
-        Assert.Equal(MigrationPhase.Aborted, A.GetMigration(Vol).Phase);
+        Assert.Equal(VolumeMigrationPhase.Aborted, A.GetMigration(Vol).Phase);
         AssertRoles(VolumeRole.Primary, VolumeRole.Replica);
         var device = Primary.Open(Vol, out bool readOnly);
         Assert.False(readOnly);
@@ -161,11 +162,11 @@ public sealed class MigrationTests : ReplicationTestBase
         A.Hooks.ResyncPause = TimeSpan.FromMilliseconds(5);
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(400));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => A.MigrateAsync(Vol, "beta", true, null, cts.Token));
-        Assert.Equal(MigrationPhase.Aborted, A.GetMigration(Vol).Phase);
+        Assert.Equal(VolumeMigrationPhase.Aborted, A.GetMigration(Vol).Phase);
         AssertRoles(VolumeRole.Primary, VolumeRole.Replica);
         A.Hooks.ResyncPause = TimeSpan.Zero;
         var result = await A.MigrateAsync(Vol, "beta", true, null);
-        Assert.Equal(MigrationPhase.Completed, result.Status.Phase);
+        Assert.Equal(VolumeMigrationPhase.Completed, result.Status.Phase);
         AssertSame();
     }
 
@@ -207,10 +208,11 @@ public sealed class MigrationTests : ReplicationTestBase
         await device.WriteAsync(5 * MiB, acked, fua: false, default);
         await A.WaitInSyncAsync(Vol);
 
-        A.Hooks.FailAfter = Enum.Parse<HandOverStep>(step);
+        A.Hooks.FailAfter = Enum.Parse<VolumeHandOverStep>(step);
         var ex = await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
         A.Hooks.FailAfter = null;
-        Assert.Contains(step, ex.Message);
+        Assert.Equal(destinationPromoted ? ReplicationError.HandOverFailedAfterConfirm : ReplicationError.HandOverFailed, ex.Error);
+        Assert.Contains(step, ex.Message);   // it says where the hand-over failed
 
         if (destinationPromoted)
         {
@@ -218,12 +220,12 @@ public sealed class MigrationTests : ReplicationTestBase
             await AssertRefusedAsync(device);
             AssertSame();
             Assert.True(Secondary.ReadRaw(Vol).AsSpan((int)(5 * MiB), acked.Length).SequenceEqual(acked));
-            Assert.Equal(MigrationPhase.Completed, A.GetMigration(Vol).Phase);
+            Assert.Equal(VolumeMigrationPhase.Completed, A.GetMigration(Vol).Phase);
         }
         else
         {
             AssertRoles(VolumeRole.Primary, VolumeRole.Replica);
-            Assert.Equal(MigrationPhase.Failed, A.GetMigration(Vol).Phase);
+            Assert.Equal(VolumeMigrationPhase.Failed, A.GetMigration(Vol).Phase);
             await device.WriteAsync(6 * MiB, Random(4096, 10), false, default);   // writes resumed
             // The migration can be retried.
             await A.HandOverAsync(Vol);
@@ -241,7 +243,7 @@ public sealed class MigrationTests : ReplicationTestBase
         var device = Primary.Open(Vol, out _);
         await A.WaitInSyncAsync(Vol);
         B.Hooks.RefuseHandOver = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailed, (await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol))).Error);
         B.Hooks.RefuseHandOver = false;
         AssertRoles(VolumeRole.Primary, VolumeRole.Replica);
         await device.WriteAsync(MiB, Random(8192, 1), false, default);
@@ -258,7 +260,7 @@ public sealed class MigrationTests : ReplicationTestBase
         await A.WaitInSyncAsync(Vol);
         B.Hooks.DropBeforeHandOverAck = true;
         var ex = await Assert.ThrowsAsync<ReplicationException>(() => A.HandOverAsync(Vol));
-        Assert.Contains("confirmed", ex.Message);
+        Assert.Equal(ReplicationError.HandOverFailedAfterConfirm, ex.Error);
         AssertRoles(VolumeRole.Replica, VolumeRole.Primary);
         await AssertRefusedAsync(device);
         AssertSame();

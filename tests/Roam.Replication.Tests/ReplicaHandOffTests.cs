@@ -63,7 +63,7 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         Assert.Equal(["alpha", "gamma"], beta.Replicas.Select(r => r.Peer).Order());
         Assert.Equal(gammaMode, Beta.Replica(Vol, "gamma").Mode);
         Assert.Equal(VolumeRole.Replica, Alpha.Service.GetStatus(Vol).Role);
-        Assert.False(File.Exists(Alpha.Service.BitmapPath(Vol, "gamma")), "alpha still has a bitmap for gamma");
+        Assert.False(File.Exists(Alpha.Service.Paths.Bitmap(Vol, "gamma")), "alpha still has a bitmap for gamma");
 
         await Beta.WaitInSyncAsync(Vol, "gamma");
         await Beta.WaitInSyncAsync(Vol, "alpha");
@@ -133,7 +133,8 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         await Alpha.Service.PrepareMigrationAsync(Vol, "beta");
         await Alpha.Service.WaitInSyncAsync(Vol);
         Beta.Service.Hooks.DropBeforeHandOverAck = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailedAfterConfirm,
+            (await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol))).Error);
         Beta.Service.Hooks.DropBeforeHandOverAck = false;
         Assert.Equal(VolumeRole.Replica, Alpha.Service.GetStatus(Vol).Role);
         await Beta.WaitInSyncAsync(Vol, "gamma");
@@ -148,7 +149,7 @@ public sealed class ReplicaHandOffTests : ThreeHostsTest
         await Alpha.Service.PrepareMigrationAsync(Vol, "beta");
         await Alpha.Service.WaitInSyncAsync(Vol);
         Beta.Service.Hooks.RefuseHandOver = true;
-        await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol));
+        Assert.Equal(ReplicationError.HandOverFailed, (await Assert.ThrowsAsync<ReplicationException>(() => Alpha.Service.HandOverAsync(Vol))).Error);
         Beta.Service.Hooks.RefuseHandOver = false;
 
         Assert.Equal(VolumeRole.Primary, Alpha.Service.GetStatus(Vol).Role);

@@ -286,7 +286,8 @@ public sealed class PromoteTests : ReplicationTestBase
     {
         var device = await ReplicatedAsync(8 * MiB, ReplicaMode.Sync);
         await device.WriteAsync(0, Random(64 * 1024, 1), false, default);
-        await Assert.ThrowsAsync<Source.ReplicationException>(() => Secondary.Service.PromoteAsync(Vol, force: false));
+        Assert.Equal(ReplicationError.AttachedToPrimary,
+            (await Assert.ThrowsAsync<ReplicationException>(() => Secondary.Service.PromoteAsync(Vol, force: false))).Error);
 
         var promoted = await Secondary.Service.PromoteAsync(Vol, force: true);
         Assert.Equal(VolumeRole.Primary, promoted.Role);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Roam.Replication.Engine;
+using Roam.Replication.HandOver;
 using Roam.Storage.Devices;
 
 namespace Roam.Replication.Tests;
@@ -42,7 +43,7 @@ public sealed class HandOverCrashTests : ResilienceTestBase
         var acked = Random(256 * 1024, 9);
         await device.WriteAsync(5 * MiB, acked, fua: false, default);
         await A.WaitInSyncAsync(Vol);
-        A.Hooks.CrashAfter = HandOverStep.SendPromote;
+        A.Hooks.CrashAfter = VolumeHandOverStep.SendPromote;
         A.Hooks.BeforeCrash = beforeCrash;
         await Assert.ThrowsAsync<SimulatedCrashException>(() => A.HandOverAsync(Vol));
         await Primary.StopAsync(crash: true);
@@ -242,7 +243,7 @@ public sealed class ReplicaRemovalTests : ResilienceTestBase
         Assert.False(B.GetStatus(Vol).WritesRefused);
         Secondary.Open(Vol, out bool readOnly);
         Assert.False(readOnly);
-        await Assert.ThrowsAsync<Source.ReplicationException>(() => A.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync));
+        Assert.Equal(ReplicationError.PeerRefused, (await Assert.ThrowsAsync<ReplicationException>(() => A.AddReplicaAsync(Vol, "beta", ReplicaMode.Sync))).Error);
         var device = Primary.Open(Vol, out readOnly);
         Assert.False(readOnly);
         await device.WriteAsync(0, Random(4096, 5), false, default);

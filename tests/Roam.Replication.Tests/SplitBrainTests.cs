@@ -233,8 +233,9 @@ public sealed class BitmapResolveTests : ReplicationTestBase
         await ReplicatedAsync(8 * MiB, ReplicaMode.Sync);
         await Primary.StopAsync();   // alpha unreachable: a Detach attempt would fail
         await B.PromoteAsync(Vol, force: true);
-        var refused = await Assert.ThrowsAsync<Source.ReplicationException>(() => B.AddReplicaAsync(Vol, "alpha", ReplicaMode.Sync));
-        Assert.Contains("resolve", refused.Message);
+        var refused = await Assert.ThrowsAsync<ReplicationException>(() => B.AddReplicaAsync(Vol, "alpha", ReplicaMode.Sync));
+        Assert.Equal(ReplicationError.Parted, refused.Error);
+        Assert.Contains("roam volume resolve", refused.Message);   // it names the command that settles it
         var removal = await B.RemoveReplicaAsync(Vol, "alpha");
         Assert.True(removal.PeerDetached, removal.PeerError);
         Assert.Empty(B.GetStatus(Vol).Replicas);

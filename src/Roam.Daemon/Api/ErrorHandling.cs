@@ -3,9 +3,9 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Replication.Source;
 using Roam.Peers.Transport;
 using Roam.Peers.Trust;
+using Roam.Replication;
 using Roam.Storage.Volumes;
 
 namespace Roam.Daemon.Api;
@@ -76,12 +76,23 @@ internal static class ErrorHandling
             TrustStoreError.Corrupt => StatusCodes.Status500InternalServerError,
             _ => StatusCodes.Status400BadRequest,
         }, t.Message),
-        // Refusals of the replication engine: the volume's or the peer's state does not allow it now.
-        ReplicationException r => (StatusCodes.Status409Conflict, r.Message),
+        ReplicationException r => (ReplicationStatus(r.Error), r.Message),
         PeerConnectException p => (p.Failure == PeerConnectFailure.UnknownPeer ? StatusCodes.Status404NotFound : StatusCodes.Status409Conflict,
             p.Message),
         BadHttpRequestException b => (b.StatusCode, BadRequestMessage(b)),
         _ => (StatusCodes.Status500InternalServerError, $"internal error in roamd: {ex.Message} (details are in roamd's log)"),
+    };
+
+    /// <summary>
+    /// The replication engine's reasons as HTTP statuses, all in this one place. Something named that is not there
+    /// (a peer, a replica, a migration) is a 404: the endpoints check the usual cases first, with a hint at the
+    /// command to run, and this is the engine's own word on it. Every other reason refuses because of the volume's
+    /// or the peer's state now (not a primary, in doubt, handing over, split, the peer refused...): 409.
+    /// </summary>
+    internal static int ReplicationStatus(ReplicationError error) => error switch
+    {
+        ReplicationError.UnknownPeer or ReplicationError.NoSuchReplica or ReplicationError.NoMigration => StatusCodes.Status404NotFound,
+        _ => StatusCodes.Status409Conflict,
     };
 
     private static string BadRequestMessage(BadHttpRequestException ex) =>

@@ -117,7 +117,7 @@ internal static class MigrationEndpoints
         {
             // The engine aborts a cancelled migration itself; anything else that stopped the job before the hand-over
             // must not leave writes mirrored synchronously to a peer nobody is waiting for.
-            if (prepared && replication.FindMigration(name)?.Phase is MigrationPhase.Preparing or MigrationPhase.Copying or MigrationPhase.InSync)
+            if (prepared && replication.FindMigration(name)?.Phase is VolumeMigrationPhase.Preparing or VolumeMigrationPhase.Copying or VolumeMigrationPhase.InSync)
                 await replication.AbortMigrationAsync(name).ConfigureAwait(false);
         });
     }

@@ -87,7 +87,7 @@ internal sealed class JobManager(ILogger<JobManager> logger)
             string message = cancelled ? "cancelled" : OneLine(ex.Message);
             if (cancelled) Log.JobCancelled(logger, job.Id);
             else if (ex is ApiException or IOException or Roam.Storage.Volumes.VolumeException
-                or Roam.Replication.Source.ReplicationException or Roam.Peers.Transport.PeerConnectException) Log.JobRefused(logger, job.Id, message); // expected: the message says it all
+                or Roam.Replication.ReplicationException or Roam.Peers.Transport.PeerConnectException) Log.JobRefused(logger, job.Id, message); // expected: the message says it all
             else Log.JobFailed(logger, job.Id, message, ex);
             try { await cleanup(job).ConfigureAwait(false); }
             catch (Exception cleanupError)

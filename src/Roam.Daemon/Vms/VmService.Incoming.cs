@@ -312,13 +312,13 @@ internal sealed partial class VmService
             await replication.WaitInSyncAsync(d.Volume, timeout.Token).ConfigureAwait(false);
             await replication.HandOverAsync(d.Volume, keepReplica: true).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException
+        catch (Exception ex) when (ex is Roam.Replication.ReplicationException or IOException or InvalidOperationException or TimeoutException
             or OperationCanceledException)
         {
-            if (replication.FindMigration(d.Volume)?.Phase is MigrationPhase.Preparing or MigrationPhase.Copying or MigrationPhase.InSync)
+            if (replication.FindMigration(d.Volume)?.Phase is VolumeMigrationPhase.Preparing or VolumeMigrationPhase.Copying or VolumeMigrationPhase.InSync)
             {
                 try { await replication.AbortMigrationAsync(d.Volume).ConfigureAwait(false); }
-                catch (Exception e) when (e is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException) { }
+                catch (Exception e) when (e is Roam.Replication.ReplicationException or IOException or InvalidOperationException) { }
             }
             return $"handing volume '{d.Volume}' back failed: {JobManager.OneLine(ex.Message)}";
         }

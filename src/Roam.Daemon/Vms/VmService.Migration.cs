@@ -319,7 +319,7 @@ internal sealed partial class VmService
             if (!promoted.Task.IsCompleted)
             {
                 try { handOver = await handingOver.ConfigureAwait(false); }
-                catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException)
+                catch (Exception ex) when (ex is Roam.Replication.ReplicationException or IOException or InvalidOperationException or TimeoutException)
                 {
                     // Only a hand-over that certainly did not promote the destination may be undone (the VM resumes here).
                     // One that did, or may have (in doubt), leaves the disk's fate to the replication layer: the VM stays
@@ -342,7 +342,7 @@ internal sealed partial class VmService
             {
                 // The destination is primary whatever this host's stepping down says; a failure there is logged by it.
                 try { handOver = await handingOver.ConfigureAwait(false); }
-                catch (Exception ex) when (ex is Roam.Replication.Source.ReplicationException or IOException or InvalidOperationException or TimeoutException) { }
+                catch (Exception ex) when (ex is Roam.Replication.ReplicationException or IOException or InvalidOperationException or TimeoutException) { }
             }
             if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
             var end = (await finished.ConfigureAwait(false)).GetString("status");
@@ -417,11 +417,11 @@ internal sealed partial class VmService
                     try { await q.Qmp.MigrateCancelAsync(CancellationToken.None).ConfigureAwait(false); } catch (Exception e) when (e is QmpException or IOException or TimeoutException) { }
                     await EnsureRunningAsync(q).ConfigureAwait(false);
                 }
-                if (replication.FindMigration(volume)?.Phase is Roam.Replication.Engine.MigrationPhase.Preparing or Roam.Replication.Engine.MigrationPhase.Copying
-                    or Roam.Replication.Engine.MigrationPhase.InSync or Roam.Replication.Engine.MigrationPhase.Failed)
+                if (replication.FindMigration(volume)?.Phase is Roam.Replication.Engine.VolumeMigrationPhase.Preparing or Roam.Replication.Engine.VolumeMigrationPhase.Copying
+                    or Roam.Replication.Engine.VolumeMigrationPhase.InSync or Roam.Replication.Engine.VolumeMigrationPhase.Failed)
                 {
                     try { await replication.AbortMigrationAsync(volume).ConfigureAwait(false); }
-                    catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.Source.ReplicationException) { error += $" (aborting the volume migration failed: {e.Message})"; }
+                    catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.ReplicationException) { error += $" (aborting the volume migration failed: {e.Message})"; }
                 }
                 lock (_lock) if (vm.Qemu is not null) vm.State = VmStates.Running;
             }

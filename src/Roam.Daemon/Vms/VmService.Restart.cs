@@ -192,10 +192,10 @@ internal sealed partial class VmService
                 try { await qemu.Qmp.MigrateCancelAsync(CancellationToken.None).ConfigureAwait(false); }
                 catch (QmpException) { }
                 await EnsureRunningAsync(qemu).ConfigureAwait(false);
-                if (replication.FindMigration(volume)?.Phase is MigrationPhase.Preparing or MigrationPhase.Copying or MigrationPhase.InSync)
+                if (replication.FindMigration(volume)?.Phase is VolumeMigrationPhase.Preparing or VolumeMigrationPhase.Copying or VolumeMigrationPhase.InSync)
                 {
                     try { await replication.AbortMigrationAsync(volume).ConfigureAwait(false); }
-                    catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.Source.ReplicationException) { }
+                    catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.ReplicationException) { }
                 }
                 notice = $"a migration (QEMU status {migration.Status}) was under way when roamd stopped: cancelled, the VM goes on here";
             }

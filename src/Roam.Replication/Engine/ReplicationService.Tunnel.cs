@@ -9,8 +9,6 @@ namespace Roam.Replication.Engine;
 // Tunnels (see TunnelProtocol) and the exports of VMs arriving by live migration.
 public sealed partial class ReplicationService
 {
-    private readonly HashSet<string> _incomingVmVolumes = new(StringComparer.Ordinal);
-
     private Func<TunnelRequest, Task>? _tunnelHandler;
 
     /// <summary>Handles incoming tunnels (roamd's VM service), routed to it by the peer server. Without one, tunnels are closed at once.</summary>
@@ -43,17 +41,16 @@ public sealed partial class ReplicationService
     /// </summary>
     public void SetVmDisk(string volume, bool isVmDisk)
     {
-        lock (_gate)
-        {
-            if (isVmDisk) _incomingVmVolumes.Add(volume);
-            else _incomingVmVolumes.Remove(volume);
-        }
+        if (!isVmDisk && Volumes.Find(volume) is null) return;
+        var entry = Volumes.Get(volume);
+        lock (entry.Gate) entry.IsVmDisk = isVmDisk;
     }
 
     internal NbdExport? OpenVmDiskExport(string name, VolumeLease lease)
     {
-        lock (_gate)
-            if (!_incomingVmVolumes.Contains(name)) return null;
+        if (Volumes.Find(name) is not { } entry) return null;
+        lock (entry.Gate)
+            if (!entry.IsVmDisk) return null;
         return new NbdExport(name, new PromotableDevice(this, name, lease.Device), readOnly: false, lease);
     }
 }

@@ -87,3 +87,6 @@ internal sealed record PendingHandOver(string Peer, Guid Current, List<Guid> His
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(ReplicationFile))]
 internal sealed partial class ReplicationJsonContext : JsonSerializerContext;
+
+/// <summary>A replica removed: the volume's status now, and whether the peer dropped its replica role (else why not).</summary>
+public sealed record ReplicaRemoval(ReplicationStatus Status, bool PeerDetached, string? PeerError);

@@ -31,7 +31,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         Options = service.Options;
         Locks = new RegionLocks(Options.RegionSize);
         Device = new ReplicatingDevice(this);
-        ActivityLog = ActivityLog.Open(service.ActivityLogPath(Name), out var hot, Options.ActivityLogExtentSize, Options.ActivityLogCapacity,
+        ActivityLog = ActivityLog.Open(service.Paths.ActivityLog(Name), out var hot, Options.ActivityLogExtentSize, Options.ActivityLogCapacity,
             beforeEvict: evicted => { SaveBitmapsCovering(evicted); return ValueTask.CompletedTask; });
         HotAtCrash = hot;
         _saver = new Timer(_ => SaveBitmapsIfChanged(), null, Options.BitmapSaveInterval, Options.BitmapSaveInterval);
@@ -62,7 +62,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         var volume = new ReplicatedVolume(service, lease, file, logger);
         foreach (var peer in file.Peers)
         {
-            var bitmap = RegionBitmap.LoadOrAllDirty(service.BitmapPath(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
+            var bitmap = RegionBitmap.LoadOrAllDirty(service.Paths.Bitmap(volume.Name, peer.Peer), volume.Size, service.Options.RegionSize);
             volume._links.Add(new PeerLink(volume, peer.Peer, peer.Mode, peer.SyncedGeneration, bitmap, logger, service.Options) {
                 Paused = peer.Paused,
                 Bandwidth = peer.Bandwidth,
@@ -118,14 +118,14 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
                     }
                     : p)],
             };
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
         }
     }
 
     /// <summary>A split brain's resolution changed the link's bitmap and record: the bitmap is saved first, so a crash never keeps the record without the bits.</summary>
     public void SaveResolved(PeerLink link)
     {
-        link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+        link.Bitmap.Save(_service.Paths.Bitmap(Name, link.Peer));
         SaveRecord(link);
     }
 
@@ -135,14 +135,14 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     {
         lock (_gate)
         {
-            if (_links.Any(l => l.Peer == peer)) throw new ReplicationException($"volume '{Name}' is already replicated to {peer}");
+            if (_links.Any(l => l.Peer == peer)) throw new ReplicationException(ReplicationError.AlreadyReplicated, $"volume '{Name}' is already replicated to {peer}");
             var bitmap = new RegionBitmap(Size, Options.RegionSize);
             bitmap.MarkAllDirty();
             var link = new PeerLink(this, peer, mode, null, bitmap, _logger, Options) { Bandwidth = bandwidth };
-            bitmap.Save(_service.BitmapPath(Name, peer));
+            bitmap.Save(_service.Paths.Bitmap(Name, peer));
             _links.Add(link);
             _file = _file with { Peers = [.. _file.Peers, new ReplicaRecord(peer, mode, null, Bandwidth: link.Bandwidth)] };
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
             return link;
         }
     }
@@ -154,7 +154,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         {
             _links.Remove(link);
             _file = _file with { Peers = [.. _file.Peers.Where(p => p.Peer != link.Peer)] };
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
         }
     }
 
@@ -170,7 +170,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         lock (_gate)
         {
             _file = _file with { HandOver = handOver };
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
         }
     }
 
@@ -180,9 +180,9 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         {
             link.SyncedGeneration = generation;
             _file = _file with { Peers = [.. _file.Peers.Select(p => p.Peer == link.Peer ? p with { SyncedGeneration = generation } : p)] };
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
         }
-        link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+        link.Bitmap.Save(_service.Paths.Bitmap(Name, link.Peer));
     }
 
     /// <summary>
@@ -197,7 +197,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
             if (!_links.Any(l => l.SyncedGeneration == current.Current && !l.IsMirroring)) return;
             var next = current.Next();
             _file = _file.With(next);
-            _file.Write(_service.StatePath(Name));
+            _file.Write(_service.Paths.State(Name));
             Log.NewGeneration(_logger, Name, next.Current, current.Current);
             // The attached replicas get the new generation in order with the writes; their resync loop confirms it.
         }
@@ -205,7 +205,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
 
     public void SaveBitmaps()
     {
-        foreach (var link in Links) link.Bitmap.Save(_service.BitmapPath(Name, link.Peer));
+        foreach (var link in Links) link.Bitmap.Save(_service.Paths.Bitmap(Name, link.Peer));
     }
 
     /// <summary>
@@ -217,7 +217,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     {
         foreach (var link in Links)
             if (eviction.Evicted.Any(e => link.Bitmap.HasUnsavedDirty(e.Offset, e.Length)))
-                link.Bitmap.Save(_service.BitmapPath(Name, link.Peer), eviction.StaysLogged);
+                link.Bitmap.Save(_service.Paths.Bitmap(Name, link.Peer), eviction.StaysLogged);
     }
 
     private void SaveBitmapsIfChanged()
@@ -230,7 +230,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
             // stay in the file and be resynced after a crash on top of the log's own extents.
             ActivityLog.WhileLogged(logged =>
             {
-                foreach (var link in Links) link.Bitmap.Save(_service.BitmapPath(Name, link.Peer), logged);
+                foreach (var link in Links) link.Bitmap.Save(_service.Paths.Bitmap(Name, link.Peer), logged);
             });
             Interlocked.Exchange(ref _savedVersions, versions);
         }
@@ -263,5 +263,3 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         _lease.Dispose();
     }
 }
-
-public sealed class ReplicationException(string message) : Exception(message);

@@ -37,7 +37,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             if (first.Type == PeerFrameType.Detach)
             {
                 var detach = PeerDetach.Read(first.Payload);
-                if (await service.AcceptDetachAsync(detach.Name, connection.PeerName).ConfigureAwait(false) is { } refused)
+                if (await service.Replica.AcceptDetachAsync(detach.Name, connection.PeerName).ConfigureAwait(false) is { } refused)
                     await SendErrorAsync(first.Header.Sequence, PeerErrorCode.UnknownVolume, refused).ConfigureAwait(false);
                 else
                 {
@@ -55,7 +55,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
             PeerAttachAck ack;
             try
             {
-                (ack, lease) = await service.AcceptAttachAsync(attach, connection.PeerName, this, connection.ProtocolVersion).ConfigureAwait(false);
+                (ack, lease) = await service.Replica.AcceptAttachAsync(attach, connection.PeerName, this, connection.ProtocolVersion).ConfigureAwait(false);
             }
             catch (AttachRefused ex)
             {
@@ -82,7 +82,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
         }
         finally
         {
-            if (volume is not null) service.SessionEnded(volume, this);
+            if (volume is not null) service.Replica.SessionEnded(volume, this);
             lease?.Dispose();
             try { await connection.DisposeAsync().ConfigureAwait(false); }
             catch (Exception ex) when (PeerConnection.IsTeardownNoise(ex)) { }
@@ -185,7 +185,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
     private async ValueTask<(PeerErrorCode Code, string Message)?> ApplyAsync(PeerAttach attach, IBlockDevice device, PeerFrameHeader header,
         ReadOnlySequence<byte> payload, CancellationToken ct)
     {
-        if (!service.IsReplicaOf(attach.Name, this)) return (PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a replica here any more");
+        if (!service.Replica.IsReplicaOf(attach.Name, this)) return (PeerErrorCode.UnknownVolume, $"'{attach.Name}' is not a replica here any more");
         bool fua = (header.Flags & PeerFrameFlags.Fua) != 0;
         try
         {
@@ -233,7 +233,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     if (generations.VolumeId != attach.VolumeId) return (PeerErrorCode.UnknownVolume, "frame for another volume");
                     // Everything before this frame is applied; make it durable before the replica claims the generation.
                     await device.FlushAsync(ct).ConfigureAwait(false);
-                    service.SetReplicaGenerations(attach.Name, generations.Generations);
+                    service.Replica.SetReplicaGenerations(attach.Name, generations.Generations);
                     return null;
                 }
                 case PeerFrameType.HandOver:
@@ -246,7 +246,7 @@ internal sealed class ReplicaSession(ReplicationService service, PeerConnection 
                     // Everything before this frame is applied; durable before this host claims the primary role.
                     long received = System.Diagnostics.Stopwatch.GetTimestamp();
                     await device.FlushAsync(ct).ConfigureAwait(false);
-                    if (service.AcceptHandOver(attach.Name, connection.PeerName, handOver, this, received) is { } refused)
+                    if (service.HandOverTarget.AcceptHandOver(attach.Name, connection.PeerName, handOver, this, received) is { } refused)
                         return (PeerErrorCode.UnknownVolume, refused);
                     _handedOver = true;
                     if (service.Hooks.DropBeforeHandOverAck) throw new IOException("connection dropped before acknowledging the hand-over (test hook)");
