@@ -92,7 +92,13 @@ public sealed class LayerTests : IDisposable
         {
             var layer = new ActivityLogLayer(memory, log);
             // The device below copies the log's file at the moment the write reaches it: what a crash then would leave.
-            memory.BeforeWrite = () => File.Copy(path, path + ".copy", overwrite: true);
+            // (cp, not File.Copy: the open log holds .NET's exclusive lock on its file.)
+            memory.BeforeWrite = () =>
+            {
+                using var cp = System.Diagnostics.Process.Start("cp", [path, path + ".copy"]);
+                cp.WaitForExit();
+                Assert.Equal(0, cp.ExitCode);
+            };
             await layer.WriteAsync(3L * Extent + 5, new byte[10], fua: false, default);
         }
         using var crashed = ActivityLog.Open(path + ".copy", out var hot, Extent, capacity: 4);
