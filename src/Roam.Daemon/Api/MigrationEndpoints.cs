@@ -1,5 +1,6 @@
 using Roam.Control;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Replication.Engine;
 using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
@@ -144,11 +145,9 @@ internal static class MigrationEndpoints
     private static ApiException NoMigration(string name) =>
         new(ApiException.NotFound, $"no migration of volume '{name}' was started here (start one with: roam volume migrate {name} --to HOST)");
 
-    public static MigrationView View(MigrationStatus s) => new(s.Volume, s.Peer, s.Phase.ToString(), s.BytesTotal, s.BytesDone, s.BytesLeft, s.BytesOnWire,
-        Math.Round(s.BytesPerSecond, 1), s.Eta is { } eta ? Math.Round(eta.TotalSeconds, 1) : null, s.Error);
+    private static MigrationView View(MigrationStatus s) => MigrationViews.View(s);
 
-    public static HandOverView View(HandOverResult r) => new(r.Volume, r.NewPrimary, Math.Round(r.WritePause.TotalMilliseconds, 3),
-        r.Generations.Current, r.KeptReplica, r.VolumeDeleted);
+    private static HandOverView View(HandOverResult r) => MigrationViews.View(r);
 
     private static string Sizes(long bytes) => bytes >= 1 << 20
         ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024):0.#} MiB")

@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
@@ -36,24 +35,24 @@ internal sealed partial class VmService
             if (_vms.TryGetValue(name, out var vm) && vm.Migration is { } m) return m;
             if (_departed.TryGetValue(name, out var d)) return d;
         }
-        throw new ApiException(ApiException.NotFound, $"no migration of VM '{name}' is known here");
+        throw new VmException(VmError.NoMigration, $"no migration of VM '{name}' is known here");
     }
 
     public async Task<Job> StartMigrationAsync(string name, MigrateVmRequest request, CancellationToken cancellationToken)
     {
         var vm = Get(name);
         var peer = request.To;
-        if (string.IsNullOrWhiteSpace(peer)) throw new ApiException(ApiException.BadRequest, "a destination is required: --to HOST (see: roam host list)");
+        if (string.IsNullOrWhiteSpace(peer)) throw new VmException(VmError.InvalidRequest, "a destination is required: --to HOST (see: roam host list)");
         if (trust.Find(peer) is null)
-            throw new ApiException(ApiException.NotFound, $"no trusted peer is named {peer}; add it first with: roam host add {peer} ADDR:PORT --fingerprint FP");
+            throw new VmException(VmError.UnknownPeer, $"no trusted peer is named {peer}; add it first with: roam host add {peer} ADDR:PORT --fingerprint FP");
         long? bandwidth = null;
         if (request.Bandwidth is not null)
             bandwidth = ByteSize.TryParse(request.Bandwidth, out var b) && b > 0 ? b
-                : throw new ApiException(ApiException.BadRequest, $"'{request.Bandwidth}' is not a bandwidth in bytes per second (like 100M)");
-        if (request.DowntimeLimitMs is < 1 or > 600_000) throw new ApiException(ApiException.BadRequest, "the downtime limit must be between 1 and 600000 ms");
-        if (vm.State != VmStates.Running) throw new ApiException(ApiException.Conflict, $"VM '{name}' is {vm.State}, not running: start it, or move its volume with roam volume migrate");
+                : throw new VmException(VmError.InvalidRequest, $"'{request.Bandwidth}' is not a bandwidth in bytes per second (like 100M)");
+        if (request.DowntimeLimitMs is < 1 or > 600_000) throw new VmException(VmError.InvalidRequest, "the downtime limit must be between 1 and 600000 ms");
+        if (vm.State != VmStates.Running) throw new VmException(VmError.WrongState, $"VM '{name}' is {vm.State}, not running: start it, or move its volume with roam volume migrate");
         if (jobs.FindRunning(VmJobKinds.Migrate, name) is { } running)
-            throw new ApiException(ApiException.Conflict, $"VM '{name}' is already being migrated by job {running.Id}");
+            throw new VmException(VmError.AlreadyMigrating, $"VM '{name}' is already being migrated by job {running.Id}");
         var volume = vm.Definition.Volume;
         long size = store.Get(volume).Size;
 
@@ -63,11 +62,11 @@ internal sealed partial class VmService
         try { bootFiles = [.. BootFiles.Of(vm.Definition).Select(_bootFiles.Describe)]; }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new ApiException(ApiException.Conflict, $"VM '{name}' cannot be sent: {ex.Message}");
+            throw new VmException(VmError.DestinationRefused, $"VM '{name}' cannot be sent: {ex.Message}");
         }
         var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
             cancellationToken).ConfigureAwait(false);
-        if (!reply.Ok) throw new ApiException(ApiException.Conflict, $"{peer} cannot take VM '{name}': {reply.Error}");
+        if (!reply.Ok) throw new VmException(VmError.DestinationRefused, $"{peer} cannot take VM '{name}': {reply.Error}");
 
         return jobs.Start(VmJobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer),
             async (job, ct) =>
@@ -93,11 +92,11 @@ internal sealed partial class VmService
         }
         catch (PeerConnectException ex)
         {
-            throw new ApiException(ApiException.Unavailable, ex.Message);
+            throw new VmException(VmError.PeerUnavailable, ex.Message);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            throw new ApiException(ApiException.Unavailable, $"{peer} did not answer about VMs: {ex.Message}");
+            throw new VmException(VmError.PeerUnavailable, $"{peer} did not answer about VMs: {ex.Message}");
         }
     }
 
@@ -169,7 +168,7 @@ internal sealed partial class VmService
                     {
                         if (replication.FindMigration(volume) is { } s)
                         {
-                            job.ReportMigration(MigrationEndpoints.View(s));
+                            job.ReportMigration(Roam.Daemon.Migration.MigrationViews.View(s));
                             Set(view with { DiskBytesTotal = s.BytesTotal, DiskBytesDone = s.BytesDone, DiskBytesOnWire = s.BytesOnWire });
                         }
                         var link = replication.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
@@ -191,7 +190,7 @@ internal sealed partial class VmService
                 }
             }
             var synced = replication.GetMigration(volume);
-            job.ReportMigration(MigrationEndpoints.View(synced));
+            job.ReportMigration(Roam.Daemon.Migration.MigrationViews.View(synced));
             Set(view with { DiskBytesTotal = synced.BytesTotal, DiskBytesDone = synced.BytesDone, DiskBytesOnWire = synced.BytesOnWire, Phase = VmMigrationPhases.Memory });
 
             // The disk is in sync: while the memory moves, writes are shipped in order without the guest waiting for the
@@ -344,7 +343,7 @@ internal sealed partial class VmService
                 try { handOver = await handingOver.ConfigureAwait(false); }
                 catch (Exception ex) when (ex is Roam.Replication.ReplicationException or IOException or InvalidOperationException or TimeoutException) { }
             }
-            if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
+            if (handOver is not null) job.ReportHandOver(Roam.Daemon.Migration.MigrationViews.View(handOver));
             var end = (await finished.ConfigureAwait(false)).GetString("status");
             Log.VmSwitchover(logger, name, handedOverMs, continuedMs, switchover.Elapsed.TotalMilliseconds);
             var done = await qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
@@ -493,7 +492,7 @@ internal sealed partial class VmService
             await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
             return true;
         }
-        catch (ApiException) { return false; }
+        catch (VmException) { return false; }
     }
 
     /// <summary>
@@ -546,7 +545,7 @@ internal sealed partial class VmService
                 if (reply.Error is { } e && e.StartsWith("failed", StringComparison.Ordinal)) return e.StartsWith("failed: ", StringComparison.Ordinal) ? e[8..] : e;
                 waiting = $"{peer} is still loading it ({reply.Error})";
             }
-            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            catch (VmException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
             if (streamBroken is not null) waiting += $"; the memory stream broke: {JobManager.OneLine(streamBroken.Message)}";
             string note = $"waiting for {peer} to confirm that the VM runs there: {waiting}; the VM stays paused here (its disk is at {peer})";
             if (said is null) Log.VmMigrationSafety(logger, name, note);
@@ -569,7 +568,7 @@ internal sealed partial class VmService
                     .ConfigureAwait(false);
                 waiting = reply.Ok ? "it handed the disk over, this host does not see itself primary yet" : reply.Error ?? "refused";
             }
-            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            catch (VmException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
             var status = replication.GetStatus(volume);
             if (status.Role == VolumeRole.Primary && status.HandOverPeer is null && !status.WritesRefused) return;
             string note = $"the VM did not arrive at {peer}; asking {peer} to hand its disk back: {waiting}; the VM stays paused here";
