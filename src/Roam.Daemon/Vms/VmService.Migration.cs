@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
@@ -64,7 +65,7 @@ internal sealed partial class VmService
         {
             throw new VmException(VmError.DestinationRefused, $"VM '{name}' cannot be sent: {ex.Message}");
         }
-        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
+        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
             cancellationToken).ConfigureAwait(false);
         if (!reply.Ok) throw new VmException(VmError.DestinationRefused, $"{peer} cannot take VM '{name}': {reply.Error}");
 
@@ -86,7 +87,7 @@ internal sealed partial class VmService
         connectTimeout.CancelAfter(timeout + TimeSpan.FromSeconds(5));
         try
         {
-            await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
+            await using var tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(request),
                 timeout, connectTimeout.Token).ConfigureAwait(false);
             return ParseReply(peer, tunnel.Reply);
         }
@@ -102,7 +103,7 @@ internal sealed partial class VmService
 
     private static VmTunnelReply ParseReply(string peer, string json)
     {
-        try { return JsonSerializer.Deserialize(json, VmJsonContext.Default.VmTunnelReply) ?? throw new JsonException("null"); }
+        try { return VmTunnelJson.ParseReply(json); }
         catch (JsonException ex) { throw new IOException($"{peer} answered nonsense: {ex.Message}"); }
     }
 
@@ -111,8 +112,8 @@ internal sealed partial class VmService
     {
         foreach (var offer in bootFiles)
         {
-            var request = new VmTunnelRequest(VmTunnelOps.BootFile, vm.Definition, diskTotal, vm.Accelerator, BootFiles: [offer]);
-            await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
+            var request = new VmTunnelRequest(VmTunnelOp.BootFile, vm.Definition, diskTotal, vm.Accelerator, BootFiles: [offer]);
+            await using var tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(request),
                 TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} does not take the boot file {offer.Path}: {reply.Error}");
@@ -200,10 +201,9 @@ internal sealed partial class VmService
             replication.SetMigrationMirroring(volume, ReplicaMode.Async, MemoryPhaseDiskLag);
 
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
-            tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
-                new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator,
-                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles, TunnelChunks.Checksum),
-                    VmJsonContext.Default.VmTunnelRequest),
+            tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(
+                new VmTunnelRequest(VmTunnelOp.Incoming, vm.Definition, diskTotal, vm.Accelerator,
+                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles, TunnelChunks.Checksum)),
                 TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} could not prepare the VM: {reply.Error}");
@@ -489,7 +489,7 @@ internal sealed partial class VmService
     {
         try
         {
-            await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
             return true;
         }
         catch (VmException) { return false; }
@@ -539,11 +539,11 @@ internal sealed partial class VmService
             string waiting;
             try
             {
-                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, vm.Definition, size, null), TimeSpan.FromSeconds(10), CancellationToken.None)
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Status, vm.Definition, size, null), TimeSpan.FromSeconds(10), CancellationToken.None)
                     .ConfigureAwait(false);
-                if (reply.Ok) return null;
-                if (reply.Error is { } e && e.StartsWith("failed", StringComparison.Ordinal)) return e.StartsWith("failed: ", StringComparison.Ordinal) ? e[8..] : e;
-                waiting = $"{peer} is still loading it ({reply.Error})";
+                if (reply.Status == VmTunnelStatus.Ok) return null;
+                if (reply.Status is VmTunnelStatus.Failed or VmTunnelStatus.Refused) return reply.Error ?? "no reason given";
+                waiting = $"{peer} is still loading it";
             }
             catch (VmException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
             if (streamBroken is not null) waiting += $"; the memory stream broke: {JobManager.OneLine(streamBroken.Message)}";
@@ -564,7 +564,7 @@ internal sealed partial class VmService
             string waiting;
             try
             {
-                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Return, vm.Definition, size, null), TimeSpan.FromSeconds(180), CancellationToken.None)
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Return, vm.Definition, size, null), TimeSpan.FromSeconds(180), CancellationToken.None)
                     .ConfigureAwait(false);
                 waiting = reply.Ok ? "it handed the disk over, this host does not see itself primary yet" : reply.Error ?? "refused";
             }
