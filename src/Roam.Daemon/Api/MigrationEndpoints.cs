@@ -26,7 +26,7 @@ internal static class MigrationEndpoints
         {
             var peer = CheckPeer(name, request.Peer, replication, trust, store);
             RefuseIfMigrateJobRuns(jobs, name);
-            return View(await replication.PrepareMigrationAsync(name, peer, ParseBandwidth(request.Bandwidth), ct).ConfigureAwait(false));
+            return View(await replication.PrepareMigrationAsync(name, peer, ParseBandwidth(request.Bandwidth)?.ForDiskCopy, ct).ConfigureAwait(false));
         });
 
         volumes.MapGet("/{name}/migration", (string name, ReplicationService replication, VolumeStore store) =>
@@ -86,13 +86,11 @@ internal static class MigrationEndpoints
 
     private const int RequestTimeout = 408;
 
-    /// <summary>A bandwidth in bytes per second ("20M"), "0" for no limit, null when not given.</summary>
-    internal static long? ParseBandwidth(string? text) =>
-        text is null ? null
-        : ByteSize.TryParse(text, out var bytes) && bytes >= 0 ? bytes
-        : throw new ApiException(ApiException.BadRequest, $"'{text}' is not a bandwidth in bytes per second (like 20M, or 0 for no limit)");
+    /// <summary>A bandwidth in bytes per second ("20M"), "0" for no limit, null when not given (see <see cref="MigrationBandwidth"/>).</summary>
+    internal static MigrationBandwidth? ParseBandwidth(string? text) =>
+        MigrationBandwidth.TryParse(text, out var bandwidth) ? bandwidth : throw new ApiException(ApiException.BadRequest, MigrationBandwidth.Invalid(text));
 
-    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, long? bandwidth, long size)
+    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, MigrationBandwidth? bandwidth, long size)
     {
         bool prepared = false; // once true, the engine holds a migration of this run (not an earlier one)
         return jobs.Start(JobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer), async (job, ct) =>
@@ -104,7 +102,7 @@ internal static class MigrationEndpoints
             });
             try
             {
-                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct, bandwidth).ConfigureAwait(false);
+                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct, bandwidth?.ForDiskCopy).ConfigureAwait(false);
                 job.ReportMigration(View(result.Status));
                 job.ReportHandOver(View(result.HandOver));
                 return null;

@@ -20,9 +20,6 @@ namespace Roam.Daemon.Vms;
 // switch-over; the disk is handed over last, then QEMU finishes. Before the hand-over everything can be undone.
 internal sealed partial class VmService
 {
-    /// <summary>QEMU 7.2's own defaults for max-bandwidth (MAX_THROTTLE) and downtime-limit.</summary>
-    private const long QemuDefaultMaxBandwidth = 128L << 20;
-
     /// <summary>The disk backlog's bound in the memory phase (see SetMigrationMirroring): it drains inside the pause,
     /// with the link to itself by then, in about half of this when the memory took half the link before.</summary>
     internal static readonly TimeSpan MemoryPhaseDiskLag = TimeSpan.FromMilliseconds(50);
@@ -39,18 +36,14 @@ internal sealed partial class VmService
         throw new VmException(VmError.NoMigration, $"no migration of VM '{name}' is known here");
     }
 
-    public async Task<Job> StartMigrationAsync(string name, MigrateVmRequest request, CancellationToken cancellationToken)
+    public async Task<Job> StartMigrationAsync(string name, string? to, MigrationBandwidth bandwidth, long? downtimeLimitMs, CancellationToken cancellationToken)
     {
         var vm = Get(name);
-        var peer = request.To;
+        var peer = to;
         if (string.IsNullOrWhiteSpace(peer)) throw new VmException(VmError.InvalidRequest, "a destination is required: --to HOST (see: roam host list)");
         if (trust.Find(peer) is null)
             throw new VmException(VmError.UnknownPeer, $"no trusted peer is named {peer}; add it first with: roam host add {peer} ADDR:PORT --fingerprint FP");
-        long? bandwidth = null;
-        if (request.Bandwidth is not null)
-            bandwidth = ByteSize.TryParse(request.Bandwidth, out var b) && b > 0 ? b
-                : throw new VmException(VmError.InvalidRequest, $"'{request.Bandwidth}' is not a bandwidth in bytes per second (like 100M)");
-        if (request.DowntimeLimitMs is < 1 or > 600_000) throw new VmException(VmError.InvalidRequest, "the downtime limit must be between 1 and 600000 ms");
+        if (downtimeLimitMs is < 1 or > 600_000) throw new VmException(VmError.InvalidRequest, "the downtime limit must be between 1 and 600000 ms");
         if (vm.State != VmStates.Running) throw new VmException(VmError.WrongState, $"VM '{name}' is {vm.State}, not running: start it, or move its volume with roam volume migrate");
         if (jobs.FindRunning(VmJobKinds.Migrate, name) is { } running)
             throw new VmException(VmError.AlreadyMigrating, $"VM '{name}' is already being migrated by job {running.Id}");
@@ -72,7 +65,7 @@ internal sealed partial class VmService
         return jobs.Start(VmJobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer),
             async (job, ct) =>
             {
-                await MigrateAsync(vm, peer, bandwidth, request.DowntimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
+                await MigrateAsync(vm, peer, bandwidth, downtimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
                 return null;
             }, _ => Task.CompletedTask);
     }
@@ -126,7 +119,7 @@ internal sealed partial class VmService
         }
     }
 
-    private async Task MigrateAsync(VmRuntime vm, string peer, long? bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
+    private async Task MigrateAsync(VmRuntime vm, string peer, MigrationBandwidth bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
         Job job, CancellationToken ct)
     {
         var name = vm.Definition.Name;
@@ -156,7 +149,7 @@ internal sealed partial class VmService
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
             // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap); without
             // --bandwidth none, not what an earlier migration asked for.
-            await replication.PrepareMigrationAsync(volume, peer, bandwidth ?? 0, ct).ConfigureAwait(false);
+            await replication.PrepareMigrationAsync(volume, peer, bandwidth.ForDiskCopy, ct).ConfigureAwait(false);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(ct))
             using (var lost = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
@@ -239,7 +232,7 @@ internal sealed partial class VmService
             var downtime = new DowntimeLimit(downtimeLimitMs);
             await qmp.MigrateSetParametersAsync(new MigrationParameters
             {
-                MaxBandwidth = bandwidth ?? QemuDefaultMaxBandwidth,
+                MaxBandwidth = bandwidth.ForQemu,
                 DowntimeLimit = downtime.Initial,
             }, ct).ConfigureAwait(false);
             var paused = qmp.WaitForEventAsync(QmpEvents.Migration,
