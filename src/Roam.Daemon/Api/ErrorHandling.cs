@@ -3,6 +3,8 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
+using Roam.Daemon.Jobs;
+using Roam.Daemon.Vms;
 using Roam.Peers.Transport;
 using Roam.Peers.Trust;
 using Roam.Replication;
@@ -33,7 +35,7 @@ internal static class ErrorHandling
             catch (Exception ex) when (!context.Response.HasStarted)
             {
                 var (status, message) = Map(ex);
-                if (status >= 500 && ex is not ApiException) Log.ApiFailed(logger, context.Request.Method, context.Request.Path, ex);
+                if (status >= 500 && ex is not (ApiException or VmException or JobException)) Log.ApiFailed(logger, context.Request.Method, context.Request.Path, ex);
                 context.Response.Clear();
                 await WriteAsync(context, status, message).ConfigureAwait(false);
             }
@@ -64,6 +66,8 @@ internal static class ErrorHandling
     public static (int Status, string Message) Map(Exception ex) => ex switch
     {
         ApiException a => (a.StatusCode, a.Message),
+        VmException v => (VmStatus(v.Error), v.Message),
+        JobException j => (JobStatus(j.Error), j.Message),
         VolumeException v => (v.Error switch
         {
             VolumeError.NotFound => StatusCodes.Status404NotFound,
@@ -93,6 +97,28 @@ internal static class ErrorHandling
     {
         ReplicationError.UnknownPeer or ReplicationError.NoSuchReplica or ReplicationError.NoMigration => StatusCodes.Status404NotFound,
         _ => StatusCodes.Status409Conflict,
+    };
+
+    /// <summary>The VM service's and the VM migration's reasons as HTTP statuses.</summary>
+    internal static int VmStatus(VmError error) => error switch
+    {
+        VmError.InvalidRequest => StatusCodes.Status400BadRequest,
+        VmError.NotFound or VmError.UnknownPeer or VmError.NoMigration => StatusCodes.Status404NotFound,
+        VmError.AlreadyExists or VmError.WrongState or VmError.AlreadyMigrating or VmError.DestinationRefused => StatusCodes.Status409Conflict,
+        VmError.PeerUnavailable => StatusCodes.Status503ServiceUnavailable,
+        VmError.QemuFailed => StatusCodes.Status500InternalServerError,
+        _ => throw new ArgumentOutOfRangeException(nameof(error), error, "a VmError without an HTTP status"),
+    };
+
+    /// <summary>The job manager's and the transfers' reasons as HTTP statuses.</summary>
+    internal static int JobStatus(JobError error) => error switch
+    {
+        JobError.InvalidRequest or JobError.NoSuchFile or JobError.BadImage => StatusCodes.Status400BadRequest,
+        JobError.NotFound => StatusCodes.Status404NotFound,
+        JobError.TargetExists => StatusCodes.Status409Conflict,
+        JobError.ShuttingDown => StatusCodes.Status503ServiceUnavailable,
+        JobError.ToolFailed => StatusCodes.Status500InternalServerError,
+        _ => throw new ArgumentOutOfRangeException(nameof(error), error, "a JobError without an HTTP status"),
     };
 
     private static string BadRequestMessage(BadHttpRequestException ex) =>

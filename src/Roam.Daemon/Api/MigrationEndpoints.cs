@@ -1,5 +1,6 @@
 using Roam.Control;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Replication.Engine;
 using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
@@ -25,7 +26,7 @@ internal static class MigrationEndpoints
         {
             var peer = CheckPeer(name, request.Peer, replication, trust, store);
             RefuseIfMigrateJobRuns(jobs, name);
-            return View(await replication.PrepareMigrationAsync(name, peer, ParseBandwidth(request.Bandwidth), ct).ConfigureAwait(false));
+            return View(await replication.PrepareMigrationAsync(name, peer, ParseBandwidth(request.Bandwidth)?.ForDiskCopy, ct).ConfigureAwait(false));
         });
 
         volumes.MapGet("/{name}/migration", (string name, ReplicationService replication, VolumeStore store) =>
@@ -85,13 +86,11 @@ internal static class MigrationEndpoints
 
     private const int RequestTimeout = 408;
 
-    /// <summary>A bandwidth in bytes per second ("20M"), "0" for no limit, null when not given.</summary>
-    internal static long? ParseBandwidth(string? text) =>
-        text is null ? null
-        : ByteSize.TryParse(text, out var bytes) && bytes >= 0 ? bytes
-        : throw new ApiException(ApiException.BadRequest, $"'{text}' is not a bandwidth in bytes per second (like 20M, or 0 for no limit)");
+    /// <summary>A bandwidth in bytes per second ("20M"), "0" for no limit, null when not given (see <see cref="MigrationBandwidth"/>).</summary>
+    internal static MigrationBandwidth? ParseBandwidth(string? text) =>
+        MigrationBandwidth.TryParse(text, out var bandwidth) ? bandwidth : throw new ApiException(ApiException.BadRequest, MigrationBandwidth.Invalid(text));
 
-    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, long? bandwidth, long size)
+    private static Job StartMigrateJob(JobManager jobs, ReplicationService replication, string name, string peer, bool keepReplica, MigrationBandwidth? bandwidth, long size)
     {
         bool prepared = false; // once true, the engine holds a migration of this run (not an earlier one)
         return jobs.Start(JobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer), async (job, ct) =>
@@ -103,7 +102,7 @@ internal static class MigrationEndpoints
             });
             try
             {
-                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct, bandwidth).ConfigureAwait(false);
+                var result = await replication.MigrateAsync(name, peer, keepReplica, progress, ct, bandwidth?.ForDiskCopy).ConfigureAwait(false);
                 job.ReportMigration(View(result.Status));
                 job.ReportHandOver(View(result.HandOver));
                 return null;
@@ -144,11 +143,9 @@ internal static class MigrationEndpoints
     private static ApiException NoMigration(string name) =>
         new(ApiException.NotFound, $"no migration of volume '{name}' was started here (start one with: roam volume migrate {name} --to HOST)");
 
-    public static MigrationView View(MigrationStatus s) => new(s.Volume, s.Peer, s.Phase.ToString(), s.BytesTotal, s.BytesDone, s.BytesLeft, s.BytesOnWire,
-        Math.Round(s.BytesPerSecond, 1), s.Eta is { } eta ? Math.Round(eta.TotalSeconds, 1) : null, s.Error);
+    private static MigrationView View(MigrationStatus s) => MigrationViews.View(s);
 
-    public static HandOverView View(HandOverResult r) => new(r.Volume, r.NewPrimary, Math.Round(r.WritePause.TotalMilliseconds, 3),
-        r.Generations.Current, r.KeptReplica, r.VolumeDeleted);
+    private static HandOverView View(HandOverResult r) => MigrationViews.View(r);
 
     private static string Sizes(long bytes) => bytes >= 1 << 20
         ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024):0.#} MiB")

@@ -41,7 +41,7 @@ internal static class ReplicationEndpoints
             store.Get(name); // 404 for a missing volume before anything about peers
             if (trust.Find(request.Peer) is null)
                 throw new ApiException(ApiException.NotFound, $"no trusted peer is named {request.Peer}; add it first with: roam host add {request.Peer} ADDR:PORT --fingerprint FP");
-            await replication.AddReplicaAsync(name, request.Peer, mode, MigrationEndpoints.ParseBandwidth(request.Bandwidth) ?? 0, ct).ConfigureAwait(false);
+            await replication.AddReplicaAsync(name, request.Peer, mode, MigrationEndpoints.ParseBandwidth(request.Bandwidth)?.BytesPerSecond ?? 0, ct).ConfigureAwait(false);
             return TypedResults.Created($"/v1/volumes/{name}", VolumeEndpoints.View(store, nbd, replication, name));
         });
 

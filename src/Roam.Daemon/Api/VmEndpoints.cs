@@ -1,4 +1,5 @@
 using Roam.Control;
+using Roam.Daemon.Migration;
 using Roam.Daemon.Vms;
 
 namespace Roam.Daemon.Api;
@@ -31,7 +32,8 @@ internal static class VmEndpoints
         vms.MapPost("/{name}/kill", (string name, VmService service) => service.StopAsync(name, TimeSpan.Zero, kill: true));
         vms.MapPost("/{name}/migrate", async (string name, MigrateVmRequest request, VmService service, CancellationToken ct) =>
         {
-            var job = await service.StartMigrationAsync(name, request, ct).ConfigureAwait(false);
+            var job = await service.StartMigrationAsync(name, request.To,
+                MigrationEndpoints.ParseBandwidth(request.Bandwidth) ?? MigrationBandwidth.Unlimited, request.DowntimeLimitMs, ct).ConfigureAwait(false);
             return TypedResults.Accepted($"/v1/jobs/{job.Id}", job.ToView());
         });
         vms.MapGet("/{name}/migration", (string name, VmService service) => service.GetMigration(name));

@@ -61,7 +61,7 @@ internal static class VolumeEndpoints
         var s = store.Status(name);
         return new VolumeView(s.Name, s.Size, s.AllocatedBytes, s.OpenCount, s.Id, s.Created, nbd.UrisFor(s.Name),
             ReplicationEndpoints.View(replication.GetStatus(name)),
-            replication.FindMigration(name) is { } migration ? MigrationEndpoints.View(migration) : null);
+            replication.FindMigration(name) is { } migration ? Roam.Daemon.Migration.MigrationViews.View(migration) : null);
     }
 
     /// <summary>

@@ -1,4 +1,3 @@
-using Roam.Daemon.Api;
 
 namespace Roam.Daemon.Jobs;
 
@@ -17,7 +16,7 @@ internal static class ImageFormats
         null or "" => null,
         Raw => Raw,
         Qcow2 => Qcow2,
-        _ => throw new ApiException(ApiException.BadRequest, $"unknown image format '{format}': use raw or qcow2"),
+        _ => throw new JobException(JobError.InvalidRequest, $"unknown image format '{format}': use raw or qcow2"),
     };
 
     /// <summary>qcow2 when the file starts with the qcow2 magic, raw otherwise.</summary>

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 
 namespace Roam.Daemon.Jobs;
 
@@ -27,7 +26,7 @@ internal sealed class JobManager(ILogger<JobManager> logger)
     public IReadOnlyList<Job> List() => [.. _jobs.Values.OrderBy(j => int.Parse(j.Id, System.Globalization.CultureInfo.InvariantCulture))];
 
     public Job Get(string id) =>
-        _jobs.TryGetValue(id, out var job) ? job : throw new ApiException(ApiException.NotFound, $"no job with id '{id}'");
+        _jobs.TryGetValue(id, out var job) ? job : throw new JobException(JobError.NotFound, $"no job with id '{id}'");
 
     /// <param name="run">The work; returns the allocated bytes of the result.</param>
     /// <param name="cleanup">Undoes a failed or cancelled run (removes partial output).</param>
@@ -41,7 +40,7 @@ internal sealed class JobManager(ILogger<JobManager> logger)
     public Job Start(string kind, string volume, string path, string format, long bytesTotal, Action<Job>? prepare,
         Func<Job, CancellationToken, Task<long?>> run, Func<Job, Task> cleanup)
     {
-        if (_stopping) throw new ApiException(ApiException.Unavailable, "roamd is shutting down");
+        if (_stopping) throw new JobException(JobError.ShuttingDown, "roamd is shutting down");
         var id = Interlocked.Increment(ref _nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var job = new Job(id, kind, volume, path, format, bytesTotal);
         prepare?.Invoke(job);
@@ -86,7 +85,7 @@ internal sealed class JobManager(ILogger<JobManager> logger)
             bool cancelled = token.IsCancellationRequested;
             string message = cancelled ? "cancelled" : OneLine(ex.Message);
             if (cancelled) Log.JobCancelled(logger, job.Id);
-            else if (ex is ApiException or IOException or Roam.Storage.Volumes.VolumeException
+            else if (ex is JobException or Roam.Daemon.Vms.VmException or IOException or Roam.Storage.Volumes.VolumeException
                 or Roam.Replication.ReplicationException or Roam.Peers.Transport.PeerConnectException) Log.JobRefused(logger, job.Id, message); // expected: the message says it all
             else Log.JobFailed(logger, job.Id, message, ex);
             try { await cleanup(job).ConfigureAwait(false); }

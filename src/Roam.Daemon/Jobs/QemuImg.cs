@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Roam.Daemon.Api;
 
 namespace Roam.Daemon.Jobs;
 
@@ -27,7 +26,7 @@ internal sealed partial class QemuImg
         var stdout = new StringBuilder();
         // -U: read without taking the image lock, so an image some VM has open can still be inspected.
         var (exit, stderr) = await RunAsync(["info", "-U", "--output=json", "-f", format, path], line => stdout.AppendLine(line), cancellationToken).ConfigureAwait(false);
-        if (exit != 0) throw new ApiException(ApiException.BadRequest, $"qemu-img cannot read {path} as {format}: {LastLine(stderr)}");
+        if (exit != 0) throw new JobException(JobError.BadImage, $"qemu-img cannot read {path} as {format}: {LastLine(stderr)}");
         try
         {
             using var doc = JsonDocument.Parse(stdout.ToString());
@@ -35,7 +34,7 @@ internal sealed partial class QemuImg
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
-            throw new ApiException(ApiException.Internal, $"qemu-img info gave no virtual size for {path}");
+            throw new JobException(JobError.ToolFailed, $"qemu-img info gave no virtual size for {path}");
         }
     }
 
@@ -62,8 +61,8 @@ internal sealed partial class QemuImg
         };
         foreach (var a in arguments) start.ArgumentList.Add(a);
         Process process;
-        try { process = Process.Start(start) ?? throw new ApiException(ApiException.Internal, MissingMessage); }
-        catch (Win32Exception) { throw new ApiException(ApiException.Internal, MissingMessage); }
+        try { process = Process.Start(start) ?? throw new JobException(JobError.ToolFailed, MissingMessage); }
+        catch (Win32Exception) { throw new JobException(JobError.ToolFailed, MissingMessage); }
         using (process)
         {
             process.StandardInput.Close();

@@ -1,5 +1,4 @@
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Storage.Devices;
 using Roam.Storage.Transfer;
 using Roam.Storage.Volumes;
@@ -17,11 +16,11 @@ internal sealed partial class TransferService
     {
         store.Get(name);
         var path = RequireAbsolutePath(request.Path);
-        if (Directory.Exists(path)) throw new ApiException(ApiException.BadRequest, $"{path} is a directory; give the image file's path");
+        if (Directory.Exists(path)) throw new JobException(JobError.InvalidRequest, $"{path} is a directory; give the image file's path");
         var dir = Path.GetDirectoryName(path)!;
-        if (!Directory.Exists(dir)) throw new ApiException(ApiException.BadRequest, $"directory {dir} does not exist");
+        if (!Directory.Exists(dir)) throw new JobException(JobError.InvalidRequest, $"directory {dir} does not exist");
         if (File.Exists(path) && !request.Force)
-            throw new ApiException(ApiException.Conflict, $"{path} already exists; add --force to overwrite it");
+            throw new JobException(JobError.TargetExists, $"{path} already exists; add --force to overwrite it");
         var format = ImageFormats.Parse(request.Format) ?? ImageFormats.ForOutput(path);
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.roam-{Guid.NewGuid():N}.tmp");
 

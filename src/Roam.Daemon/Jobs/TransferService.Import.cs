@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Storage.Devices;
 using Roam.Storage.Transfer;
 using Roam.Storage.Volumes;
@@ -15,8 +14,8 @@ internal sealed partial class TransferService
         VolumeName.Validate(name);
         if (store.TryGet(name, out _)) throw new VolumeException(VolumeError.AlreadyExists, $"volume '{name}' already exists; import creates a new volume");
         var path = RequireAbsolutePath(request.Path);
-        if (Directory.Exists(path)) throw new ApiException(ApiException.BadRequest, $"{path} is a directory, not an image file");
-        if (!File.Exists(path)) throw new ApiException(ApiException.BadRequest, $"no such file: {path}");
+        if (Directory.Exists(path)) throw new JobException(JobError.NoSuchFile, $"{path} is a directory, not an image file");
+        if (!File.Exists(path)) throw new JobException(JobError.NoSuchFile, $"no such file: {path}");
         string format;
         long fileLength;
         try
@@ -26,10 +25,10 @@ internal sealed partial class TransferService
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new ApiException(ApiException.BadRequest, $"cannot read {path}: {ex.Message}");
+            throw new JobException(JobError.BadImage, $"cannot read {path}: {ex.Message}");
         }
         long virtualSize = format == ImageFormats.Raw ? fileLength : await qemuImg.VirtualSizeAsync(path, format, cancellationToken).ConfigureAwait(false);
-        if (virtualSize == 0) throw new ApiException(ApiException.BadRequest, $"{path} is empty; there is nothing to import");
+        if (virtualSize == 0) throw new JobException(JobError.BadImage, $"{path} is empty; there is nothing to import");
 
         store.Create(name, RoundUpToSector(virtualSize));
         try

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using Roam.Daemon.Api;
 using Roam.Daemon.Hosting;
 using Roam.Storage.Volumes;
 
@@ -16,8 +15,8 @@ internal sealed partial class TransferService(VolumeStore store, JobManager jobs
 
     private static string RequireAbsolutePath(string? path)
     {
-        if (string.IsNullOrWhiteSpace(path)) throw new ApiException(ApiException.BadRequest, "a file path is required");
-        if (!Path.IsPathFullyQualified(path)) throw new ApiException(ApiException.BadRequest, $"path '{path}' must be absolute");
+        if (string.IsNullOrWhiteSpace(path)) throw new JobException(JobError.InvalidRequest, "a file path is required");
+        if (!Path.IsPathFullyQualified(path)) throw new JobException(JobError.InvalidRequest, $"path '{path}' must be absolute");
         return Path.GetFullPath(path);
     }
 

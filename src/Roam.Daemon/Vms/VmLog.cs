@@ -52,10 +52,10 @@ internal static partial class Log
     [LoggerMessage(5107, LogLevel.Warning, "VM {Vm}: incoming migration from {Peer} failed: {Error}")]
     public static partial void VmIncomingFailed(ILogger logger, string vm, string peer, string error);
 
-    [LoggerMessage(5108, LogLevel.Warning, "VM {Vm}: {What}")]
+    [LoggerMessage(5120, LogLevel.Warning, "VM {Vm}: {What}")]
     public static partial void VmMigrationSafety(ILogger logger, string vm, string what);
 
-    [LoggerMessage(5109, LogLevel.Information, "VM {Vm}: volume {Volume} handed back to {Peer} after a failed incoming migration")]
+    [LoggerMessage(5121, LogLevel.Information, "VM {Vm}: volume {Volume} handed back to {Peer} after a failed incoming migration")]
     public static partial void VmVolumeReturned(ILogger logger, string vm, string volume, string peer);
 
     [LoggerMessage(5116, LogLevel.Information, "VM {Vm} switch-over, from QEMU's pre-switchover event: disk handed over at {HandedOverMs:0.0} ms, migrate-continue at {ContinuedMs:0.0} ms, QEMU done sending at {CompletedMs:0.0} ms")]

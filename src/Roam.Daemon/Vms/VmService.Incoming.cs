@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
@@ -17,48 +17,47 @@ namespace Roam.Daemon.Vms;
 internal sealed partial class VmService
 {
     private const long MemoryOverheadBytes = 64L << 20;
-    private readonly Dictionary<string, string> _arrivals = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, VmArrival> _arrivals = new(StringComparer.Ordinal);
 
     private async Task HandleTunnelAsync(TunnelRequest tunnel)
     {
-        VmTunnelRequest? request;
-        try { request = JsonSerializer.Deserialize(tunnel.Json, VmJsonContext.Default.VmTunnelRequest); }
-        catch (JsonException) { request = null; }
-        if (request?.Vm is null)
+        var request = VmTunnelJson.TryParseRequest(tunnel.Json);
+        if (request is null)
         {
-            await ReplyAsync(tunnel, false, "not a VM request").ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Refused, "not a VM request this roamd understands (is it another version?)").ConfigureAwait(false);
             return;
         }
         switch (request.Op)
         {
-            case VmTunnelOps.Prepare:
+            case VmTunnelOp.Prepare:
                 var refusal = CheckArrival(request, tunnel.Peer);
                 var lacking = (request.BootFiles ?? []).Where(f => _bootFiles.FindLocal(f) is null).Select(f => f.Sha256).ToList();
-                await ReplyAsync(tunnel, refusal is null, refusal, needBootFiles: lacking).ConfigureAwait(false);
+                await ReplyAsync(tunnel, refusal is null ? VmTunnelStatus.Ok : VmTunnelStatus.Refused, refusal, needBootFiles: lacking).ConfigureAwait(false);
                 break;
-            case VmTunnelOps.Status:
-                string? state;
+            case VmTunnelOp.Status:
+                VmArrival? arrival;
                 lock (_lock)
                 {
-                    _arrivals.TryGetValue(request.Vm.Name, out state);
+                    _arrivals.TryGetValue(request.Vm.Name, out arrival);
                     // No record of an arrival (this roamd restarted since): it runs here if a QEMU runs it, else it never will.
-                    state ??= _vms.TryGetValue(request.Vm.Name, out var here) ? here.State == VmStates.Running ? "running" : "pending"
-                        : "failed: this host has no VM of that name (its roamd restarted during the arrival)";
+                    arrival ??= _vms.TryGetValue(request.Vm.Name, out var here)
+                        ? new VmArrival(here.State == VmStates.Running ? VmTunnelStatus.Ok : VmTunnelStatus.Pending, null)
+                        : new VmArrival(VmTunnelStatus.Failed, "this host has no VM of that name (its roamd restarted during the arrival)");
                 }
-                await ReplyAsync(tunnel, state == "running", state).ConfigureAwait(false);
+                await ReplyAsync(tunnel, arrival.Status, arrival.Error).ConfigureAwait(false);
                 break;
-            case VmTunnelOps.Return:
+            case VmTunnelOp.Return:
                 var returned = await ReturnVolumeAsync(request, tunnel.Peer).ConfigureAwait(false);
-                await ReplyAsync(tunnel, returned is null, returned).ConfigureAwait(false);
+                await ReplyAsync(tunnel, returned is null ? VmTunnelStatus.Ok : VmTunnelStatus.Refused, returned).ConfigureAwait(false);
                 break;
-            case VmTunnelOps.Incoming:
+            case VmTunnelOp.Incoming:
                 await IncomingAsync(request, tunnel).ConfigureAwait(false);
                 break;
-            case VmTunnelOps.BootFile:
+            case VmTunnelOp.BootFile:
                 await ReceiveBootFileAsync(request, tunnel).ConfigureAwait(false);
                 break;
             default:
-                await ReplyAsync(tunnel, false, $"unknown request {request.Op}").ConfigureAwait(false);
+                await ReplyAsync(tunnel, VmTunnelStatus.Refused, $"unknown request {request.Op}").ConfigureAwait(false);
                 break;
         }
     }
@@ -67,15 +66,15 @@ internal sealed partial class VmService
     {
         if (request.BootFiles is not [var offer])
         {
-            await ReplyAsync(tunnel, false, "a boot file request names exactly one file").ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Refused, "a boot file request names exactly one file").ConfigureAwait(false);
             return;
         }
         if (_bootFiles.FindLocal(offer) is not null)
         {
-            await ReplyAsync(tunnel, true, null, needBootFiles: []).ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Ok, null, needBootFiles: []).ConfigureAwait(false);
             return;
         }
-        await ReplyAsync(tunnel, true, null, needBootFiles: [offer.Sha256]).ConfigureAwait(false);
+        await ReplyAsync(tunnel, VmTunnelStatus.Ok, null, needBootFiles: [offer.Sha256]).ConfigureAwait(false);
         string? error = null;
         try
         {
@@ -88,17 +87,16 @@ internal sealed partial class VmService
         {
             error = $"receiving {offer.Path} failed: {ex.Message}";
         }
-        await ReplyAsync(tunnel, error is null, error).ConfigureAwait(false);
+        await ReplyAsync(tunnel, error is null ? VmTunnelStatus.Ok : VmTunnelStatus.Failed, error).ConfigureAwait(false);
     }
 
-    private static async Task ReplyAsync(TunnelRequest tunnel, bool ok, string? error, string? streamCompression = null, IReadOnlyList<string>? needBootFiles = null,
+    private static async Task ReplyAsync(TunnelRequest tunnel, VmTunnelStatus status, string? error, string? streamCompression = null, IReadOnlyList<string>? needBootFiles = null,
         string? streamChecksum = null)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        await tunnel.ReplyAsync(JsonSerializer.Serialize(new VmTunnelReply(ok, ok ? null : error, streamCompression, needBootFiles, streamChecksum),
-            VmJsonContext.Default.VmTunnelReply), timeout.Token)
-            .ConfigureAwait(false);
+        var reply = new VmTunnelReply(status, status is VmTunnelStatus.Ok or VmTunnelStatus.Pending ? null : error, streamCompression, needBootFiles, streamChecksum);
+        await tunnel.ReplyAsync(VmTunnelJson.Serialize(reply), timeout.Token).ConfigureAwait(false);
     }
 
     /// <summary>Why this host cannot take the VM, or null.</summary>
@@ -131,7 +129,7 @@ internal sealed partial class VmService
             foreach (var file in BootFiles.Of(d))
                 if (!File.Exists(file)) return $"{file} does not exist on this host";
         }
-        else if (request.Op == VmTunnelOps.Incoming)
+        else if (request.Op == VmTunnelOp.Incoming)
         {
             foreach (var file in request.BootFiles)
                 if (_bootFiles.FindLocal(file) is null) return $"this host lacks the VM's boot file {file.Path} ({file.Size} bytes, SHA-256 {file.Sha256})";
@@ -160,13 +158,13 @@ internal sealed partial class VmService
         var peer = tunnel.Peer;
         if (CheckArrival(request, peer) is { } refusal)
         {
-            await ReplyAsync(tunnel, false, refusal).ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Refused, refusal).ConfigureAwait(false);
             return;
         }
         // Every chunk of the memory stream is verified before it reaches QEMU; a stream that cannot be is not taken.
         if (request.StreamChecksum != TunnelChunks.Checksum)
         {
-            await ReplyAsync(tunnel, false, $"the memory stream from {peer} would carry {(request.StreamChecksum is { } c ? $"the checksum '{c}'" : "no checksum")}, " +
+            await ReplyAsync(tunnel, VmTunnelStatus.Refused, $"the memory stream from {peer} would carry {(request.StreamChecksum is { } c ? $"the checksum '{c}'" : "no checksum")}, " +
                 $"and this host takes only streams checksummed with {TunnelChunks.Checksum} (is {peer}'s roamd another version?)").ConfigureAwait(false);
             return;
         }
@@ -175,14 +173,14 @@ internal sealed partial class VmService
         d = d with { Kernel = Local(d.Kernel), Initrd = Local(d.Initrd) };
         if (!store.TryGet(d.Volume, out _))
         {
-            await ReplyAsync(tunnel, false, $"volume '{d.Volume}' is not replicated here yet").ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Refused, $"volume '{d.Volume}' is not replicated here yet").ConfigureAwait(false);
             return;
         }
         var vm = new VmRuntime(d);
         lock (_lock)
         {
             _vms[d.Name] = vm;
-            _arrivals[d.Name] = "incoming";
+            _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Pending, null);
         }
         bool replied = false;
         Task<(long Sent, long Received, Exception? TunnelFailure)>? relaying = null;
@@ -201,7 +199,7 @@ internal sealed partial class VmService
             var loaded = qemu.Qmp.WaitForEventAsync(QmpEvents.Migration, e => QmpMigrationStatus.IsFinal(e.GetString("status")), loading.Token);
             // The memory stream is compressed when the source offers it and this host does not refuse compression.
             bool compressed = request.StreamCompression == TunnelCompression.Lz4 && replication.Options.Compression != WireCompression.Off;
-            await ReplyAsync(tunnel, true, null, compressed ? TunnelCompression.Lz4 : null, streamChecksum: TunnelChunks.Checksum).ConfigureAwait(false);
+            await ReplyAsync(tunnel, VmTunnelStatus.Ok, null, compressed ? TunnelCompression.Lz4 : null, streamChecksum: TunnelChunks.Checksum).ConfigureAwait(false);
             replied = true;
 
             // QEMU's word that it loaded the stream comes first (it is resumed at once below); the relay's end (the
@@ -254,7 +252,7 @@ internal sealed partial class VmService
             lock (_lock)
             {
                 vm.State = VmStates.Running;
-                _arrivals[d.Name] = "running";
+                _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Ok, null);
             }
             Log.VmArrived(logger, d.Name, peer);
             await relaying.ConfigureAwait(false);
@@ -270,10 +268,10 @@ internal sealed partial class VmService
             vm.ExitExpected = true;
             if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
             Forget(vm);
-            lock (_lock) _arrivals[d.Name] = "failed: " + error;
+            lock (_lock) _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Failed, error);
             if (!replied)
             {
-                try { await ReplyAsync(tunnel, false, error).ConfigureAwait(false); }
+                try { await ReplyAsync(tunnel, VmTunnelStatus.Refused, error).ConfigureAwait(false); }
                 catch (Exception e) when (e is IOException or OperationCanceledException or InvalidOperationException) { }
             }
         }
@@ -299,7 +297,7 @@ internal sealed partial class VmService
         lock (_lock)
         {
             if (_vms.TryGetValue(d.Name, out var here) && here.Qemu is not null) return $"the VM '{d.Name}' has a QEMU here ({here.State}): it stays here";
-            if (!_arrivals.TryGetValue(d.Name, out var state) || !state.StartsWith("failed", StringComparison.Ordinal))
+            if (!_arrivals.TryGetValue(d.Name, out var arrival) || arrival.Status != VmTunnelStatus.Failed)
                 return $"no failed arrival of VM '{d.Name}' is known here";
         }
         if (!store.TryGet(d.Volume, out _)) return $"volume '{d.Volume}' is not here";
@@ -326,3 +324,6 @@ internal sealed partial class VmService
         return null;
     }
 }
+
+/// <summary>A VM's arrival here as the source's Status request learns it: Pending, Ok (it runs here) or Failed (why).</summary>
+internal sealed record VmArrival(VmTunnelStatus Status, string? Error);

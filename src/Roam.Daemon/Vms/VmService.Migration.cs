@@ -3,8 +3,8 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
@@ -20,9 +20,6 @@ namespace Roam.Daemon.Vms;
 // switch-over; the disk is handed over last, then QEMU finishes. Before the hand-over everything can be undone.
 internal sealed partial class VmService
 {
-    /// <summary>QEMU 7.2's own defaults for max-bandwidth (MAX_THROTTLE) and downtime-limit.</summary>
-    private const long QemuDefaultMaxBandwidth = 128L << 20;
-
     /// <summary>The disk backlog's bound in the memory phase (see SetMigrationMirroring): it drains inside the pause,
     /// with the link to itself by then, in about half of this when the memory took half the link before.</summary>
     internal static readonly TimeSpan MemoryPhaseDiskLag = TimeSpan.FromMilliseconds(50);
@@ -36,24 +33,20 @@ internal sealed partial class VmService
             if (_vms.TryGetValue(name, out var vm) && vm.Migration is { } m) return m;
             if (_departed.TryGetValue(name, out var d)) return d;
         }
-        throw new ApiException(ApiException.NotFound, $"no migration of VM '{name}' is known here");
+        throw new VmException(VmError.NoMigration, $"no migration of VM '{name}' is known here");
     }
 
-    public async Task<Job> StartMigrationAsync(string name, MigrateVmRequest request, CancellationToken cancellationToken)
+    public async Task<Job> StartMigrationAsync(string name, string? to, MigrationBandwidth bandwidth, long? downtimeLimitMs, CancellationToken cancellationToken)
     {
         var vm = Get(name);
-        var peer = request.To;
-        if (string.IsNullOrWhiteSpace(peer)) throw new ApiException(ApiException.BadRequest, "a destination is required: --to HOST (see: roam host list)");
+        var peer = to;
+        if (string.IsNullOrWhiteSpace(peer)) throw new VmException(VmError.InvalidRequest, "a destination is required: --to HOST (see: roam host list)");
         if (trust.Find(peer) is null)
-            throw new ApiException(ApiException.NotFound, $"no trusted peer is named {peer}; add it first with: roam host add {peer} ADDR:PORT --fingerprint FP");
-        long? bandwidth = null;
-        if (request.Bandwidth is not null)
-            bandwidth = ByteSize.TryParse(request.Bandwidth, out var b) && b > 0 ? b
-                : throw new ApiException(ApiException.BadRequest, $"'{request.Bandwidth}' is not a bandwidth in bytes per second (like 100M)");
-        if (request.DowntimeLimitMs is < 1 or > 600_000) throw new ApiException(ApiException.BadRequest, "the downtime limit must be between 1 and 600000 ms");
-        if (vm.State != VmStates.Running) throw new ApiException(ApiException.Conflict, $"VM '{name}' is {vm.State}, not running: start it, or move its volume with roam volume migrate");
+            throw new VmException(VmError.UnknownPeer, $"no trusted peer is named {peer}; add it first with: roam host add {peer} ADDR:PORT --fingerprint FP");
+        if (downtimeLimitMs is < 1 or > 600_000) throw new VmException(VmError.InvalidRequest, "the downtime limit must be between 1 and 600000 ms");
+        if (vm.State != VmStates.Running) throw new VmException(VmError.WrongState, $"VM '{name}' is {vm.State}, not running: start it, or move its volume with roam volume migrate");
         if (jobs.FindRunning(VmJobKinds.Migrate, name) is { } running)
-            throw new ApiException(ApiException.Conflict, $"VM '{name}' is already being migrated by job {running.Id}");
+            throw new VmException(VmError.AlreadyMigrating, $"VM '{name}' is already being migrated by job {running.Id}");
         var volume = vm.Definition.Volume;
         long size = store.Get(volume).Size;
 
@@ -63,16 +56,16 @@ internal sealed partial class VmService
         try { bootFiles = [.. BootFiles.Of(vm.Definition).Select(_bootFiles.Describe)]; }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new ApiException(ApiException.Conflict, $"VM '{name}' cannot be sent: {ex.Message}");
+            throw new VmException(VmError.DestinationRefused, $"VM '{name}' cannot be sent: {ex.Message}");
         }
-        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
+        var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Prepare, vm.Definition, size, vm.Accelerator, BootFiles: bootFiles),
             cancellationToken).ConfigureAwait(false);
-        if (!reply.Ok) throw new ApiException(ApiException.Conflict, $"{peer} cannot take VM '{name}': {reply.Error}");
+        if (!reply.Ok) throw new VmException(VmError.DestinationRefused, $"{peer} cannot take VM '{name}': {reply.Error}");
 
         return jobs.Start(VmJobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer),
             async (job, ct) =>
             {
-                await MigrateAsync(vm, peer, bandwidth, request.DowntimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
+                await MigrateAsync(vm, peer, bandwidth, downtimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
                 return null;
             }, _ => Task.CompletedTask);
     }
@@ -87,23 +80,23 @@ internal sealed partial class VmService
         connectTimeout.CancelAfter(timeout + TimeSpan.FromSeconds(5));
         try
         {
-            await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
+            await using var tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(request),
                 timeout, connectTimeout.Token).ConfigureAwait(false);
             return ParseReply(peer, tunnel.Reply);
         }
         catch (PeerConnectException ex)
         {
-            throw new ApiException(ApiException.Unavailable, ex.Message);
+            throw new VmException(VmError.PeerUnavailable, ex.Message);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            throw new ApiException(ApiException.Unavailable, $"{peer} did not answer about VMs: {ex.Message}");
+            throw new VmException(VmError.PeerUnavailable, $"{peer} did not answer about VMs: {ex.Message}");
         }
     }
 
     private static VmTunnelReply ParseReply(string peer, string json)
     {
-        try { return JsonSerializer.Deserialize(json, VmJsonContext.Default.VmTunnelReply) ?? throw new JsonException("null"); }
+        try { return VmTunnelJson.ParseReply(json); }
         catch (JsonException ex) { throw new IOException($"{peer} answered nonsense: {ex.Message}"); }
     }
 
@@ -112,8 +105,8 @@ internal sealed partial class VmService
     {
         foreach (var offer in bootFiles)
         {
-            var request = new VmTunnelRequest(VmTunnelOps.BootFile, vm.Definition, diskTotal, vm.Accelerator, BootFiles: [offer]);
-            await using var tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(request, VmJsonContext.Default.VmTunnelRequest),
+            var request = new VmTunnelRequest(VmTunnelOp.BootFile, vm.Definition, diskTotal, vm.Accelerator, BootFiles: [offer]);
+            await using var tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(request),
                 TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} does not take the boot file {offer.Path}: {reply.Error}");
@@ -126,7 +119,7 @@ internal sealed partial class VmService
         }
     }
 
-    private async Task MigrateAsync(VmRuntime vm, string peer, long? bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
+    private async Task MigrateAsync(VmRuntime vm, string peer, MigrationBandwidth bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
         Job job, CancellationToken ct)
     {
         var name = vm.Definition.Name;
@@ -156,7 +149,7 @@ internal sealed partial class VmService
             // (a) Storage: copy the disk while the VM writes; from in-sync on, every write is mirrored synchronously.
             // The disk copy keeps to the same limit as the memory (it comes first, so they never overlap); without
             // --bandwidth none, not what an earlier migration asked for.
-            await replication.PrepareMigrationAsync(volume, peer, bandwidth ?? 0, ct).ConfigureAwait(false);
+            await replication.PrepareMigrationAsync(volume, peer, bandwidth.ForDiskCopy, ct).ConfigureAwait(false);
             using (var polling = CancellationTokenSource.CreateLinkedTokenSource(ct))
             using (var lost = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
@@ -169,7 +162,7 @@ internal sealed partial class VmService
                     {
                         if (replication.FindMigration(volume) is { } s)
                         {
-                            job.ReportMigration(MigrationEndpoints.View(s));
+                            job.ReportMigration(Roam.Daemon.Migration.MigrationViews.View(s));
                             Set(view with { DiskBytesTotal = s.BytesTotal, DiskBytesDone = s.BytesDone, DiskBytesOnWire = s.BytesOnWire });
                         }
                         var link = replication.GetStatus(volume).Replicas.FirstOrDefault(r => r.Peer == peer);
@@ -191,7 +184,7 @@ internal sealed partial class VmService
                 }
             }
             var synced = replication.GetMigration(volume);
-            job.ReportMigration(MigrationEndpoints.View(synced));
+            job.ReportMigration(Roam.Daemon.Migration.MigrationViews.View(synced));
             Set(view with { DiskBytesTotal = synced.BytesTotal, DiskBytesDone = synced.BytesDone, DiskBytesOnWire = synced.BytesOnWire, Phase = VmMigrationPhases.Memory });
 
             // The disk is in sync: while the memory moves, writes are shipped in order without the guest waiting for the
@@ -201,10 +194,9 @@ internal sealed partial class VmService
             replication.SetMigrationMirroring(volume, ReplicaMode.Async, MemoryPhaseDiskLag);
 
             // (b) The destination defines the VM and starts its QEMU with -incoming, on its replica's export.
-            tunnel = await replication.OpenTunnelAsync(peer, JsonSerializer.Serialize(
-                new VmTunnelRequest(VmTunnelOps.Incoming, vm.Definition, diskTotal, vm.Accelerator,
-                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles, TunnelChunks.Checksum),
-                    VmJsonContext.Default.VmTunnelRequest),
+            tunnel = await replication.OpenTunnelAsync(peer, VmTunnelJson.Serialize(
+                new VmTunnelRequest(VmTunnelOp.Incoming, vm.Definition, diskTotal, vm.Accelerator,
+                    replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, bootFiles, TunnelChunks.Checksum)),
                 TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             var reply = ParseReply(peer, tunnel.Reply);
             if (!reply.Ok) throw new IOException($"{peer} could not prepare the VM: {reply.Error}");
@@ -240,7 +232,7 @@ internal sealed partial class VmService
             var downtime = new DowntimeLimit(downtimeLimitMs);
             await qmp.MigrateSetParametersAsync(new MigrationParameters
             {
-                MaxBandwidth = bandwidth ?? QemuDefaultMaxBandwidth,
+                MaxBandwidth = bandwidth.ForQemu,
                 DowntimeLimit = downtime.Initial,
             }, ct).ConfigureAwait(false);
             var paused = qmp.WaitForEventAsync(QmpEvents.Migration,
@@ -344,7 +336,7 @@ internal sealed partial class VmService
                 try { handOver = await handingOver.ConfigureAwait(false); }
                 catch (Exception ex) when (ex is Roam.Replication.ReplicationException or IOException or InvalidOperationException or TimeoutException) { }
             }
-            if (handOver is not null) job.ReportHandOver(MigrationEndpoints.View(handOver));
+            if (handOver is not null) job.ReportHandOver(Roam.Daemon.Migration.MigrationViews.View(handOver));
             var end = (await finished.ConfigureAwait(false)).GetString("status");
             Log.VmSwitchover(logger, name, handedOverMs, continuedMs, switchover.Elapsed.TotalMilliseconds);
             var done = await qmp.QueryMigrateAsync(CancellationToken.None).ConfigureAwait(false);
@@ -490,10 +482,10 @@ internal sealed partial class VmService
     {
         try
         {
-            await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Status, definition, size, null), TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
             return true;
         }
-        catch (ApiException) { return false; }
+        catch (VmException) { return false; }
     }
 
     /// <summary>
@@ -540,13 +532,13 @@ internal sealed partial class VmService
             string waiting;
             try
             {
-                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Status, vm.Definition, size, null), TimeSpan.FromSeconds(10), CancellationToken.None)
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Status, vm.Definition, size, null), TimeSpan.FromSeconds(10), CancellationToken.None)
                     .ConfigureAwait(false);
-                if (reply.Ok) return null;
-                if (reply.Error is { } e && e.StartsWith("failed", StringComparison.Ordinal)) return e.StartsWith("failed: ", StringComparison.Ordinal) ? e[8..] : e;
-                waiting = $"{peer} is still loading it ({reply.Error})";
+                if (reply.Status == VmTunnelStatus.Ok) return null;
+                if (reply.Status is VmTunnelStatus.Failed or VmTunnelStatus.Refused) return reply.Error ?? "no reason given";
+                waiting = $"{peer} is still loading it";
             }
-            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            catch (VmException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
             if (streamBroken is not null) waiting += $"; the memory stream broke: {JobManager.OneLine(streamBroken.Message)}";
             string note = $"waiting for {peer} to confirm that the VM runs there: {waiting}; the VM stays paused here (its disk is at {peer})";
             if (said is null) Log.VmMigrationSafety(logger, name, note);
@@ -565,11 +557,11 @@ internal sealed partial class VmService
             string waiting;
             try
             {
-                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOps.Return, vm.Definition, size, null), TimeSpan.FromSeconds(180), CancellationToken.None)
+                var reply = await AskAsync(peer, new VmTunnelRequest(VmTunnelOp.Return, vm.Definition, size, null), TimeSpan.FromSeconds(180), CancellationToken.None)
                     .ConfigureAwait(false);
                 waiting = reply.Ok ? "it handed the disk over, this host does not see itself primary yet" : reply.Error ?? "refused";
             }
-            catch (ApiException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
+            catch (VmException ex) { waiting = $"{peer} does not answer ({JobManager.OneLine(ex.Message)})"; }
             var status = replication.GetStatus(volume);
             if (status.Role == VolumeRole.Primary && status.HandOverPeer is null && !status.WritesRefused) return;
             string note = $"the VM did not arrive at {peer}; asking {peer} to hand its disk back: {waiting}; the VM stays paused here";

@@ -2,7 +2,6 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
@@ -301,7 +300,7 @@ internal sealed partial class VmService
     private void EnsureNoStrayQemu(VmRuntime vm)
     {
         if (ProcessIdentity.FindByArgument(_runRecords.QmpSocketOf(vm.Definition.Name)).FirstOrDefault() is { } stray)
-            throw new ApiException(ApiException.Conflict,
+            throw new VmException(VmError.WrongState,
                 $"a QEMU for VM '{vm.Definition.Name}' still runs (pid {stray.Pid}) though roamd does not supervise it; end it first (kill {stray.Pid})");
     }
 }

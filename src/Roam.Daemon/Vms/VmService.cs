@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Logging;
 using Roam.Control;
-using Roam.Daemon.Api;
 using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
 using Roam.Hypervisor.Qemu;
@@ -84,7 +83,7 @@ internal sealed partial class VmService(
     public VmRuntime Get(string name)
     {
         lock (_lock)
-            return _vms.TryGetValue(name, out var vm) ? vm : throw new ApiException(ApiException.NotFound, $"no VM is named '{name}' here (see: roam vm list)");
+            return _vms.TryGetValue(name, out var vm) ? vm : throw new VmException(VmError.NotFound, $"no VM is named '{name}' here (see: roam vm list)");
     }
 
     public VmView View(VmRuntime vm)
@@ -101,28 +100,28 @@ internal sealed partial class VmService(
     public VmView Create(CreateVmRequest request)
     {
         var name = request.Name ?? "";
-        if (!VolumeName.IsValid(name)) throw new ApiException(ApiException.BadRequest, $"'{name}' is not a valid VM name (letters, digits, '.', '_', '-'; at most 64)");
+        if (!VolumeName.IsValid(name)) throw new VmException(VmError.InvalidRequest, $"'{name}' is not a valid VM name (letters, digits, '.', '_', '-'; at most 64)");
         var volume = request.Volume;
-        if (string.IsNullOrEmpty(volume)) throw new ApiException(ApiException.BadRequest, "a volume is required: the VM's disk (see: roam volume list)");
+        if (string.IsNullOrEmpty(volume)) throw new VmException(VmError.InvalidRequest, "a volume is required: the VM's disk (see: roam volume list)");
         store.Get(volume); // 404 for a missing volume
         long memory = request.Memory is null ? 256L << 20 : ByteSize.TryParse(request.Memory, out var m) ? m
-            : throw new ApiException(ApiException.BadRequest, $"'{request.Memory}' is not a memory size (like 256M or 1G)");
-        if (memory < 16L << 20 || memory % (1 << 20) != 0) throw new ApiException(ApiException.BadRequest, "memory must be a whole number of MiB, at least 16M");
+            : throw new VmException(VmError.InvalidRequest, $"'{request.Memory}' is not a memory size (like 256M or 1G)");
+        if (memory < 16L << 20 || memory % (1 << 20) != 0) throw new VmException(VmError.InvalidRequest, "memory must be a whole number of MiB, at least 16M");
         int cpus = request.Cpus ?? 1;
-        if (cpus is < 1 or > 64) throw new ApiException(ApiException.BadRequest, $"cpus must be between 1 and 64, not {cpus}");
+        if (cpus is < 1 or > 64) throw new VmException(VmError.InvalidRequest, $"cpus must be between 1 and 64, not {cpus}");
         string? kernel = request.Kernel is null ? null : Path.GetFullPath(request.Kernel);
         string? initrd = request.Initrd is null ? null : Path.GetFullPath(request.Initrd);
         if (kernel is null && (initrd is not null || request.Append is not null))
-            throw new ApiException(ApiException.BadRequest, "--initrd and --append need --kernel");
+            throw new VmException(VmError.InvalidRequest, "--initrd and --append need --kernel");
         foreach (var file in new[] { kernel, initrd })
-            if (file is not null && !File.Exists(file)) throw new ApiException(ApiException.BadRequest, $"{file} does not exist");
+            if (file is not null && !File.Exists(file)) throw new VmException(VmError.InvalidRequest, $"{file} does not exist");
         var definition = new VmDefinition(name, volume, (int)(memory >> 20), cpus, kernel, initrd, request.Append, DateTimeOffset.UtcNow);
         VmRuntime vm;
         lock (_lock)
         {
-            if (_vms.ContainsKey(name)) throw new ApiException(ApiException.Conflict, $"a VM named '{name}' already exists");
+            if (_vms.ContainsKey(name)) throw new VmException(VmError.AlreadyExists, $"a VM named '{name}' already exists");
             if (_vms.Values.FirstOrDefault(v => v.Definition.Volume == volume) is { } other)
-                throw new ApiException(ApiException.Conflict, $"volume '{volume}' is already the disk of VM '{other.Definition.Name}'");
+                throw new VmException(VmError.AlreadyExists, $"volume '{volume}' is already the disk of VM '{other.Definition.Name}'");
             _definitions.Save(definition);
             _vms[name] = vm = new VmRuntime(definition);
         }
@@ -136,7 +135,7 @@ internal sealed partial class VmService(
         await vm.Gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            if (vm.Qemu is not null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is {vm.State}; stop it first (roam vm stop {name})");
+            if (vm.Qemu is not null) throw new VmException(VmError.WrongState, $"VM '{name}' is {vm.State}; stop it first (roam vm stop {name})");
             Forget(vm);
         }
         finally { vm.Gate.Release(); }
@@ -159,10 +158,10 @@ internal sealed partial class VmService(
         await vm.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (vm.Qemu is not null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is already {vm.State}");
+            if (vm.Qemu is not null) throw new VmException(VmError.WrongState, $"VM '{name}' is already {vm.State}");
             var role = replication.GetStatus(vm.Definition.Volume);
             if (role.Role == VolumeRole.Replica)
-                throw new ApiException(ApiException.Conflict,
+                throw new VmException(VmError.WrongState,
                     $"volume '{vm.Definition.Volume}' is a replica here (its primary is {role.PrimaryPeer ?? "elsewhere"}); the VM runs where the primary is");
             var accelerator = await ChooseAcceleratorAsync(vm.Definition, cancellationToken).ConfigureAwait(false);
             await LaunchAsync(vm, accelerator, incoming: false, cancellationToken).ConfigureAwait(false);
@@ -227,7 +226,7 @@ internal sealed partial class VmService(
             vm.State = VmStates.Crashed;
             vm.Error = JobManager.OneLine(ex.Message);
             Log.VmCrashed(logger, vm.Definition.Name, ex.Exit.ExitCode, JobManager.OneLine(ex.Exit.StderrTail));
-            throw new ApiException(ApiException.Internal, $"QEMU for VM '{vm.Definition.Name}' failed to start: {vm.Error}");
+            throw new VmException(VmError.QemuFailed, $"QEMU for VM '{vm.Definition.Name}' failed to start: {vm.Error}");
         }
         vm.Qemu = qemu;
         vm.Accelerator = acceleratorName;
@@ -270,7 +269,7 @@ internal sealed partial class VmService(
         await vm.Gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            if (vm.Qemu is null) throw new ApiException(ApiException.Conflict, $"VM '{name}' is not running ({vm.State})");
+            if (vm.Qemu is null) throw new VmException(VmError.WrongState, $"VM '{name}' is not running ({vm.State})");
             if (kill) await KillAsync(vm).ConfigureAwait(false);
             else await StopAsync(vm, timeout).ConfigureAwait(false);
             return View(vm);

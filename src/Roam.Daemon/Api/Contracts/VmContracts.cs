@@ -10,7 +10,8 @@ internal sealed record CreateVmRequest(string? Name, string? Volume, [property: 
 /// <summary>POST /v1/vms/{name}/stop: system_powerdown, then SIGKILL after the timeout (default 10 s).</summary>
 internal sealed record StopVmRequest(double? TimeoutSeconds);
 
-/// <summary>POST /v1/vms/{name}/migrate: bandwidth in bytes/s ("100M"), null for QEMU's default; downtime limit in ms.</summary>
+/// <summary>POST /v1/vms/{name}/migrate: bandwidth in bytes/s ("100M"; "0" or null: no limit) for the disk copy and the memory
+/// stream alike (roamd parses it once, as a MigrationBandwidth); downtime limit in ms.</summary>
 internal sealed record MigrateVmRequest(string? To, [property: JsonConverter(typeof(SizeTextConverter))] string? Bandwidth, long? DowntimeLimitMs);
 
 /// <summary>A VM on this host. State is one of <see cref="VmStates"/>.</summary>

@@ -1,6 +1,6 @@
 using Roam.Daemon.Vms;
 
-namespace Roam.EndToEnd.Tests;
+namespace Roam.Daemon.Tests;
 
 /// <summary>QEMU's downtime limit in a VM migration: kept when asked for, else low and raised while the memory does not converge.</summary>
 public sealed class DowntimeLimitTests

@@ -1,9 +1,8 @@
 using System.IO.Pipelines;
 using System.Security.Cryptography;
 using Roam.Daemon.Vms;
-using Roam.EndToEnd.Tests.Infrastructure;
 
-namespace Roam.EndToEnd.Tests;
+namespace Roam.Daemon.Tests;
 
 /// <summary>A VM's kernel and initrd sent to a destination that lacks them: kept by content, and only if they arrive whole.</summary>
 public sealed class BootFilesTests : IDisposable
