@@ -19,8 +19,17 @@ using System.Security.Cryptography.X509Certificates;
 //   hosts on 127.0.0.1 with real TLS, a 32 MiB volume with 16 MiB of data migrated alpha -> beta while a writer
 //   loops over its first 16 MiB, as Roam.Replication.Tests' MigrationTests do; the hand-over's WritePause (from
 //   stopping writes to beta confirming) of each run on stderr, then min/median/max as a table and one JSON line.
+//
+// roam-bench layer-allocations [BenchmarkDotNet options]
+//   BenchmarkDotNet with [MemoryDiagnoser]: NBD READ and WRITE of 4 KiB through roamd's whole export stack over
+//   in-memory pipes (plain primary, and replicated with one async replica), with the bytes allocated per request.
+//
+// roam-bench alloc-sources plain|replicated read|write
+//   Where those bytes come from: the runtime's allocation samples by type over 200 000 requests.
 return args switch
 {
+    ["alloc-sources", var stack, var operation] => await Roam.Bench.AllocSources.RunAsync(stack, operation).ConfigureAwait(false),
+    ["layer-allocations", ..] => Roam.Bench.LayerAllocations.Run(args[1..]),
     ["tls-ceiling", var bytes, ..] => await TlsCeiling.RunAsync(Size.Parse(bytes), args.Length > 2 ? (int)Size.Parse(args[2]) : 1 << 20).ConfigureAwait(false),
     ["write-pause"] => await WritePause.RunAsync(10).ConfigureAwait(false),
     ["write-pause", var runs] => await WritePause.RunAsync(int.Parse(runs, CultureInfo.InvariantCulture)).ConfigureAwait(false),
@@ -31,6 +40,8 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: roam-bench tls-ceiling BYTES [CHUNK]   (sizes like 512M, 1G, 1048576)");
     Console.Error.WriteLine("       roam-bench write-pause [RUNS]           (default 10)");
+    Console.Error.WriteLine("       roam-bench layer-allocations            (BenchmarkDotNet, [MemoryDiagnoser])");
+    Console.Error.WriteLine("       roam-bench alloc-sources plain|replicated read|write");
     return 2;
 }
 

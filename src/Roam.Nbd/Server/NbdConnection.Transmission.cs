@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using Roam.Nbd.Protocol;
 using Roam.Storage.Devices;
@@ -15,6 +16,8 @@ internal sealed partial class NbdConnection
     private int _inFlight;
     private TaskCompletionSource? _drained;
     private readonly Lock _inFlightGate = new();
+    private readonly Stack<RequestWorker> _idleWorkers = new();
+    private bool _workersEnded;
 
     private async Task TransmitAsync()
     {
@@ -101,6 +104,7 @@ internal sealed partial class NbdConnection
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask DispatchAsync(NbdRequest request, byte[]? payload, IBlockDevice device, long size, bool readOnly)
     {
         var error = Validate(request, size, readOnly, out var why);
@@ -115,11 +119,18 @@ internal sealed partial class NbdConnection
             : 1;
         // Only this loop acquires, so taking several slots one by one cannot deadlock.
         for (int i = 0; i < slots; i++) await _slots!.WaitAsync().ConfigureAwait(false);
-        lock (_inFlightGate) _inFlight++;
-        _ = RunRequestAsync(request, payload, device, slots);
+        RequestWorker worker;
+        lock (_inFlightGate)
+        {
+            _inFlight++;
+            worker = _idleWorkers.Count > 0 ? _idleWorkers.Pop() : new RequestWorker(this);
+        }
+        worker.Post(request, payload, device, slots);
     }
 
-    private async Task RunRequestAsync(NbdRequest request, byte[]? payload, IBlockDevice device, int slots)
+    /// <summary>Runs one request on a worker, and gives its slots (and the worker) back.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RunRequestAsync(RequestWorker worker, NbdRequest request, byte[]? payload, IBlockDevice device, int slots)
     {
         try
         {
@@ -136,15 +147,18 @@ internal sealed partial class NbdConnection
             _slots!.Release(slots);
             lock (_inFlightGate)
             {
+                if (_workersEnded) worker.End();
+                else _idleWorkers.Push(worker);
                 if (--_inFlight == 0) _drained?.TrySetResult();
             }
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ExecuteAsync(NbdRequest request, byte[]? payload, IBlockDevice device)
     {
         long offset = (long)request.Offset;
-        bool fua = request.Flags.HasFlag(NbdCommandFlags.Fua);
+        bool fua = (request.Flags & NbdCommandFlags.Fua) != 0; // bit tests, not HasFlag: no boxing per request
         var ct = CancellationToken.None; // a request once started runs to completion: its reply is owed
         // A simple reply puts the error before the data, so a READ is read in full into a pooled
         // buffer first; a failure then still gets a proper error reply instead of a dropped connection.
@@ -173,8 +187,8 @@ internal sealed partial class NbdConnection
                         break;
                     case NbdCommand.WriteZeroes:
                         await device.ZeroAsync(offset, request.Length,
-                            mayDeallocate: !request.Flags.HasFlag(NbdCommandFlags.NoHole),
-                            fastOnly: request.Flags.HasFlag(NbdCommandFlags.FastZero), fua, ct).ConfigureAwait(false);
+                            mayDeallocate: (request.Flags & NbdCommandFlags.NoHole) == 0,
+                            fastOnly: (request.Flags & NbdCommandFlags.FastZero) != 0, fua, ct).ConfigureAwait(false);
                         break;
                     case NbdCommand.Cache:
                         await device.CacheAsync(offset, request.Length, ct).ConfigureAwait(false);
@@ -215,7 +229,7 @@ internal sealed partial class NbdConnection
 
     private static IReadOnlyList<Extent> Clip(NbdRequest request, IReadOnlyList<Extent> extents)
     {
-        if (request.Flags.HasFlag(NbdCommandFlags.RequestOne) && extents.Count > 1) return [extents[0]];
+        if ((request.Flags & NbdCommandFlags.RequestOne) != 0 && extents.Count > 1) return [extents[0]];
         // A reply needs only to make progress; cap the chunk so a fragmented file cannot make it huge.
         if (extents.Count > 1024) return extents.Take(1024).ToList();
         return extents;
@@ -239,7 +253,7 @@ internal sealed partial class NbdConnection
         };
         if (allowed is null) { why = $"unknown command {(ushort)request.Command}"; return NbdError.EINVAL; }
         if ((request.Flags & ~allowed.Value) != 0) { why = $"flags 0x{(ushort)request.Flags:x} not valid for {request.Command}"; return NbdError.EINVAL; }
-        if (request.Flags.HasFlag(NbdCommandFlags.DontFragment) && !_replies.StructuredReplies) { why = "DF needs structured replies"; return NbdError.EINVAL; }
+        if ((request.Flags & NbdCommandFlags.DontFragment) != 0 && !_replies.StructuredReplies) { why = "DF needs structured replies"; return NbdError.EINVAL; }
 
         bool isWrite = request.Command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes;
         if (isWrite && readOnly) { why = "export is read-only"; return NbdError.EPERM; }
@@ -274,14 +288,25 @@ internal sealed partial class NbdConnection
 
     private async Task DrainAsync()
     {
-        Task wait;
+        Task? wait = null;
         lock (_inFlightGate)
         {
-            if (_inFlight == 0) return;
-            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            wait = _drained.Task;
+            if (_inFlight != 0)
+            {
+                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _drained.Task;
+            }
         }
-        try { await wait.WaitAsync(_options.ShutdownGrace).ConfigureAwait(false); }
-        catch (TimeoutException) { Log.DrainTimedOut(_logger, Id, _inFlight); }
+        if (wait is not null)
+        {
+            try { await wait.WaitAsync(_options.ShutdownGrace).ConfigureAwait(false); }
+            catch (TimeoutException) { Log.DrainTimedOut(_logger, Id, _inFlight); }
+        }
+        // The idle workers end; one still busy past the grace period ends after its request (it finds the stack gone).
+        lock (_inFlightGate)
+        {
+            _workersEnded = true;
+            while (_idleWorkers.Count > 0) _idleWorkers.Pop().End();
+        }
     }
 }

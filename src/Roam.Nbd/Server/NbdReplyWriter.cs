@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
@@ -17,6 +18,7 @@ internal sealed class NbdReplyWriter(PipeWriter output)
 
     public bool StructuredReplies { get; set; }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask SimpleAsync(ulong cookie, NbdError error, ReadOnlyMemory<byte> data = default)
     {
         await _lock.WaitAsync().ConfigureAwait(false);
@@ -38,6 +40,7 @@ internal sealed class NbdReplyWriter(PipeWriter output)
     /// An empty READ gets a lone NONE chunk instead: OFFSET_DATA must describe at least one byte, and
     /// once structured replies are negotiated a READ may not be answered with a simple reply.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadDataAsync(ulong cookie, ulong offset, ReadOnlyMemory<byte> data)
     {
         if (!StructuredReplies)

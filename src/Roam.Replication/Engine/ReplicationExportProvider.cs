@@ -21,8 +21,8 @@ internal sealed class ReplicationExportProvider(ReplicationService service) : IN
             var (role, primary) = service.Lookup(name);
             if (role == VolumeRole.Replica) return new NbdExport(name, lease.Device, readOnly: true, lease);
             // A primary's connection may outlive its role's path (a plain volume gains a replica, a hand-over
-            // moves it away), so each change looks the path up (Tunnel.PromotableDevice).
-            return new NbdExport(name, new Tunnel.PromotableDevice(service, name, lease.Device),
+            // moves it away), so each change looks the path up (Volumes.RoleRouter).
+            return new NbdExport(name, new Volumes.RoleRouter(service.Volumes.Get(name), lease.Device),
                 readOnly: primary?.PendingHandOver is not null, lease);
         }
         catch (VolumeException ex) when (ex.Error == VolumeError.NotFound)

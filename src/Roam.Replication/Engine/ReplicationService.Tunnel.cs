@@ -1,7 +1,6 @@
 using Roam.Nbd.Server;
 using Roam.Peers.Transport;
 using Roam.Peers.Tunnel;
-using Roam.Replication.Tunnel;
 using Roam.Storage.Volumes;
 
 namespace Roam.Replication.Engine;
@@ -31,7 +30,7 @@ public sealed partial class ReplicationService
 
     /// <summary>
     /// Marks <paramref name="volume"/> as a VM's disk here (while its QEMU runs). Its export is then opened writable
-    /// with a device that picks the write path at each request (<see cref="PromotableDevice"/>), because a VM keeps
+    /// with a device that picks the write path at each request (<see cref="Volumes.RoleRouter"/>), because a VM keeps
     /// one NBD connection for its whole life while the volume changes role under it:
     /// on the source, a plain primary becomes a replicated one when a migration starts, and its writes must then be
     /// mirrored (a connection opened on the plain device would bypass the mirroring); on the destination, QEMU started
@@ -51,6 +50,6 @@ public sealed partial class ReplicationService
         if (Volumes.Find(name) is not { } entry) return null;
         lock (entry.Gate)
             if (!entry.IsVmDisk) return null;
-        return new NbdExport(name, new PromotableDevice(this, name, lease.Device), readOnly: false, lease);
+        return new NbdExport(name, new Volumes.RoleRouter(entry, lease.Device), readOnly: false, lease);
     }
 }

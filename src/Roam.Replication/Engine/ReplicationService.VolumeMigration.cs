@@ -1,3 +1,4 @@
+using Roam.Storage.Layers;
 using Roam.Replication.HandOver;
 using Roam.Replication.Source;
 using Roam.Storage.Tracking;
@@ -24,7 +25,7 @@ public sealed partial class ReplicationService
     /// destination's when a VM is about to arrive.</summary>
     public static Task WarmUpHandOver() => JitWarmup.PrepareAsync(typeof(ReplicationService), typeof(VolumeMigration), typeof(PeerLink),
         typeof(ReplicatedVolume), typeof(Target.ReplicaSession), typeof(Protocol.ReplicationFrameWriter), typeof(Peers.Protocol.PeerFrameWriter), typeof(Protocol.PeerHandOver),
-        typeof(OutFrame), typeof(WriteGate), typeof(ReplicationFile), typeof(RegionBitmap), typeof(ActivityLog), typeof(DurableFile),
+        typeof(OutFrame), typeof(WriteFence), typeof(ReplicationFile), typeof(RegionBitmap), typeof(ActivityLog), typeof(DurableFile),
         typeof(HandOverSource), typeof(HandOverTarget), typeof(Volumes.VolumeReplication));
 
     /// <summary>The migration of a volume (the last one, when it ended); throws when none was started.</summary>

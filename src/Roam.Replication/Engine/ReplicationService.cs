@@ -1,3 +1,4 @@
+using Roam.Storage.Layers;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Roam.Nbd.Server;
@@ -172,7 +173,7 @@ public sealed partial class ReplicationService : IAsyncDisposable
     internal string? FenceClosedReason(string volume) => Volumes.Find(volume)?.FenceClosedReason();
 
     /// <summary>The write fence of a primary exported without replication; a closed one (it lost its role) is replaced for new exports.</summary>
-    internal WriteGate FenceOf(string volume) => Volumes.Get(volume).FenceOf();
+    internal WriteFence FenceOf(string volume) => Volumes.Get(volume).FenceOf();
 
     internal (VolumeRole Role, ReplicatedVolume? Primary) Lookup(string volume) =>
         Volumes.Find(volume) is { } entry ? entry.Lookup() : (VolumeRole.Primary, null);

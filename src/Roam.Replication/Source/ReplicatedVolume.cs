@@ -3,6 +3,7 @@ using Roam.Replication.Engine;
 using Roam.Peers.Protocol;
 using Roam.Replication.Protocol;
 using Roam.Storage.Devices;
+using Roam.Storage.Layers;
 using Roam.Storage.Tracking;
 using Roam.Storage.Volumes;
 
@@ -18,6 +19,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly List<PeerLink> _links = [];
+    private PeerLink[] _linksSnapshot = []; // what the write path reads: replaced under _gate, never changed in place
     private readonly Timer _saver;
     private ReplicationFile _file;
     private long _savedVersions = -1;
@@ -30,9 +32,11 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         _logger = logger;
         Options = service.Options;
         Locks = new RegionLocks(Options.RegionSize);
-        Device = new ReplicatingDevice(this);
         ActivityLog = ActivityLog.Open(service.Paths.ActivityLog(Name), out var hot, Options.ActivityLogExtentSize, Options.ActivityLogCapacity,
             beforeEvict: evicted => { SaveBitmapsCovering(evicted); return ValueTask.CompletedTask; });
+        // Top to bottom, as a change meets them: the fence (a hand-over stops and drains changes here), the activity
+        // log (the extents are named durably before the change goes on), the mirror (local write, then every replica).
+        Device = new WriteFenceLayer(new ActivityLogLayer(new MirrorLayer(Local, this), ActivityLog), Gate);
         HotAtCrash = hot;
         _saver = new Timer(_ => SaveBitmapsIfChanged(), null, Options.BitmapSaveInterval, Options.BitmapSaveInterval);
     }
@@ -44,7 +48,8 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
     public ReplicationOptions Options { get; }
     public RegionLocks Locks { get; }
     public ActivityLog ActivityLog { get; }
-    public ReplicatingDevice Device { get; }
+    /// <summary>The primary's stack of layers over its file, what its NBD exports write through.</summary>
+    public IBlockDevice Device { get; }
     public IReadOnlyList<(long Offset, long Length)> HotAtCrash { get; }
 
     public DataGenerations Generations
@@ -52,10 +57,11 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         get { lock (_gate) return _file.Generations; }
     }
 
-    public IReadOnlyList<PeerLink> Links
-    {
-        get { lock (_gate) return [.. _links]; }
-    }
+    /// <summary>The replica links now: a snapshot taken without a lock or a copy (every write reads it).</summary>
+    public IReadOnlyList<PeerLink> Links => Volatile.Read(ref _linksSnapshot);
+
+    /// <summary>Publishes <see cref="_links"/> to the write path; call under _gate after each change.</summary>
+    private void LinksChanged() => Volatile.Write(ref _linksSnapshot, [.. _links]);
 
     public static ReplicatedVolume Open(ReplicationService service, VolumeLease lease, ReplicationFile file, ILogger logger)
     {
@@ -70,6 +76,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
                 MergeDiverged = peer.MergeDiverged,
             });
         }
+        lock (volume._gate) volume.LinksChanged();
         if (volume.HotAtCrash.Count > 0)
         {
             // A crash: the extents that were hot may hold writes no replica got (nor a parted link recorded).
@@ -100,8 +107,8 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
 
     public ReplicationService Service => _service;
 
-    /// <summary>Changes admission: frozen and closed by a hand-over.</summary>
-    public WriteGate Gate { get; } = new();
+    /// <summary>Changes admission: frozen and closed by a hand-over (the top layer of <see cref="Device"/>).</summary>
+    public WriteFence Gate { get; } = new();
 
     /// <summary>Persists a replica's mode, flags and synced generation (the link applies them itself).</summary>
     public void SaveRecord(PeerLink link)
@@ -141,6 +148,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
             var link = new PeerLink(this, peer, mode, null, bitmap, _logger, Options) { Bandwidth = bandwidth };
             bitmap.Save(_service.Paths.Bitmap(Name, peer));
             _links.Add(link);
+            LinksChanged();
             _file = _file with { Peers = [.. _file.Peers, new ReplicaRecord(peer, mode, null, Bandwidth: link.Bandwidth)] };
             _file.Write(_service.Paths.State(Name));
             return link;
@@ -153,6 +161,7 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         lock (_gate)
         {
             _links.Remove(link);
+            LinksChanged();
             _file = _file with { Peers = [.. _file.Peers.Where(p => p.Peer != link.Peer)] };
             _file.Write(_service.Paths.State(Name));
         }
@@ -194,7 +203,11 @@ internal sealed class ReplicatedVolume : IAsyncDisposable
         lock (_gate)
         {
             var current = _file.Generations;
-            if (!_links.Any(l => l.SyncedGeneration == current.Current && !l.IsMirroring)) return;
+            // A loop, not Any(): a lambda capturing the generation would allocate on every write.
+            bool diverges = false;
+            foreach (var link in _links)
+                if (link.SyncedGeneration == current.Current && !link.IsMirroring) { diverges = true; break; }
+            if (!diverges) return;
             var next = current.Next();
             _file = _file.With(next);
             _file.Write(_service.Paths.State(Name));

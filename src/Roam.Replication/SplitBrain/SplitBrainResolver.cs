@@ -1,3 +1,4 @@
+using Roam.Storage.Layers;
 using Microsoft.Extensions.Logging;
 using Roam.Replication.Engine;
 using Roam.Replication.Source;
@@ -74,7 +75,7 @@ internal sealed class SplitBrainResolver(ReplicationService service)
                     return service.GetStatus(volume);
                 }
                 // Writes stop first (on NBD connections already open too) and those in flight finish, then the role goes.
-                WriteGate? fence;
+                WriteFence? fence;
                 lock (entry.Gate) fence = entry.Fence;
                 var gate = primary?.Gate ?? fence;
                 string reason = $"volume '{volume}' lost a split brain to {keepHost}: it is read-only on this host now";

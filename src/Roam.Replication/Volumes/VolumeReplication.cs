@@ -1,3 +1,4 @@
+using Roam.Storage.Layers;
 using Roam.Replication.Engine;
 using Roam.Replication.HandOver;
 using Roam.Replication.Source;
@@ -36,7 +37,7 @@ internal sealed class VolumeReplication(string name)
     public ReplicaSession? Session { get; set; }
 
     /// <summary>The write fence of a primary exported without replication (see <see cref="FenceOf"/>).</summary>
-    public WriteGate? Fence { get; set; }
+    public WriteFence? Fence { get; set; }
 
     /// <summary>A VM's disk here (see ReplicationService.SetVmDisk): exported with a device that follows its role.</summary>
     public bool IsVmDisk { get; set; }
@@ -77,11 +78,11 @@ internal sealed class VolumeReplication(string name)
     }
 
     /// <summary>The write fence of a primary exported without replication; a closed one (it lost its role) is replaced for new exports.</summary>
-    public WriteGate FenceOf()
+    public WriteFence FenceOf()
     {
         lock (Gate)
         {
-            if (Fence is not { ClosedReason: null } fence) Fence = fence = new WriteGate();
+            if (Fence is not { ClosedReason: null } fence) Fence = fence = new WriteFence();
             return fence;
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Roam.Storage.Devices;
@@ -27,6 +28,7 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
 
     public BlockDeviceCapabilities Capabilities { get; }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         int done = 0;
@@ -47,6 +49,7 @@ public sealed class FileBlockDevice : IBlockDevice, IDisposable
         catch (IOException ex) { throw BlockDeviceException.From(ex); }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         EnsureWritable();

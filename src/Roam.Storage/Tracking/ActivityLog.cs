@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using Microsoft.Win32.SafeHandles;
@@ -72,6 +73,7 @@ public sealed class ActivityLog : IDisposable
     /// open extents at the same time share one log transaction (group commit): with random writes
     /// nearly every write opens an extent, and one fdatasync each would bound the volume's write rate.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Scope> EnterAsync(long offset, long length)
     {
         long first = offset / ExtentSize, last = (offset + Math.Max(length, 1) - 1) / ExtentSize;
@@ -80,13 +82,13 @@ public sealed class ActivityLog : IDisposable
         {
             Task? durable = null;
             Task? full = null;
-            Entry[] pinned = [];
+            Scope pinned = default;
             lock (_gate)
             {
                 int missing = 0;
                 for (long e = first; e <= last; e++) if (!_active.ContainsKey(e)) missing++;
                 int overflow = _active.Count + missing - Capacity;
-                List<long> victims = [];
+                List<long>? victims = null; // allocated only when an extent must make room: the hot path allocates nothing
                 if (overflow > 0)
                 {
                     // Least recently used extents with no write in flight make room. An extent admitted
@@ -94,10 +96,13 @@ public sealed class ActivityLog : IDisposable
                     victims = _active.Where(kv => kv.Value.Pins == 0 && (kv.Key < first || kv.Key > last))
                         .OrderBy(kv => kv.Value.LastUse).Take(overflow).Select(kv => kv.Key).ToList();
                 }
-                if (overflow <= 0 || victims.Count == overflow)
+                if (overflow <= 0 || victims!.Count == overflow)
                 {
-                    foreach (var v in victims) _active.Remove(v);
-                    _evicted.AddRange(victims);
+                    if (victims is not null)
+                    {
+                        foreach (var v in victims) _active.Remove(v);
+                        _evicted.AddRange(victims);
+                    }
                     for (long e = first; e <= last; e++)
                     {
                         if (!_active.TryGetValue(e, out var entry))
@@ -110,7 +115,7 @@ public sealed class ActivityLog : IDisposable
                         if (!entry.Durable.IsCompletedSuccessfully) durable = durable is null ? entry.Durable : Task.WhenAll(durable, entry.Durable);
                     }
                     pinned = Pinned(first, last);
-                    if (durable is null) return new Scope(this, pinned);
+                    if (durable is null) return pinned;
                 }
                 else
                 {
@@ -131,10 +136,10 @@ public sealed class ActivityLog : IDisposable
             }
             catch
             {
-                Unpin(pinned);
+                pinned.Dispose();
                 throw;
             }
-            return new Scope(this, pinned);
+            return pinned;
         }
     }
 
@@ -212,11 +217,13 @@ public sealed class ActivityLog : IDisposable
 
     /// <summary>The entries a writer pinned (under _gate), held by its scope: a failed commit may replace an entry
     /// under the same key for another writer, whose pin must not be the one released.</summary>
-    private Entry[] Pinned(long first, long last)
+    private Scope Pinned(long first, long last)
     {
+        // Most writes touch one extent: their scope holds the entry itself, no array.
+        if (first == last) return new Scope(this, _active[first], null);
         var entries = new Entry[last - first + 1];
         for (long e = first; e <= last; e++) entries[e - first] = _active[e];
-        return entries;
+        return new Scope(this, null, entries);
     }
 
     /// <summary>
@@ -233,13 +240,14 @@ public sealed class ActivityLog : IDisposable
 
     private (long Offset, long Length)[] Ranges(IEnumerable<long> extents) => [.. extents.Select(e => (e * ExtentSize, (long)ExtentSize))];
 
-    private void Unpin(Entry[] entries)
+    private void Unpin(Entry? one, Entry[]? many)
     {
         lock (_gate)
         {
-            bool freed = false;
-            foreach (var entry in entries)
-                if (--entry.Pins == 0) freed = true;
+            bool freed = one is not null && --one.Pins == 0;
+            if (many is not null)
+                foreach (var entry in many)
+                    if (--entry.Pins == 0) freed = true;
             if (freed && _unpinned is { } waiting)
             {
                 _unpinned = null;
@@ -295,10 +303,10 @@ public sealed class ActivityLog : IDisposable
         internal Task Durable = Task.CompletedTask;
     }
 
-    /// <summary>Pins extents while a write is in flight.</summary>
-    public readonly struct Scope(ActivityLog log, Entry[] entries) : IDisposable
+    /// <summary>Pins extents while a write is in flight: one entry, or several for a write across extents.</summary>
+    public readonly struct Scope(ActivityLog log, Entry? one, Entry[]? many) : IDisposable
     {
-        public void Dispose() => log?.Unpin(entries);
+        public void Dispose() => log?.Unpin(one, many);
     }
 }
 

@@ -225,21 +225,8 @@ public sealed class VolumeStore : IDisposable
 
     private static long AllocatedBytes(string path)
     {
-        try
-        {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            long size = RandomAccess.GetLength(handle), pos = 0, allocated = 0;
-            while (pos < size)
-            {
-                long data = NativeFile.NextData(handle, pos);
-                if (data < 0) break;
-                long hole = NativeFile.NextHole(handle, data);
-                allocated += hole - data;
-                pos = hole;
-            }
-            return allocated;
-        }
-        catch (IOException) { return 0; }
+        try { return Transfer.SparseFiles.AllocatedBytes(path); }
+        catch (IOException) { return 0; } // deleted meanwhile, or unreadable: shown as nothing allocated
     }
 
     private sealed class OpenVolume

@@ -1,13 +1,15 @@
+using System.Runtime.CompilerServices;
 using Roam.Storage.Devices;
 
-namespace Roam.Replication.Source;
+namespace Roam.Storage.Layers;
 
 /// <summary>
-/// Admission of changes (write, zero, trim) to a replicated primary, for a hand-over: frozen, new
-/// changes wait; drained, none is in flight; closed (the volume was handed over), every waiting and
-/// later change fails with a read-only error.
+/// Admission of changes (write, zero, trim) to a primary volume, which <see cref="WriteFenceLayer"/> asks on every
+/// change: frozen (a hand-over begins), new changes wait; drained, none is in flight; closed (the volume was handed
+/// over, or lost a split brain), every waiting and later change fails with a read-only error, on NBD connections
+/// already open too. Entering is a counter under a short lock: no allocation unless the fence is frozen.
 /// </summary>
-internal sealed class WriteGate
+public sealed class WriteFence
 {
     private readonly Lock _gate = new();
     private int _active;
@@ -25,6 +27,7 @@ internal sealed class WriteGate
         get { lock (_gate) return _closed; }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Pass> EnterAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -106,8 +109,8 @@ internal sealed class WriteGate
         lock (_gate) _closed = null;
     }
 
-    public readonly struct Pass(WriteGate gate) : IDisposable
+    public readonly struct Pass(WriteFence fence) : IDisposable
     {
-        public void Dispose() => gate?.Exit();
+        public void Dispose() => fence?.Exit();
     }
 }
