@@ -9,7 +9,12 @@ internal sealed class VmMigrateCommand : Command
 {
     private readonly Argument<string> _name = VmArguments.Name();
     private readonly Option<string> _to = new("--to") { Description = "The trusted peer host to move the VM to (see: roam host list)", HelpName = "HOST", Required = true };
-    private readonly Option<string?> _bandwidth = new("--bandwidth") { Description = "Bandwidth limit for the disk copy and the memory, bytes per second (like 100M)", HelpName = "RATE" };
+    private readonly Option<string?> _bandwidth = new("--bandwidth")
+    {
+        Description = "Bandwidth limit for the migration, in bytes per second (like 100M; binary units): the disk copy and QEMU's memory stream. "
+            + "Absent: no limit on the disk copy, QEMU's default (128M) on the memory stream",
+        HelpName = "RATE",
+    };
     private readonly Option<long?> _downtime = new("--downtime-limit") { Description = "Largest acceptable pause at switch-over, in ms (default: 200, raised step by step while the memory does not converge)", HelpName = "MS" };
 
     public VmMigrateCommand(CliEnvironment environment)
