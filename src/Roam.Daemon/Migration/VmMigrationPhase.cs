@@ -69,6 +69,30 @@ internal static class VmMigrationPhaseRules
     /// </summary>
     public static bool RelayDrains(this VmMigrationPhase phase) => phase >= VmMigrationPhase.HandingOver;
 
+    /// <summary>
+    /// Whether the disk was handed over to the destination by this phase (it holds it as primary, or did): from
+    /// <see cref="VmMigrationPhase.HandedOver"/> on, except after a roll-back before the hand-over.
+    /// </summary>
+    public static bool DiskHandedOver(this VmMigrationPhase phase) =>
+        phase is VmMigrationPhase.HandedOver or VmMigrationPhase.Confirming or VmMigrationPhase.TakingBack or VmMigrationPhase.Completed
+            or VmMigrationPhase.HandedBack or VmMigrationPhase.Failed;
+
+    /// <summary>
+    /// Whether a migration in <paramref name="from"/> may move on to <paramref name="to"/>: forward only (the same phase
+    /// again is no move), each outcome only from where it can come: rolled back while the source owns the roll-back,
+    /// handed back after the taking back, failed once the destination decides, completed once QEMU finished after the
+    /// hand-over. The one move out of an outcome is from completed to failed (the source QEMU's quit failing).
+    /// </summary>
+    public static bool CanMoveTo(this VmMigrationPhase from, VmMigrationPhase to) => to switch
+    {
+        _ when from.IsFinal() => from == VmMigrationPhase.Completed && to == VmMigrationPhase.Failed,
+        VmMigrationPhase.RolledBack => from.RollbackOwner() == Migration.RollbackOwner.Source,
+        VmMigrationPhase.HandedBack => from == VmMigrationPhase.TakingBack,
+        VmMigrationPhase.Failed => from.RollbackOwner() == Migration.RollbackOwner.Destination,
+        VmMigrationPhase.Completed => from is VmMigrationPhase.HandedOver or VmMigrationPhase.Confirming,
+        _ => Enum.IsDefined(to) && to >= from,
+    };
+
     /// <summary>Whether the migration is over (one way or the other).</summary>
     public static bool IsFinal(this VmMigrationPhase phase) => phase.RollbackOwner() == Migration.RollbackOwner.None;
 

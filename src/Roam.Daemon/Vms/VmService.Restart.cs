@@ -99,13 +99,9 @@ internal sealed partial class VmService
             qemu = await QemuProcess.AttachAsync(identity, record.QmpSocket,
                 new QemuProcessOptions { Logger = logger, LogPath = record.LogPath, StartTimeout = AttachTimeout }).ConfigureAwait(false);
         }
-        catch (QemuExitedException ex) when (record.Incoming && replication.GetStatus(volume).Role == VolumeRole.Replica)
+        catch (QemuExitedException ex) when (Recovery.IsCutArrival(record, volume))
         {
-            // A destination QEMU that ended (its stream broke with the old roamd) before the disk was handed over here:
-            // the VM never ran on this host and still runs at the source. Forgotten, so that a later migration may come.
-            Log.VmIncomingDropped(logger, name, identity?.Pid ?? record.Pid);
-            Log.VmDiedWhileAway(logger, name, identity?.Pid ?? record.Pid, JobManager.OneLine(ex.Exit.StderrTail));
-            Forget(vm);
+            Recovery.DropCutArrival(vm, identity?.Pid ?? record.Pid, ex.Exit);
             return true;
         }
         catch (QemuExitedException ex)
@@ -135,77 +131,9 @@ internal sealed partial class VmService
         string notice;
         try
         {
-            var status = await qemu.Qmp.QueryStatusAsync().ConfigureAwait(false);
-            var migration = await qemu.Qmp.QueryMigrateAsync().ConfigureAwait(false);
-            var role = replication.GetStatus(volume).Role;
-            if (status.Status == RunState.InMigrate || record.Incoming && status.Status is RunState.Prelaunch)
-            {
-                // A destination whose incoming migration never finished: the stream died with the old roamd.
-                vm.ExitExpected = true;
-                await qemu.KillAsync().ConfigureAwait(false);
-                await qemu.DisposeAsync().ConfigureAwait(false);
-                if (role == VolumeRole.Replica)
-                {
-                    Forget(vm);
-                    Log.VmIncomingDropped(logger, name, identity.Pid);
-                }
-                else
-                {
-                    _runRecords.Delete(name);
-                    lock (_lock)
-                    {
-                        vm.State = VmStates.Crashed;
-                        vm.Error = $"roamd stopped during this VM's incoming migration; its QEMU (pid {identity.Pid}) never received the VM and was killed";
-                    }
-                }
-                return true;
-            }
-            if (role == VolumeRole.Replica)
-            {
-                if (status.Status == RunState.PostMigrate)
-                {
-                    // Migrated away completely; roamd died before ending the source QEMU.
-                    vm.ExitExpected = true;
-                    await qemu.QuitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-                    await qemu.DisposeAsync().ConfigureAwait(false);
-                    Forget(vm);
-                    Log.VmMigratedWhileAway(logger, name, identity.Pid);
-                    return true;
-                }
-                // The disk was handed over (this host holds a replica now) but the migration did not finish: this QEMU
-                // must not write, and it may hold the only copy of the guest's memory. Keep it, paused.
-                if (status.Running) await qemu.Qmp.StopAsync().ConfigureAwait(false);
-                lock (_lock)
-                {
-                    vm.State = VmStates.Paused;
-                    vm.Error = $"roamd stopped in the middle of migrating this VM, after handing its disk over (volume '{volume}' is a replica here now); " +
-                               $"QEMU (pid {identity.Pid}) is kept paused here. See roam vm show {name} on the destination; if the VM does not run there, " +
-                               "its memory is only here";
-                }
-                notice = "re-adopted, paused (interrupted migration)";
-            }
-            else if (migration.Status is QmpMigrationStatus.Setup or QmpMigrationStatus.Active or QmpMigrationStatus.PreSwitchover
-                     or QmpMigrationStatus.Device or QmpMigrationStatus.Cancelling)
-            {
-                // A migration died with the old roamd before the hand-over: the VM stays here, with its disk.
-                try { await qemu.Qmp.MigrateCancelAsync(CancellationToken.None).ConfigureAwait(false); }
-                catch (QmpException) { }
-                await EnsureRunningAsync(qemu).ConfigureAwait(false);
-                if (replication.FindMigration(volume)?.Phase is VolumeMigrationPhase.Preparing or VolumeMigrationPhase.Copying or VolumeMigrationPhase.InSync)
-                {
-                    try { await replication.AbortMigrationAsync(volume).ConfigureAwait(false); }
-                    catch (Exception e) when (e is IOException or InvalidOperationException or Roam.Replication.ReplicationException) { }
-                }
-                notice = $"a migration (QEMU status {migration.Status}) was under way when roamd stopped: cancelled, the VM goes on here";
-            }
-            else
-            {
-                // A VM paused by an interrupted migration that QEMU already gave up on resumes; otherwise as found.
-                if (!status.Running && status.Status is RunState.Paused or RunState.PostMigrate or RunState.FinishMigrate
-                    && migration.Status is QmpMigrationStatus.Failed or QmpMigrationStatus.Cancelled)
-                    await qemu.Qmp.ContAsync().ConfigureAwait(false);
-                notice = "";
-            }
+            // Whatever a migration cut by the restart left: settled here, or the QEMU ended and the VM done with.
+            if (await Recovery.SettleAsync(vm, record, qemu, identity.Pid).ConfigureAwait(false) is not { } settled) return true;
+            notice = settled;
         }
         catch (Exception ex) when (ex is QmpException or IOException or TimeoutException)
         {

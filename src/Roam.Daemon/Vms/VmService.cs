@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Roam.Control;
 using Roam.Daemon.Hosting;
 using Roam.Daemon.Jobs;
+using Roam.Daemon.Migration;
 using Roam.Hypervisor.Qemu;
 using Roam.Replication.Engine;
 using Roam.Peers.Trust;
@@ -44,9 +45,6 @@ internal sealed partial class VmService(
     ILogger<VmService> logger) : IHostedService
 {
     public static readonly TimeSpan ShutdownPowerdownTimeout = TimeSpan.FromSeconds(5);
-
-    /// <summary>How long a VM migration's disk phase waits for a destination whose link is down before it fails.</summary>
-    public static readonly TimeSpan DestinationLossTimeout = TimeSpan.FromSeconds(15);
     public const string AcceleratorEnvironmentVariable = "ROAM_VM_ACCELERATOR";
 
     private readonly Dictionary<string, VmRuntime> _vms = new(StringComparer.Ordinal);
@@ -54,11 +52,21 @@ internal sealed partial class VmService(
     private readonly VmDefinitionStore _definitions = new(options.DataDir);
     private readonly VmRunRecordStore _runRecords = new(options.DataDir);
     private readonly BootFiles _bootFiles = new(options.DataDir);
+    private readonly VmPeerChannel _peers = new(replication);
+    private VmMigrationDestination? _destination;
+    private VmMigrationRecovery? _recovery;
+
+    /// <summary>The destination side of migrations to this host (see Migration/VmMigrationDestination.cs).</summary>
+    private VmMigrationDestination Destination =>
+        LazyInitializer.EnsureInitialized(ref _destination, () => new VmMigrationDestination(options, store, replication, _bootFiles, this, logger));
+
+    /// <summary>What a roamd restart does about migrations it cut (see Migration/VmMigrationRecovery.cs).</summary>
+    private VmMigrationRecovery Recovery => LazyInitializer.EnsureInitialized(ref _recovery, () => new VmMigrationRecovery(this, replication, logger));
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         PrepareStart();
-        replication.TunnelHandler = HandleTunnelAsync;
+        replication.TunnelHandler = Destination.HandleTunnelAsync;
         await AdoptAllAsync().ConfigureAwait(false);
     }
 
@@ -180,7 +188,7 @@ internal sealed partial class VmService(
             .WithArguments("-no-reboot"); // a guest that reboots or panics ends its QEMU: roamd reports it
         if (d.Kernel is not null) line.WithKernel(d.Kernel, d.Initrd, d.Append);
         // An arriving VM stays paused once loaded (-S: no autostart): roamd resumes it only as the volume's primary
-        // (VmService.Incoming), so a stream that ends early or a source that kept the disk never yields a second runner.
+        // (Migration/VmMigrationDestination), so a stream that ends early or a source that kept the disk never yields a second runner.
         if (incoming) line.WithIncomingDefer().WithArguments("-S");
         return line;
     }

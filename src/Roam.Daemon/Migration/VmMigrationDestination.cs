@@ -3,23 +3,27 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
 using Roam.Daemon.Jobs;
-using Roam.Daemon.Migration;
+using Roam.Daemon.Hosting;
+using Roam.Daemon.Vms;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Replication.Engine;
 using Roam.Peers.Tunnel;
+using Roam.Storage.Volumes;
 using QmpMigrationStatus = Roam.Hypervisor.Qmp.MigrationStatus;
 
-namespace Roam.Daemon.Vms;
+namespace Roam.Daemon.Migration;
 
 // Destination side: answers vm-prepare / vm-status, and for vm-incoming defines the VM, starts QEMU with -incoming
 // on the replica's export and relays the memory stream from the tunnel into QEMU's migrate-incoming socket.
-internal sealed partial class VmService
+/// <summary>The destination side of VM migrations: the peer tunnel's VM requests (<see cref="VmTunnelOp"/>) and the arrivals they bring.</summary>
+internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore store, ReplicationService replication, BootFiles bootFiles, IVmHost host,
+    ILogger logger)
 {
     private const long MemoryOverheadBytes = 64L << 20;
-    private readonly Dictionary<string, VmArrival> _arrivals = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, VmArrival> _arrivals = new(StringComparer.Ordinal); // guarded by host.Lock
 
-    private async Task HandleTunnelAsync(TunnelRequest tunnel)
+    public async Task HandleTunnelAsync(TunnelRequest tunnel)
     {
         var request = VmTunnelJson.TryParseRequest(tunnel.Json);
         if (request is null)
@@ -31,16 +35,16 @@ internal sealed partial class VmService
         {
             case VmTunnelOp.Prepare:
                 var refusal = CheckArrival(request, tunnel.Peer);
-                var lacking = (request.BootFiles ?? []).Where(f => _bootFiles.FindLocal(f) is null).Select(f => f.Sha256).ToList();
+                var lacking = (request.BootFiles ?? []).Where(f => bootFiles.FindLocal(f) is null).Select(f => f.Sha256).ToList();
                 await ReplyAsync(tunnel, refusal is null ? VmTunnelStatus.Ok : VmTunnelStatus.Refused, refusal, needBootFiles: lacking).ConfigureAwait(false);
                 break;
             case VmTunnelOp.Status:
                 VmArrival? arrival;
-                lock (_lock)
+                lock (host.Lock)
                 {
                     _arrivals.TryGetValue(request.Vm.Name, out arrival);
                     // No record of an arrival (this roamd restarted since): it runs here if a QEMU runs it, else it never will.
-                    arrival ??= _vms.TryGetValue(request.Vm.Name, out var here)
+                    arrival ??= host.Find(request.Vm.Name) is { } here
                         ? new VmArrival(here.State == VmStates.Running ? VmTunnelStatus.Ok : VmTunnelStatus.Pending, null)
                         : new VmArrival(VmTunnelStatus.Failed, "this host has no VM of that name (its roamd restarted during the arrival)");
                 }
@@ -69,7 +73,7 @@ internal sealed partial class VmService
             await ReplyAsync(tunnel, VmTunnelStatus.Refused, "a boot file request names exactly one file").ConfigureAwait(false);
             return;
         }
-        if (_bootFiles.FindLocal(offer) is not null)
+        if (bootFiles.FindLocal(offer) is not null)
         {
             await ReplyAsync(tunnel, VmTunnelStatus.Ok, null, needBootFiles: []).ConfigureAwait(false);
             return;
@@ -80,7 +84,7 @@ internal sealed partial class VmService
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(tunnel.Stopping);
             timeout.CancelAfter(TimeSpan.FromMinutes(10));
-            var kept = await _bootFiles.ReceiveAsync(offer, tunnel.Transport.Input, timeout.Token).ConfigureAwait(false);
+            var kept = await bootFiles.ReceiveAsync(offer, tunnel.Transport.Input, timeout.Token).ConfigureAwait(false);
             Log.VmBootFileReceived(logger, request.Vm.Name, tunnel.Peer, offer.Path, offer.Size, kept);
         }
         catch (Exception ex) when (ex is IOException or InvalidDataException or OperationCanceledException or UnauthorizedAccessException)
@@ -104,10 +108,10 @@ internal sealed partial class VmService
     {
         var d = request.Vm;
         if (!Roam.Storage.Volumes.VolumeName.IsValid(d.Name) || !Roam.Storage.Volumes.VolumeName.IsValid(d.Volume)) return "invalid VM or volume name";
-        lock (_lock)
+        lock (host.Lock)
         {
-            if (_vms.ContainsKey(d.Name)) return $"a VM named '{d.Name}' already exists on this host";
-            if (_vms.Values.FirstOrDefault(v => v.Definition.Volume == d.Volume) is { } other) return $"volume '{d.Volume}' is the disk of VM '{other.Definition.Name}' here";
+            if (host.Find(d.Name) is not null) return $"a VM named '{d.Name}' already exists on this host";
+            if (host.FindByVolume(d.Volume) is { } other) return $"volume '{d.Volume}' is the disk of VM '{other.Definition.Name}' here";
         }
         if (store.TryGet(d.Volume, out _))
         {
@@ -132,7 +136,7 @@ internal sealed partial class VmService
         else if (request.Op == VmTunnelOp.Incoming)
         {
             foreach (var file in request.BootFiles)
-                if (_bootFiles.FindLocal(file) is null) return $"this host lacks the VM's boot file {file.Path} ({file.Size} bytes, SHA-256 {file.Sha256})";
+                if (bootFiles.FindLocal(file) is null) return $"this host lacks the VM's boot file {file.Path} ({file.Size} bytes, SHA-256 {file.Sha256})";
         }
         return null;
     }
@@ -153,7 +157,7 @@ internal sealed partial class VmService
     {
         // The hand-over and the resume come within seconds, inside the VM's pause: compile them now.
         _ = ReplicationService.WarmUpHandOver();
-        _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
+        _ = JitWarmup.PrepareAsync(typeof(VmMigrationDestination), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
         var d = request.Vm;
         var peer = tunnel.Peer;
         if (CheckArrival(request, peer) is { } refusal)
@@ -169,7 +173,7 @@ internal sealed partial class VmService
             return;
         }
         // The kernel and initrd as this host holds them (sent by the source when it lacked them).
-        string? Local(string? path) => path is null ? null : request.BootFiles?.FirstOrDefault(f => f.Path == path) is { } offer ? _bootFiles.FindLocal(offer) ?? path : path;
+        string? Local(string? path) => path is null ? null : request.BootFiles?.FirstOrDefault(f => f.Path == path) is { } offer ? bootFiles.FindLocal(offer) ?? path : path;
         d = d with { Kernel = Local(d.Kernel), Initrd = Local(d.Initrd) };
         if (!store.TryGet(d.Volume, out _))
         {
@@ -177,9 +181,9 @@ internal sealed partial class VmService
             return;
         }
         var vm = new VmRuntime(d);
-        lock (_lock)
+        lock (host.Lock)
         {
-            _vms[d.Name] = vm;
+            host.Add(vm);
             _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Pending, null);
         }
         bool replied = false;
@@ -188,9 +192,9 @@ internal sealed partial class VmService
         await vm.Gate.WaitAsync(tunnel.Stopping).ConfigureAwait(false);
         try
         {
-            _definitions.Save(d);
+            host.SaveDefinition(d);
             var accelerator = request.Accelerator == "kvm" ? Accelerator.Kvm : Accelerator.Tcg;
-            var qemu = await LaunchAsync(vm, accelerator, incoming: true, tunnel.Stopping).ConfigureAwait(false);
+            var qemu = await host.LaunchAsync(vm, accelerator, incoming: true, tunnel.Stopping).ConfigureAwait(false);
             await qemu.Qmp.MigrateSetCapabilitiesAsync([new(MigrationCapability.Events, true)], tunnel.Stopping).ConfigureAwait(false);
             await qemu.Qmp.MigrateIncomingAsync("unix:" + socketPath, tunnel.Stopping).ConfigureAwait(false);
             using var local = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -249,7 +253,7 @@ internal sealed partial class VmService
                 if (DateTime.UtcNow > deadline) throw new IOException($"the VM did not start within 60 s after the stream ended ({status.Status}, migration {migrate.Status})");
                 await Task.Delay(20, tunnel.Stopping).ConfigureAwait(false);
             }
-            lock (_lock)
+            lock (host.Lock)
             {
                 vm.State = VmStates.Running;
                 _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Ok, null);
@@ -262,13 +266,13 @@ internal sealed partial class VmService
             // QEMU exits by itself when an incoming stream breaks off: its own words say more than a closed QMP socket.
             // A corrupt stream says most: the source names it when the VM did not arrive.
             var corrupt = ex as TunnelCorruptException ?? (relaying is { IsCompletedSuccessfully: true } r ? r.Result.TunnelFailure as TunnelCorruptException : null);
-            var error = JobManager.OneLine(corrupt is not null ? CorruptionText(corrupt, peer)
+            var error = JobManager.OneLine(corrupt is not null ? VmMigration.CorruptionText(corrupt, peer)
                 : vm.Qemu is { HasExited: true } exited ? $"QEMU exited: {exited.StderrTail}" : ex.Message);
             Log.VmIncomingFailed(logger, d.Name, peer, error);
             vm.ExitExpected = true;
             if (vm.Qemu is { } q) await q.KillAsync().ConfigureAwait(false);
-            Forget(vm);
-            lock (_lock) _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Failed, error);
+            host.Forget(vm);
+            lock (host.Lock) _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Failed, error);
             if (!replied)
             {
                 try { await ReplyAsync(tunnel, VmTunnelStatus.Refused, error).ConfigureAwait(false); }
@@ -294,9 +298,9 @@ internal sealed partial class VmService
     private async Task<string?> ReturnVolumeAsync(VmTunnelRequest request, string peer)
     {
         var d = request.Vm;
-        lock (_lock)
+        lock (host.Lock)
         {
-            if (_vms.TryGetValue(d.Name, out var here) && here.Qemu is not null) return $"the VM '{d.Name}' has a QEMU here ({here.State}): it stays here";
+            if (host.Find(d.Name) is { Qemu: not null } here) return $"the VM '{d.Name}' has a QEMU here ({here.State}): it stays here";
             if (!_arrivals.TryGetValue(d.Name, out var arrival) || arrival.Status != VmTunnelStatus.Failed)
                 return $"no failed arrival of VM '{d.Name}' is known here";
         }
