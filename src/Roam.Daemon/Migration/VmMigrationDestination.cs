@@ -157,7 +157,7 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
     {
         // The hand-over and the resume come within seconds, inside the VM's pause: compile them now.
         _ = ReplicationService.WarmUpHandOver();
-        _ = JitWarmup.PrepareAsync(typeof(VmMigrationDestination), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
+        _ = JitWarmup.PrepareAsync(typeof(VmMigrationDestination), typeof(VmService), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader), typeof(TunnelChunkWriter));
         var d = request.Vm;
         var peer = tunnel.Peer;
         if (CheckArrival(request, peer) is { } refusal)
