@@ -34,6 +34,9 @@ internal interface IVmHost
     /// <summary>The VM left for another host: forgotten, its migration's last view kept for `roam vm show` and the API.</summary>
     void Departed(VmRuntime vm, VmMigrationView final);
 
+    /// <summary>The Unix socket the VM's memory stream passes through while it migrates (see VmSocketPaths).</summary>
+    string MigrationSocketOf(string name);
+
     /// <summary>The VM is not meant to be running here any more (a roamd restart leaves it alone).</summary>
     void DeleteRunRecord(string name);
 }

@@ -23,8 +23,9 @@ internal sealed class VmMigration
 
     /// <param name="vmLock">The lock that guards the VMs' runtime state (VmService's): the view is published under it.</param>
     public VmMigration(VmRuntime vm, string peer, MigrationBandwidth bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles, Job job,
-        long diskTotal, Lock vmLock)
+        long diskTotal, string socketPath, Lock vmLock)
     {
+        SocketPath = socketPath;
         Vm = vm;
         Peer = peer;
         Bandwidth = bandwidth;
@@ -60,8 +61,8 @@ internal sealed class VmMigration
         get { lock (_vmLock) return _view; }
     }
 
-    /// <summary>The unix socket QEMU migrates to, served only by this roamd.</summary>
-    public string SocketPath { get; } = Path.Combine("/tmp", $"roam-tun-{Guid.NewGuid():N}.sock");
+    /// <summary>The unix socket QEMU migrates to, served only by this roamd (DATA_DIR/vms/NAME.migration.sock).</summary>
+    public string SocketPath { get; }
 
     /// <summary>The source QEMU, running the VM when the migration began.</summary>
     public QemuProcess? Qemu { get; set; }

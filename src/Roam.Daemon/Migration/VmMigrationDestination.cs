@@ -188,7 +188,7 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
         }
         bool replied = false;
         Task<(long Sent, long Received, Exception? TunnelFailure)>? relaying = null;
-        string socketPath = Path.Combine("/tmp", $"roam-in-{Guid.NewGuid():N}.sock");
+        string socketPath = host.MigrationSocketOf(d.Name);
         await vm.Gate.WaitAsync(tunnel.Stopping).ConfigureAwait(false);
         try
         {
@@ -281,7 +281,7 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
         }
         finally
         {
-            try { File.Delete(socketPath); } catch (IOException) { }
+            VmSocketPaths.DeleteStale(socketPath);
             vm.Gate.Release();
         }
     }

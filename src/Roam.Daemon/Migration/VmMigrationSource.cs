@@ -50,7 +50,7 @@ internal sealed partial class VmMigrationSource(VmMigration m, IVmHost host, Rep
         {
             if (m.Tunnel is not null) await m.Tunnel.DisposeAsync().ConfigureAwait(false);
             m.Listener?.Dispose();
-            try { File.Delete(m.SocketPath); } catch (IOException) { }
+            VmSocketPaths.DeleteStale(m.SocketPath);
             m.Guard.Dispose();
             m.Vm.Gate.Release();
         }
@@ -153,6 +153,7 @@ internal sealed partial class VmMigrationSource(VmMigration m, IVmHost host, Rep
     private void StartRelay(CancellationToken ct)
     {
         var listener = m.Listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        VmSocketPaths.DeleteStale(m.SocketPath); // left by a roamd killed mid-migration
         listener.Bind(new UnixDomainSocketEndPoint(m.SocketPath));
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(m.SocketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(1);

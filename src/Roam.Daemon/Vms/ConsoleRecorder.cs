@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Roam.Daemon.Vms;
@@ -63,14 +62,8 @@ internal sealed class ConsoleRecorder : IAsyncDisposable
         _loop = done.Task;
     }
 
-    /// <summary>The console socket of VM <paramref name="name"/>: in DATA_DIR/vms, or in /tmp when that path is too long for a unix socket.</summary>
-    public static string SocketPathFor(string vmsDirectory, string name)
-    {
-        var path = Path.Combine(Path.GetFullPath(vmsDirectory), name + ".console.sock");
-        if (Encoding.UTF8.GetByteCount(path) < 100) return path;
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..24];
-        return Path.Combine("/tmp", $"roam-con-{hash}.sock");
-    }
+    /// <summary>The console socket of VM <paramref name="name"/> (see <see cref="VmSocketPaths"/>).</summary>
+    public static string SocketPathFor(string vmsDirectory, string name) => VmSocketPaths.For(vmsDirectory, name + ".console.sock");
 
     /// <summary>Parses a line of a stamped console log: its host time and the console line, or false.</summary>
     public static bool TryParse(string stampedLine, out DateTimeOffset stamp, out string line)

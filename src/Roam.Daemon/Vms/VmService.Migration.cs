@@ -53,19 +53,26 @@ internal sealed partial class VmService : IVmHost
         return jobs.Start(VmJobKinds.Migrate, name, peer, "live", size, job => job.BeginMigration(peer),
             async (job, ct) =>
             {
-                await MigrateAsync(vm, peer, bandwidth, downtimeLimitMs, bootFiles, job, ct).ConfigureAwait(false);
+                await MigrateAsync(vm, peer, bandwidth, downtimeLimitMs, bootFiles, size, job, ct).ConfigureAwait(false);
                 return null;
             }, _ => Task.CompletedTask);
     }
 
     private async Task MigrateAsync(VmRuntime vm, string peer, MigrationBandwidth bandwidth, long? downtimeLimitMs, IReadOnlyList<BootFileOffer> bootFiles,
-        Job job, CancellationToken ct)
+        long size, Job job, CancellationToken ct)
     {
         _ = JitWarmup.PrepareAsync(typeof(VmService), typeof(VmMigrationSource), typeof(VmMigration), typeof(QmpClient), typeof(TunnelRelay), typeof(TunnelChunkReader),
             typeof(TunnelChunkWriter));
         await vm.Gate.WaitAsync(ct).ConfigureAwait(false);
-        var migration = new VmMigration(vm, peer, bandwidth, downtimeLimitMs, bootFiles, job, store.Get(vm.Definition.Volume).Size, _lock);
-        await new VmMigrationSource(migration, this, replication, _peers, logger).RunAsync(ct).ConfigureAwait(false);
+        VmMigrationSource source;
+        try { source = new VmMigrationSource(new VmMigration(vm, peer, bandwidth, downtimeLimitMs, bootFiles, job, size, _runRecords.MigrationSocketOf(vm.Definition.Name), _lock), this, replication, _peers, logger); }
+        catch
+        {
+            vm.Gate.Release();
+            throw;
+        }
+        // From here on RunAsync owns the gate and releases it whatever happens.
+        await source.RunAsync(ct).ConfigureAwait(false);
     }
 
     Lock IVmHost.Lock => _lock;
@@ -88,6 +95,8 @@ internal sealed partial class VmService : IVmHost
         lock (_lock) _departed[vm.Definition.Name] = final;
         Forget(vm);
     }
+
+    string IVmHost.MigrationSocketOf(string name) => _runRecords.MigrationSocketOf(name);
 
     void IVmHost.DeleteRunRecord(string name) => _runRecords.Delete(name);
 }

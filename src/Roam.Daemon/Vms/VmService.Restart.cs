@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Roam.Control;
@@ -244,25 +243,17 @@ internal sealed record VmRunRecord(int Pid, ulong StartTime, string BootId, stri
 /// <summary>DATA_DIR/vms/NAME.run, written crash-safely (temp file, fsync, rename, fsync of the directory).</summary>
 internal sealed class VmRunRecordStore(string dataDir)
 {
-    private const int MaxUnixSocketPath = 107;
-
     public string Directory { get; } = Path.Combine(dataDir, "vms");
 
     public string PathOf(string name) => Path.Combine(Directory, name + ".run"); // not *.json: those are definitions
 
     public string LogPathOf(string name) => Path.Combine(Directory, name + ".qemu.log");
 
-    /// <summary>
-    /// The VM's QMP socket: beside its definition (not in /tmp, which tmpfiles cleaners empty under long-running VMs),
-    /// unless that path is too long for a Unix socket; then a fixed name under /tmp derived from it.
-    /// </summary>
-    public string QmpSocketOf(string name)
-    {
-        var path = Path.Combine(Directory, name + ".qmp");
-        if (Encoding.UTF8.GetByteCount(path) <= MaxUnixSocketPath) return path;
-        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(path)))[..24];
-        return Path.Combine("/tmp", $"roam-qmp-{hash}.sock");
-    }
+    /// <summary>The VM's QMP socket (see <see cref="VmSocketPaths"/>).</summary>
+    public string QmpSocketOf(string name) => VmSocketPaths.For(Directory, name + ".qmp");
+
+    /// <summary>The socket the VM's memory stream passes through while it migrates, here as source or destination.</summary>
+    public string MigrationSocketOf(string name) => VmSocketPaths.For(Directory, name + ".migration.sock");
 
     public VmRunRecord? Load(string name)
     {
