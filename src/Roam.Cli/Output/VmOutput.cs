@@ -29,6 +29,14 @@ internal static class VmOutput
         return ExitCodes.Success;
     }
 
+    /// <summary>What a verb that changes a VM's state (start, stop, kill) prints: the state it left, in one line.</summary>
+    public static int PrintState(CliContext context, VmView vm)
+    {
+        if (context.Json) return Print(context, vm);
+        context.Out.WriteLine($"VM {vm.Name} is {vm.State}" + (vm.Pid is { } pid ? $" (QEMU pid {pid}, {vm.Accelerator})" : ""));
+        return ExitCodes.Success;
+    }
+
     public static string Describe(VmMigrationView m) => m.Phase switch
     {
         VmMigrationPhases.Completed => string.Create(CultureInfo.InvariantCulture,

@@ -19,8 +19,6 @@ internal sealed class VmKillCommand : Command
     {
         var vm = await context.Client.PostAsync($"v1/vms/{ControlClient.Segment(parse.GetValue(_name)!)}/kill", ControlJsonContext.Default.VmView,
             TimeSpan.FromSeconds(120), ct).ConfigureAwait(false);
-        if (context.Json) return VmOutput.Print(context, vm);
-        context.Out.WriteLine($"VM {vm.Name} is {vm.State}" + (vm.Pid is { } pid ? $" (QEMU pid {pid}, {vm.Accelerator})" : ""));
-        return ExitCodes.Success;
+        return VmOutput.PrintState(context, vm);
     }
 }

@@ -21,8 +21,6 @@ internal sealed class VmStopCommand : Command
     {
         var vm = await context.Client.PostAsync($"v1/vms/{ControlClient.Segment(parse.GetValue(_name)!)}/stop", new StopVmRequest(parse.GetValue(_timeout)),
             ControlJsonContext.Default.StopVmRequest, ControlJsonContext.Default.VmView, ct).ConfigureAwait(false);
-        if (context.Json) return VmOutput.Print(context, vm);
-        context.Out.WriteLine($"VM {vm.Name} is {vm.State}");
-        return ExitCodes.Success;
+        return VmOutput.PrintState(context, vm);
     }
 }
