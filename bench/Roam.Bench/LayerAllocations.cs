@@ -57,7 +57,7 @@ public class LayerAllocations
             _primary = (await ReplNode.MeshAsync(ReplNode.TestOptions, "alpha").ConfigureAwait(false))[0];
             _primary.Store.Create(Volume, VolumeSize);
         }
-        _server = new NbdServer(_primary.Service.Exports, new NbdServerOptions(), NullLogger.Instance);
+        _server = new NbdServer(_primary.Exports, new NbdServerOptions(), NullLogger.Instance);
         var (client, server) = TestPipes.Connected();
         _client = client;
         _ = _server.ServeAsync(server);

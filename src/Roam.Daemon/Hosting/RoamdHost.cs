@@ -98,7 +98,7 @@ internal static class RoamdHost
             sp.GetRequiredService<VolumeStore>(), options.DataDir, sp.GetRequiredService<ILoggerFactory>(),
             new ReplicationOptions { SyncTimeout = options.SyncTimeout, Compression = options.Compression }));
         // Every volume is served through replication: a replicated primary's writes reach its replicas, a replica is read-only.
-        services.AddSingleton(sp => new NbdServer(sp.GetRequiredService<ReplicationService>().Exports, new NbdServerOptions(),
+        services.AddSingleton(sp => new NbdServer(Exports.VolumeExports.For(sp.GetRequiredService<VolumeStore>(), sp.GetRequiredService<ReplicationService>()), new NbdServerOptions(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Nbd")));
         services.AddSingleton<NbdEndpoints>();
         services.AddSingleton<JobManager>();

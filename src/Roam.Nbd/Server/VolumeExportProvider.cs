@@ -1,9 +1,14 @@
+using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 
 namespace Roam.Nbd.Server;
 
-/// <summary>Every volume of the store is an export of the same name.</summary>
-public sealed class VolumeExportProvider(VolumeStore store) : INbdExportProvider
+/// <summary>
+/// Every volume of the store is an export of the same name. <paramref name="compose"/> puts the layers an export
+/// writes through over the volume's file (roamd: replication's, see Roam.Daemon's Exports/); without it, the file itself.
+/// </summary>
+public sealed class VolumeExportProvider(VolumeStore store, Func<string, IBlockDevice, (IBlockDevice Device, bool ReadOnly)>? compose = null)
+    : INbdExportProvider
 {
     public IReadOnlyList<string> ListExports() => [.. store.List().Select(v => v.Name)];
 
@@ -13,7 +18,16 @@ public sealed class VolumeExportProvider(VolumeStore store) : INbdExportProvider
         try
         {
             var lease = store.Open(name);
-            return new NbdExport(name, lease.Device, readOnly: false, lease);
+            try
+            {
+                var (device, readOnly) = compose?.Invoke(name, lease.Device) ?? (lease.Device, false);
+                return new NbdExport(name, device, readOnly, lease);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
         }
         catch (VolumeException ex) when (ex.Error == VolumeError.NotFound)
         {

@@ -1,4 +1,3 @@
-using Roam.Nbd.Server;
 using Roam.Peers.Transport;
 using Roam.Peers.Tunnel;
 using Roam.Storage.Volumes;
@@ -45,11 +44,4 @@ public sealed partial class ReplicationService
         lock (entry.Gate) entry.IsVmDisk = isVmDisk;
     }
 
-    internal NbdExport? OpenVmDiskExport(string name, VolumeLease lease)
-    {
-        if (Volumes.Find(name) is not { } entry) return null;
-        lock (entry.Gate)
-            if (!entry.IsVmDisk) return null;
-        return new NbdExport(name, new Volumes.RoleRouter(entry, lease.Device), readOnly: false, lease);
-    }
 }

@@ -1,7 +1,6 @@
 using Roam.Storage.Layers;
 using System.Net;
 using Microsoft.Extensions.Logging;
-using Roam.Nbd.Server;
 using Roam.Peers.Identity;
 using Roam.Peers.Protocol;
 using Roam.Peers.Transport;
@@ -12,6 +11,7 @@ using Roam.Replication.Source;
 using Roam.Replication.SplitBrain;
 using Roam.Replication.Target;
 using Roam.Replication.Volumes;
+using Roam.Storage.Devices;
 using Roam.Storage.Volumes;
 
 namespace Roam.Replication.Engine;
@@ -47,7 +47,6 @@ public sealed partial class ReplicationService : IAsyncDisposable
         Options = options ?? new ReplicationOptions();
         Paths = new ReplicationPaths(dataDir);
         _connector = new PeerConnector(identity, trust, new PeerConnectorOptions { Timeout = Options.AttachTimeout }, logger);
-        Exports = new ReplicationExportProvider(this);
         Peers = new PeerRequests(this, _connector);
         Replicas = new ReplicaAdmin(this);
         Replica = new ReplicaTarget(this);
@@ -61,8 +60,11 @@ public sealed partial class ReplicationService : IAsyncDisposable
 
     public ReplicationOptions Options { get; }
 
-    /// <summary>What the NBD server should export instead of the plain volume store.</summary>
-    public INbdExportProvider Exports { get; }
+    /// <summary>
+    /// The path an export of <paramref name="volume"/> takes over its local file <paramref name="local"/>: through
+    /// replication's layers as its role requires, read-only on a replica (see <see cref="Volumes.ExportPaths"/>).
+    /// </summary>
+    public (IBlockDevice Device, bool ReadOnly) ComposeExport(string volume, IBlockDevice local) => ExportPaths.Compose(this, volume, local);
 
     /// <summary>The peer listener's bound endpoint (with the real port when 0 was asked for), once started.</summary>
     public IPEndPoint? ListenEndPoint => _server?.LocalEndPoint;

@@ -1,3 +1,4 @@
+using Roam.Nbd.Server;
 using System.Net;
 using Roam.Replication.Engine;
 using Roam.Peers.Identity;
@@ -104,9 +105,12 @@ public sealed class ReplNode : IAsyncDisposable
         await StartAsync();
     }
 
+    /// <summary>The node's NBD exports, composed as roamd composes them (Roam.Daemon's Exports/VolumeExports).</summary>
+    public INbdExportProvider Exports => new VolumeExportProvider(Store, Service.ComposeExport);
+
     public IBlockDevice Open(string volume, out bool readOnly)
     {
-        var export = Service.Exports.Open(volume) ?? throw new InvalidOperationException($"no export {volume}");
+        var export = Exports.Open(volume) ?? throw new InvalidOperationException($"no export {volume}");
         readOnly = export.ReadOnly;
         return export.Device;
     }
