@@ -2,11 +2,13 @@
 # Builds Roam's small test/demo guest from Debian packages, cached:
 #   OUTDIR/vmlinuz      Debian's linux-image-6.1.0-*-amd64 kernel (apt-get download + dpkg -x; not installed on the host)
 #   OUTDIR/initrd.img   gzip'd newc cpio: static busybox + applet links, guest/init as /init, virtio-blk modules,
-#                       /bin/workload (guest/workload.c, static)
+#                       /bin/workload (guest/workload.c, static); for roam.net=dhcp: virtio_net's modules (own load
+#                       list), guest/roam-net, guest/udhcpc.script, /bin/netstream (guest/netstream.c, static) and
+#                       iproute2's ip as /sbin/ip-full (busybox's ip has no `ip mptcp`) with its libraries and loader
 #   OUTDIR/workload     the same static binary, for the host: `workload --verify disk.raw` checks the records
 # Usage: scripts/build-guest.sh [OUTDIR]      (default: .cache/guest under the repo)
-# Idempotent: does nothing when the outputs exist and the inputs (this script, guest/init, guest/workload.c, the
-# kernel package name, busybox and gcc versions) are unchanged. Env: KERNEL_PKG=linux-image-... to pin the kernel;
+# Idempotent: does nothing when the outputs exist and the inputs (this script, the guest/ files it packs, the
+# kernel package name, busybox, iproute2 and gcc versions, the ip binary and its libraries) are unchanged. Env: KERNEL_PKG=linux-image-... to pin the kernel;
 # FORCE=1 to rebuild.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,7 +21,7 @@ log() { echo "build-guest: $*" >&2; }
 need=()
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in busybox-static gcc libc6-dev cpio kmod gzip; do have_pkg "$p" || need+=("$p"); done
+for p in busybox-static gcc libc6-dev cpio kmod gzip iproute2; do have_pkg "$p" || need+=("$p"); done
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
@@ -27,6 +29,12 @@ if ((${#need[@]})); then
 fi
 busybox=$(command -v busybox || echo /bin/busybox)
 depmod=$(command -v depmod || echo /usr/sbin/depmod)
+ipbin=""
+for c in /usr/sbin/ip /sbin/ip /usr/bin/ip /bin/ip; do [ -x "$c" ] && { ipbin=$c; break; }; done
+[ -n "$ipbin" ] || { log "iproute2's ip not found"; exit 1; }
+# What ip needs at run time: the shared libraries ldd resolves, and the dynamic loader (the one line without =>).
+iplibs=$(ldd "$ipbin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+[ -n "$iplibs" ] || { log "ldd $ipbin named no libraries"; exit 1; }
 
 # --- which kernel -----------------------------------------------------------------------------------------------
 kpkg="${KERNEL_PKG:-}"
@@ -42,9 +50,13 @@ fi
 [ -n "$kpkg" ] || { log "cannot resolve linux-image-amd64's kernel package (run apt-get update?)"; exit 1; }
 
 stamp=$( {
-  cat "$0" "$repo/guest/init" "$repo/guest/workload.c"
+  cat "$0" "$repo/guest/init" "$repo/guest/workload.c" "$repo/guest/netstream.c" "$repo/guest/roam-net" \
+      "$repo/guest/udhcpc.script"
   echo "$kpkg"
   dpkg-query -W -f='${Version}' busybox-static
+  dpkg-query -W -f='${Version}' iproute2
+  # shellcheck disable=SC2086
+  sha256sum "$ipbin" $iplibs
   gcc -dumpfullversion
 } | sha256sum | cut -d' ' -f1)
 
@@ -84,7 +96,7 @@ mods="$kx/lib/modules/$kver"
 [ -f "$kx/boot/vmlinuz-$kver" ] || { log "no boot/vmlinuz-$kver in $deb"; exit 1; }
 [ -f "$mods/modules.dep" ] || "$depmod" -b "$kx" "$kver"
 
-# --- virtio-blk over PCI: modules (skip built-ins), dependency order from modules.dep ------------------------------
+# --- virtio-blk over PCI, then virtio-net: modules (skip built-ins), dependency order from modules.dep --------------
 config="$kx/boot/config-$kver"
 order=()
 declare -A seen=()
@@ -97,15 +109,27 @@ resolve() { # $1 = module path relative to $mods, as in modules.dep
   done
   order+=("$rel")
 }
-for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+find_mod() { # $1 = module name; prints its path in modules.dep, nothing if built in; fails if neither
+  local m="$1" rel
   rel=$(awk -F: -v m="$m" '{ n = $1; sub(/.*\//, "", n); sub(/\.ko(\.(xz|zst|gz))?$/, "", n); gsub(/-/, "_", n);
                              if (n == m) { print $1; exit } }' "$mods/modules.dep")
   if [ -z "$rel" ]; then
-    if grep -Eq "/${m}\.ko" "$mods/modules.builtin" 2>/dev/null; then log "$m: built in"; continue; fi
-    log "$m: neither a module nor built in (config: $(grep -i "CONFIG_${m}=" "$config" || true))"; exit 1
+    if grep -Eq "/${m}\.ko" "$mods/modules.builtin" 2>/dev/null; then log "$m: built in"; return 0; fi
+    log "$m: neither a module nor built in (config: $(grep -i "CONFIG_${m}=" "$config" || true))"; return 1
   fi
-  resolve "$rel"
+  echo "$rel"
+}
+for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+  rel=$(find_mod "$m") || exit 1
+  [ -z "$rel" ] || resolve "$rel"
 done
+blk_order=("${order[@]}")
+# virtio_net's own list, loaded only with roam.net=: today's guests load exactly what they did. `seen` is kept, so
+# the virtio core already in the block list is not listed twice; failover and net_failover come in as dependencies.
+order=()
+rel=$(find_mod virtio_net) || exit 1
+[ -z "$rel" ] || resolve "$rel"
+net_order=("${order[@]}")
 
 # --- initramfs --------------------------------------------------------------------------------------------------
 root="$tmp/root"
@@ -119,18 +143,34 @@ done
 install -m 0755 "$repo/guest/init" "$root/init"
 gcc -O2 -static -pthread -Wall -o "$tmp/workload" "$repo/guest/workload.c"
 install -m 0755 "$tmp/workload" "$root/bin/workload"
-: >"$root/lib/modules/load-order"
-for rel in "${order[@]}"; do
-  name=$(basename "$rel")
-  case "$name" in
-    *.ko.xz) xz -dc "$mods/$rel" >"$root/lib/modules/${name%.xz}"; name=${name%.xz} ;;
-    *.ko.zst) zstd -qdc "$mods/$rel" >"$root/lib/modules/${name%.zst}"; name=${name%.zst} ;;
-    *.ko.gz) gzip -dc "$mods/$rel" >"$root/lib/modules/${name%.gz}"; name=${name%.gz} ;;
-    *) cp "$mods/$rel" "$root/lib/modules/$name" ;;
-  esac
-  echo "$name" >>"$root/lib/modules/load-order"
+gcc -O2 -static -Wall -o "$tmp/netstream" "$repo/guest/netstream.c"
+install -m 0755 "$tmp/netstream" "$root/bin/netstream"
+install -m 0755 "$repo/guest/roam-net" "$root/sbin/roam-net"
+mkdir -p "$root/etc/roam"
+install -m 0755 "$repo/guest/udhcpc.script" "$root/etc/roam/udhcpc.script"
+install -m 0755 "$ipbin" "$root/sbin/ip-full"
+for f in $iplibs; do # at the path ldd names (the loader's too: /lib64/...), symlinks followed
+  mkdir -p "$root$(dirname "$f")"
+  cp -L "$f" "$root$f"
 done
-log "modules ($kver): $(tr '\n' ' ' <"$root/lib/modules/load-order")"
+add_mods() { # $1 = list file name, then module paths relative to $mods
+  local list="$root/lib/modules/$1" rel name
+  shift
+  : >"$list"
+  for rel in "$@"; do
+    name=$(basename "$rel")
+    case "$name" in
+      *.ko.xz) xz -dc "$mods/$rel" >"$root/lib/modules/${name%.xz}"; name=${name%.xz} ;;
+      *.ko.zst) zstd -qdc "$mods/$rel" >"$root/lib/modules/${name%.zst}"; name=${name%.zst} ;;
+      *.ko.gz) gzip -dc "$mods/$rel" >"$root/lib/modules/${name%.gz}"; name=${name%.gz} ;;
+      *) cp "$mods/$rel" "$root/lib/modules/$name" ;;
+    esac
+    echo "$name" >>"$list"
+  done
+}
+add_mods load-order "${blk_order[@]}"
+add_mods net-load-order "${net_order[@]}"
+log "modules ($kver): $(tr '\n' ' ' <"$root/lib/modules/load-order")+ for roam.net: $(tr '\n' ' ' <"$root/lib/modules/net-load-order")"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$tmp/initrd.img"
 
 # --- publish atomically -----------------------------------------------------------------------------------------
