@@ -147,8 +147,8 @@ check_verify() {
 # run_roam: roam vm migrate; its figures in $work/roam.*
 run_roam() {
   local a=$work/src b=$work/dst
-  ROAM_VM_ACCELERATOR=tcg ip netns exec "$SRC" dotnet "$ROAMD_DLL" --data-dir "$a" --host-name src --peer-listen "$SRC_IP:10810" >"$work/src.log" 2>&1 & roamd_pids+=($!)
-  ROAM_VM_ACCELERATOR=tcg ip netns exec "$DST" dotnet "$ROAMD_DLL" --data-dir "$b" --host-name dst --peer-listen "$DST_IP:10810" >"$work/dst.log" 2>&1 & roamd_pids+=($!)
+  ROAM_VM_ACCELERATOR=tcg ip netns exec "$SRC" dotnet "$ROAMD_DLL" --data-dir "$a" --host-name src --peer-listen "$SRC_IP:10810" --vm-network none >"$work/src.log" 2>&1 & roamd_pids+=($!)
+  ROAM_VM_ACCELERATOR=tcg ip netns exec "$DST" dotnet "$ROAMD_DLL" --data-dir "$b" --host-name dst --peer-listen "$DST_IP:10810" --vm-network none >"$work/dst.log" 2>&1 & roamd_pids+=($!)
   wait_socket "$a/control.sock" "${roamd_pids[0]}"; wait_socket "$b/control.sock" "${roamd_pids[1]}"
   trust_each_other "$a" src "$b" dst "$SRC_IP:10810" "$DST_IP:10810"
   roam_on "$a" volume import vol "$work/base.raw" >/dev/null

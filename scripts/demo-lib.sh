@@ -292,7 +292,8 @@ link_tx() { if [ -n "$NETNS" ]; then ip netns exec "${NS[$1]}" cat "/sys/class/n
 
 start_roamd() {
   local h=$1
-  local cmd=(dotnet "$ROAMD_DLL" --data-dir "${DIR[$h]}" --host-name "$h" --peer-listen "${ADDR[$h]}:${PORT[$h]}" --sync-timeout 2)
+  local cmd=(dotnet "$ROAMD_DLL" --data-dir "${DIR[$h]}" --host-name "$h" --peer-listen "${ADDR[$h]}:${PORT[$h]}" --sync-timeout 2
+             --vm-network "${ROAM_DEMO_VM_NETWORK:-none}")
   if [ -n "$NETNS" ]; then cmd=(ip netns exec "${NS[$h]}" "${cmd[@]}"); fi
   "${cmd[@]}" >>"$work/$h.log" 2>&1 &
   PID[$h]=$!

@@ -33,6 +33,26 @@ public sealed class ErrorStatusTests
     }
 
     [Fact]
+    public void Network_errors_keep_the_statuses_clients_branch_on()
+    {
+        var expected = new Dictionary<Roam.Daemon.Network.NetworkError, int>
+        {
+            [Roam.Daemon.Network.NetworkError.InvalidRequest] = 400,
+            [Roam.Daemon.Network.NetworkError.UnknownBridge] = 404,
+            [Roam.Daemon.Network.NetworkError.SubnetOverlap] = 409,
+            [Roam.Daemon.Network.NetworkError.NeedsRoot] = 403,
+            [Roam.Daemon.Network.NetworkError.ToolFailed] = 500,
+        };
+        Assert.Equal(Enum.GetValues<Roam.Daemon.Network.NetworkError>().Order(), expected.Keys.Order());
+        foreach (var (error, status) in expected)
+        {
+            var (mapped, message) = ErrorHandling.Map(new Roam.Daemon.Network.NetworkException(error, "why"));
+            Assert.True(status == mapped, $"{error}: {mapped}, expected {status}");
+            Assert.Equal("why", message);
+        }
+    }
+
+    [Fact]
     public void Job_errors_keep_the_statuses_clients_branch_on()
     {
         var expected = new Dictionary<JobError, int>

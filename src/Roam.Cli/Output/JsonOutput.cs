@@ -22,7 +22,7 @@ internal static class JsonOutput
 internal sealed record DeleteResult(string Name, bool Deleted);
 
 /// <summary>`roam host id --json`.</summary>
-internal sealed record HostIdentityView(string HostName, string Fingerprint, string? PeerListen);
+internal sealed record HostIdentityView(string HostName, string Fingerprint, string? PeerListen, string? VmNetwork = null, string? VmSubnet = null, string? VmBridge = null);
 
 /// <summary>`roam host remove NAME --json`.</summary>
 internal sealed record RemovePeerResult(string Name, bool Removed);

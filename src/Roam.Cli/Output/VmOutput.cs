@@ -20,6 +20,7 @@ internal static class VmOutput
         o.WriteLine($"volume:      {vm.Volume}");
         o.WriteLine($"memory:      {vm.MemoryMiB} MiB, {vm.Cpus} CPU(s)");
         if (vm.Kernel is not null) o.WriteLine($"kernel:      {vm.Kernel}" + (vm.Initrd is null ? "" : $" initrd {vm.Initrd}") + (vm.Append is null ? "" : $" append '{vm.Append}'"));
+        o.WriteLine($"network:     " + (vm.Network is { } network ? $"{network}, MAC {vm.Mac}" + (vm.Tap is { } tap ? $", tap {tap}" : "") : "none"));
         o.WriteLine($"console:     {vm.SerialPath}");
         if (vm.ExitCode is { } code) o.WriteLine($"exit code:   {code}");
         if (vm.Error is { } error) o.WriteLine($"error:       {error}");

@@ -35,7 +35,7 @@ internal static class ErrorHandling
             catch (Exception ex) when (!context.Response.HasStarted)
             {
                 var (status, message) = Map(ex);
-                if (status >= 500 && ex is not (ApiException or VmException or JobException)) Log.ApiFailed(logger, context.Request.Method, context.Request.Path, ex);
+                if (status >= 500 && ex is not (ApiException or VmException or JobException or Network.NetworkException)) Log.ApiFailed(logger, context.Request.Method, context.Request.Path, ex);
                 context.Response.Clear();
                 await WriteAsync(context, status, message).ConfigureAwait(false);
             }
@@ -68,6 +68,7 @@ internal static class ErrorHandling
         ApiException a => (a.StatusCode, a.Message),
         VmException v => (VmStatus(v.Error), v.Message),
         JobException j => (JobStatus(j.Error), j.Message),
+        Network.NetworkException n => (NetworkStatus(n.Error), n.Message),
         VolumeException v => (v.Error switch
         {
             VolumeError.NotFound => StatusCodes.Status404NotFound,
@@ -108,6 +109,17 @@ internal static class ErrorHandling
         VmError.PeerUnavailable => StatusCodes.Status503ServiceUnavailable,
         VmError.QemuFailed => StatusCodes.Status500InternalServerError,
         _ => throw new ArgumentOutOfRangeException(nameof(error), error, "a VmError without an HTTP status"),
+    };
+
+    /// <summary>The VM networks' reasons as HTTP statuses.</summary>
+    internal static int NetworkStatus(Network.NetworkError error) => error switch
+    {
+        Network.NetworkError.InvalidRequest => StatusCodes.Status400BadRequest,
+        Network.NetworkError.UnknownBridge => StatusCodes.Status404NotFound,
+        Network.NetworkError.SubnetOverlap => StatusCodes.Status409Conflict,
+        Network.NetworkError.NeedsRoot => StatusCodes.Status403Forbidden,
+        Network.NetworkError.ToolFailed => StatusCodes.Status500InternalServerError,
+        _ => throw new ArgumentOutOfRangeException(nameof(error), error, "a NetworkError without an HTTP status"),
     };
 
     /// <summary>The job manager's and the transfers' reasons as HTTP statuses.</summary>

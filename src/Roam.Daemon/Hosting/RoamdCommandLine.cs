@@ -49,6 +49,19 @@ internal sealed class RoamdCommandLine
         HelpName = "auto|off",
     };
 
+    private readonly Option<string?> _vmNetwork = new("--vm-network")
+    {
+        Description = "The network a VM gets when `roam vm create` names none: default (this host's own VM network: a bridge, DHCP, NAT; needs root) " +
+                      "or none (default: default when roamd runs as root, none otherwise)",
+        HelpName = "default|none",
+    };
+
+    private readonly Option<string?> _vmSubnet = new("--vm-subnet")
+    {
+        Description = "The default VM network's IPv4 subnet (default: a /24 in 10.128.0.0/10 chosen from this host's identity, so that hosts differ; see roam host id)",
+        HelpName = "CIDR",
+    };
+
     public RootCommand Root { get; }
 
     public RoamdCommandLine(Func<RoamdOptions, CancellationToken, Task<int>> run)
@@ -59,7 +72,7 @@ internal sealed class RoamdCommandLine
             "Under systemd use KillMode=process.")
         {
             _dataDir, _config, _nbdListen, _hostName, _peerListen, _syncTimeout,
-            _compression,
+            _compression, _vmNetwork, _vmSubnet,
         };
         Root.SetAction(async (parseResult, cancellationToken) =>
         {
@@ -136,6 +149,20 @@ internal sealed class RoamdCommandLine
                     _ => throw new RoamdUsageException($"invalid compression '{compression}': use auto or off"),
                 },
             };
+        }
+        var vmNetwork = parseResult.GetValue(_vmNetwork);
+        if (vmNetwork is not null)
+        {
+            vmNetwork = vmNetwork.Trim();
+            if (vmNetwork is not (Network.VmNic.DefaultNetwork or Network.VmNic.NoNetwork))
+                throw new RoamdUsageException($"invalid --vm-network '{vmNetwork}': use default or none");
+            options = options with { VmNetwork = vmNetwork };
+        }
+        var vmSubnet = parseResult.GetValue(_vmSubnet);
+        if (vmSubnet is not null)
+        {
+            try { options = options with { VmSubnet = Network.Ipv4Subnet.Parse(vmSubnet.Trim()) }; }
+            catch (Network.NetworkException ex) { throw new RoamdUsageException(ex.Message); }
         }
         return options;
     }

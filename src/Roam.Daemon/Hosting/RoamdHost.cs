@@ -106,6 +106,9 @@ internal static class RoamdHost
         services.AddSingleton<TransferService>();
         services.AddHostedService<DaemonService>();
         // After DaemonService: VMs start once NBD serves, and stop (cleanly) before NBD does.
+        services.AddSingleton(sp => new Network.VmNetworks(options.DataDir,
+            new Network.HostVmNetwork(options.DataDir, sp.GetRequiredService<HostIdentity>().Fingerprint.ToString(), options.VmSubnet),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("Roam.Daemon.Network")));
         services.AddSingleton<Roam.Daemon.Vms.VmService>();
         services.AddHostedService(sp => sp.GetRequiredService<Roam.Daemon.Vms.VmService>());
         services.Configure<JsonOptions>(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ControlJsonContext.Default));

@@ -22,6 +22,12 @@ internal sealed record RoamdOptions(string DataDir, IPEndPoint? NbdListen)
     /// <summary>LZ4 on replication Write frames where it pays, or never.</summary>
     public Roam.Replication.Engine.WireCompression Compression { get; init; } = Roam.Replication.Engine.WireCompression.Auto;
 
+    /// <summary>What `roam vm create` without --network gives a VM: default (this host's VM network; needs root) or none.</summary>
+    public string VmNetwork { get; init; } = Environment.IsPrivilegedProcess ? Network.VmNic.DefaultNetwork : Network.VmNic.NoNetwork;
+
+    /// <summary>The default VM network's subnet; null: one chosen from this host's identity (see Network/HostVmNetwork).</summary>
+    public Network.Ipv4Subnet? VmSubnet { get; init; }
+
     public string ControlSocket => Path.Combine(DataDir, "control.sock");
 
     public string NbdSocket => Path.Combine(DataDir, "nbd.sock");

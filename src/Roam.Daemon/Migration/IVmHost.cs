@@ -37,6 +37,12 @@ internal interface IVmHost
     /// <summary>The Unix socket the VM's memory stream passes through while it migrates (see VmSocketPaths).</summary>
     string MigrationSocketOf(string name);
 
+    /// <summary>Throws a NetworkException if a VM with <paramref name="nic"/> cannot have its network on this host.</summary>
+    void CheckNetwork(Network.VmNic nic);
+
+    /// <summary>What <paramref name="nic"/> is attached to on this host (see VmNetworks.Where).</summary>
+    string NetworkHere(Network.VmNic nic);
+
     /// <summary>The VM is not meant to be running here any more (a roamd restart leaves it alone).</summary>
     void DeleteRunRecord(string name);
 }

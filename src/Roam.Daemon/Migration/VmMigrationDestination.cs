@@ -108,6 +108,12 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
     {
         var d = request.Vm;
         if (!Roam.Storage.Volumes.VolumeName.IsValid(d.Name) || !Roam.Storage.Volumes.VolumeName.IsValid(d.Volume)) return "invalid VM or volume name";
+        if (d.Nic is { } nic)
+        {
+            // Its NIC joins the same kind of network here (this host's default network, or a bridge of that name).
+            try { host.CheckNetwork(nic); }
+            catch (Network.NetworkException ex) { return $"its network interface ({nic.Network}) cannot be given here: {ex.Message}"; }
+        }
         lock (host.Lock)
         {
             if (host.Find(d.Name) is not null) return $"a VM named '{d.Name}' already exists on this host";
@@ -259,6 +265,8 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
                 _arrivals[d.Name] = new VmArrival(VmTunnelStatus.Ok, null);
             }
             Log.VmArrived(logger, d.Name, peer);
+            if (d.Nic is { } arrivedNic && request.NetworkThere is { } there && host.NetworkHere(arrivedNic) is var here && here != there)
+                _ = FlapLinkAsync(qemu, d.Name, there, here);
             await relaying.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -327,7 +335,31 @@ internal sealed class VmMigrationDestination(RoamdOptions options, VolumeStore s
         Log.VmVolumeReturned(logger, d.Name, d.Volume, peer);
         return null;
     }
+
+    /// <summary>How long the NIC's link stays down after an arrival on another network: long enough for the guest to see it.</summary>
+    internal static readonly TimeSpan LinkFlapDown = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>
+    /// The VM runs here, on another network than the one it left (another subnet): its link goes down and up, as a
+    /// laptop's cable moved to another socket, so that the guest drops its old address, takes a lease here and moves its
+    /// MPTCP subflows to it. Same network (a bridge to one LAN): nothing to do, QEMU's self-announce moved the L2 path.
+    /// </summary>
+    private async Task FlapLinkAsync(QemuProcess qemu, string name, string there, string here)
+    {
+        try
+        {
+            await qemu.Qmp.SetLinkAsync(QemuCommandLine.NicId, up: false).ConfigureAwait(false);
+            await Task.Delay(LinkFlapDown).ConfigureAwait(false);
+            await qemu.Qmp.SetLinkAsync(QemuCommandLine.NicId, up: true).ConfigureAwait(false);
+            Log.VmLinkFlapped(logger, name, there, here);
+        }
+        catch (Exception ex) when (ex is QmpException or IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            Log.VmMigrationSafety(logger, name, $"its link could not be flapped after the arrival ({ex.Message}); the guest keeps its old address until its lease ends");
+        }
+    }
 }
+
 
 /// <summary>A VM's arrival here as the source's Status request learns it: Pending, Ok (it runs here) or Failed (why).</summary>
 internal sealed record VmArrival(VmTunnelStatus Status, string? Error);

@@ -138,7 +138,9 @@ internal sealed partial class VmMigrationSource(VmMigration m, IVmHost host, Rep
         var vm = m.Vm;
         m.Tunnel = await replication.OpenTunnelAsync(m.Peer, VmTunnelJson.Serialize(
             new VmTunnelRequest(VmTunnelOp.Incoming, vm.Definition, m.DiskTotal, vm.Accelerator,
-                replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, m.BootFiles, TunnelChunks.Checksum)),
+                replication.Options.Compression == WireCompression.Off ? null : TunnelCompression.Lz4, m.BootFiles, TunnelChunks.Checksum,
+                // Where its NIC is here: a destination on another network makes the guest see its link go down and up.
+                NetworkThere: vm.Definition.Nic is { } nic ? host.NetworkHere(nic) : null)),
             TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
         var reply = VmPeerChannel.ParseReply(m.Peer, m.Tunnel.Reply);
         if (!reply.Ok) throw new IOException($"{m.Peer} could not prepare the VM: {reply.Error}");

@@ -57,7 +57,7 @@ internal enum VmTunnelStatus
 /// <param name="StreamChecksum">Incoming: the checksum the sender's chunks carry (<see cref="Roam.Peers.Tunnel.TunnelChunks.Checksum"/>);
 /// a destination refuses a stream without it.</param>
 internal sealed record VmTunnelRequest([property: JsonRequired] VmTunnelOp Op, VmDefinition Vm, long VolumeSize, string? Accelerator, string? StreamCompression = null,
-    IReadOnlyList<BootFileOffer>? BootFiles = null, string? StreamChecksum = null);
+    IReadOnlyList<BootFileOffer>? BootFiles = null, string? StreamChecksum = null, string? NetworkThere = null);
 
 /// <param name="Error">Why, unless <see cref="Status"/> is <see cref="VmTunnelStatus.Ok"/> or <see cref="VmTunnelStatus.Pending"/>.</param>
 /// <param name="StreamCompression">What the stream will be carried in, as the receiver agreed (null: raw).</param>

@@ -3,9 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace Roam.Daemon.Vms;
 
-/// <summary>A VM as kept in DATA_DIR/vms/NAME.json.</summary>
+/// <summary>A VM as kept in DATA_DIR/vms/NAME.json; <paramref name="Nic"/> null: no network interface (and definitions
+/// from before VMs had one).</summary>
 internal sealed record VmDefinition(string Name, string Volume, int MemoryMiB, int Cpus, string? Kernel, string? Initrd, string? Append,
-    DateTimeOffset Created);
+    DateTimeOffset Created, Network.VmNic? Nic = null);
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
 [JsonSerializable(typeof(VmDefinition))]

@@ -1,6 +1,7 @@
 using Roam.Control;
 using Roam.Daemon.Jobs;
 using Roam.Daemon.Migration;
+using Roam.Daemon.Network;
 using Roam.Hypervisor.Qemu;
 using Roam.Hypervisor.Qmp;
 using Roam.Peers.Tunnel;
@@ -97,6 +98,10 @@ internal sealed partial class VmService : IVmHost
     }
 
     string IVmHost.MigrationSocketOf(string name) => _runRecords.MigrationSocketOf(name);
+
+    void IVmHost.CheckNetwork(VmNic nic) => _networks.Check(nic);
+
+    string IVmHost.NetworkHere(VmNic nic) => _networks.Where(nic);
 
     void IVmHost.DeleteRunRecord(string name) => _runRecords.Delete(name);
 }

@@ -8,6 +8,8 @@ using Roam.Replication.Engine;
 using Roam.Peers.Trust;
 using Roam.Storage.Volumes;
 
+using Roam.Daemon.Network;
+
 namespace Roam.Daemon.Vms;
 
 /// <summary>One VM here: its definition and, while it runs, its supervised QEMU.</summary>
@@ -42,6 +44,7 @@ internal sealed partial class VmService(
     ReplicationService replication,
     TrustStore trust,
     JobManager jobs,
+    VmNetworks networks,
     ILogger<VmService> logger) : IHostedService
 {
     public static readonly TimeSpan ShutdownPowerdownTimeout = TimeSpan.FromSeconds(5);
@@ -52,6 +55,7 @@ internal sealed partial class VmService(
     private readonly VmDefinitionStore _definitions = new(options.DataDir);
     private readonly VmRunRecordStore _runRecords = new(options.DataDir);
     private readonly BootFiles _bootFiles = new(options.DataDir);
+    private readonly VmNetworks _networks = networks;
     private readonly VmPeerChannel _peers = new(replication);
     private VmMigrationDestination? _destination;
     private VmMigrationRecovery? _recovery;
@@ -102,7 +106,13 @@ internal sealed partial class VmService(
             qemu is { HasExited: false } ? qemu.Pid : null, vm.Accelerator,
             vm.State == VmStates.Running ? null : vm.LastExit?.ExitCode,
             vm.State == VmStates.Crashed ? vm.LastExit?.StderrTail : null,
-            vm.Error, vm.Migration, vm.Notice) { StampedSerialPath = _definitions.StampedSerialPathOf(d.Name) };
+            vm.Error, vm.Migration, vm.Notice)
+        {
+            StampedSerialPath = _definitions.StampedSerialPathOf(d.Name),
+            Network = d.Nic?.Network,
+            Mac = d.Nic?.Mac,
+            Tap = d.Nic is not null && qemu is { HasExited: false } ? _networks.TapOf(d.Name) : null,
+        };
     }
 
     public VmView Create(CreateVmRequest request)
@@ -123,7 +133,9 @@ internal sealed partial class VmService(
             throw new VmException(VmError.InvalidRequest, "--initrd and --append need --kernel");
         foreach (var file in new[] { kernel, initrd })
             if (file is not null && !File.Exists(file)) throw new VmException(VmError.InvalidRequest, $"{file} does not exist");
-        var definition = new VmDefinition(name, volume, (int)(memory >> 20), cpus, kernel, initrd, request.Append, DateTimeOffset.UtcNow);
+        var nic = VmNic.From(request.Network, request.Mac, options.VmNetwork);
+        if (nic is not null) _networks.Check(nic);
+        var definition = new VmDefinition(name, volume, (int)(memory >> 20), cpus, kernel, initrd, request.Append, DateTimeOffset.UtcNow, nic);
         VmRuntime vm;
         lock (_lock)
         {
@@ -199,6 +211,8 @@ internal sealed partial class VmService(
         var name = vm.Definition.Name;
         EnsureNoStrayQemu(vm);
         var line = CommandLine(vm.Definition, accelerator, incoming);
+        // The tap first: QEMU opens it by name as it starts.
+        if (vm.Definition.Nic is { } nic) line.WithTapNic(await _networks.AttachAsync(name, nic, cancellationToken).ConfigureAwait(false), nic.Mac);
         var acceleratorName = accelerator.ToString().ToLowerInvariant();
         var started = DateTimeOffset.UtcNow;
         var logPath = _runRecords.LogPathOf(name);
@@ -223,6 +237,7 @@ internal sealed partial class VmService(
             _runRecords.Delete(name);
             replication.SetVmDisk(vm.Definition.Volume, false);
             await console.DisposeAsync().ConfigureAwait(false);
+            await DetachNetworkAsync(vm.Definition).ConfigureAwait(false);
             throw;
         }
         catch (QemuExitedException ex)
@@ -230,6 +245,7 @@ internal sealed partial class VmService(
             _runRecords.Delete(name);
             replication.SetVmDisk(vm.Definition.Volume, false);
             await console.DisposeAsync().ConfigureAwait(false);
+            await DetachNetworkAsync(vm.Definition).ConfigureAwait(false);
             vm.LastExit = ex.Exit;
             vm.State = VmStates.Crashed;
             vm.Error = JobManager.OneLine(ex.Message);
@@ -254,7 +270,7 @@ internal sealed partial class VmService(
         await console.DisposeAsync().ConfigureAwait(false);
         lock (_lock)
         {
-            if (!ReferenceEquals(vm.Qemu, qemu)) return;
+            if (!ReferenceEquals(vm.Qemu, qemu)) return; // left running by a roamd that stops, or replaced
             vm.Qemu = null;
             // Seen ending while roamd watched: stopped or crashed, it is not to be started again by a roamd restart.
             _runRecords.Delete(vm.Definition.Name);
@@ -269,7 +285,12 @@ internal sealed partial class VmService(
             }
         }
         await qemu.DisposeAsync().ConfigureAwait(false);
+        // QEMU has ended here (stopped, crashed, or gone to another host): its tap goes, and the default network with the last one.
+        await DetachNetworkAsync(vm.Definition).ConfigureAwait(false);
     }
+
+    private Task DetachNetworkAsync(VmDefinition definition) =>
+        definition.Nic is { } nic ? _networks.DetachAsync(definition.Name, nic) : Task.CompletedTask;
 
     public async Task<VmView> StopAsync(string name, TimeSpan timeout, bool kill)
     {

@@ -81,6 +81,21 @@ public sealed class QemuCommandLine
         return this;
     }
 
+    /// <summary>The id of the NIC <see cref="WithTapNic"/> adds, for QMP's set_link.</summary>
+    public const string NicId = "nic0";
+
+    /// <summary>
+    /// A virtio-net NIC on an existing tap (<c>-netdev tap,ifname=T,script=no,downscript=no -device virtio-net-pci,mac=M</c>):
+    /// the tap is made and bridged by the caller. No option ROM (romfile=): the guest boots from its disk or -kernel, and a
+    /// PXE ROM would be 256 KiB more memory for every migration to carry.
+    /// </summary>
+    public QemuCommandLine WithTapNic(string tap, string mac)
+    {
+        _drives.AddRange(["-netdev", $"tap,id=net0,ifname={Escape(tap)},script=no,downscript=no",
+            "-device", $"virtio-net-pci,id={NicId},netdev=net0,mac={Escape(mac)},romfile="]);
+        return this;
+    }
+
     /// <summary>Arguments appended verbatim.</summary>
     public QemuCommandLine WithArguments(params string[] arguments) { _extra.AddRange(arguments); return this; }
 

@@ -83,4 +83,8 @@ public sealed partial class QmpClient
 
     public Task DeviceDelAsync(string id, CancellationToken ct = default) =>
         ExecuteAsync("device_del", new DeviceDelArguments(id), ct);
+
+    /// <summary>Sets the link of NIC <paramref name="name"/> up or down: the guest sees its cable plugged or pulled.</summary>
+    public Task SetLinkAsync(string name, bool up, CancellationToken ct = default) =>
+        ExecuteAsync("set_link", new SetLinkArguments(name, up), ct);
 }

@@ -31,5 +31,6 @@ namespace Roam.Hypervisor.Qmp;
 [JsonSerializable(typeof(BlockdevDelArguments))]
 [JsonSerializable(typeof(DeviceAddArguments))]
 [JsonSerializable(typeof(DeviceDelArguments))]
+[JsonSerializable(typeof(SetLinkArguments))]
 [JsonSerializable(typeof(QmpEmpty))]
 internal sealed partial class QmpJsonContext : JsonSerializerContext;

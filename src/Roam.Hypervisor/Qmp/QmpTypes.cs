@@ -148,5 +148,8 @@ public sealed record DeviceAddArguments(string Driver, string Id, string? Drive 
 
 public sealed record DeviceDelArguments(string Id);
 
+/// <summary>set_link: a NIC's (or netdev's) link up or down, as the guest sees its carrier.</summary>
+public sealed record SetLinkArguments(string Name, bool Up);
+
 /// <summary>The reply of a command whose "return" is <c>{}</c>.</summary>
 public sealed record QmpEmpty;

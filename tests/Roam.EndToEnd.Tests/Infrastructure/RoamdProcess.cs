@@ -81,6 +81,8 @@ public sealed class RoamdProcess : IAsyncDisposable
         };
         start.ArgumentList.Add(RoamdDll);
         foreach (var a in arguments) start.ArgumentList.Add(a);
+        // VMs get no NIC unless a test asks: the default VM network (a bridge, dnsmasq, NAT) belongs in a namespace a network test made.
+        if (!start.ArgumentList.Contains("--vm-network")) { start.ArgumentList.Add("--vm-network"); start.ArgumentList.Add("none"); }
         start.Environment.Remove("ASPNETCORE_URLS");
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         return Process.Start(start)!;

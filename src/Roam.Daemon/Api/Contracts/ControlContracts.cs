@@ -7,7 +7,16 @@ namespace Roam.Control;
 
 /// <summary>GET /v1/host. HostName and Fingerprint are this host's replication identity; PeerListen is the bound peer address, or null when off.</summary>
 internal sealed record HostInfo(string Version, int Pid, string DataDir, string ControlSocket, string NbdSocket, string? NbdTcp, int Volumes, int RunningJobs,
-    string HostName, string Fingerprint, string? PeerListen);
+    string HostName, string Fingerprint, string? PeerListen)
+{
+    /// <summary>What a VM created without --network gets here: default or none (roamd's --vm-network).</summary>
+    public string? VmNetwork { get; init; }
+
+    /// <summary>The default VM network's subnet (differs between hosts), its bridge, and whether that is up (a VM uses it).</summary>
+    public string? VmSubnet { get; init; }
+    public string? VmBridge { get; init; }
+    public bool VmBridgeUp { get; init; }
+}
 
 /// <summary>A volume with its live state and the URIs NBD clients connect to.</summary>
 internal sealed record VolumeView(string Name, long Size, long AllocatedBytes, int OpenConnections, Guid Id, DateTimeOffset Created, IReadOnlyList<string> NbdUris,

@@ -3,9 +3,10 @@ using System.Text.Json.Serialization;
 // VMs' wire records (compiled into roamd and roam, like ControlContracts.cs).
 namespace Roam.Control;
 
-/// <summary>POST /v1/vms. Memory like "256M" (default 256 MiB), CPUs default 1; no kernel: boot from the disk.</summary>
+/// <summary>POST /v1/vms. Memory like "256M" (default 256 MiB), CPUs default 1; no kernel: boot from the disk. Network:
+/// default (this host's VM network), none or bridge=BR; null: roamd's --vm-network. Mac: generated when null.</summary>
 internal sealed record CreateVmRequest(string? Name, string? Volume, [property: JsonConverter(typeof(SizeTextConverter))] string? Memory, int? Cpus,
-    string? Kernel, string? Initrd, string? Append);
+    string? Kernel, string? Initrd, string? Append, string? Network = null, string? Mac = null);
 
 /// <summary>POST /v1/vms/{name}/stop: system_powerdown, then SIGKILL after the timeout (default 10 s).</summary>
 internal sealed record StopVmRequest(double? TimeoutSeconds);
@@ -23,6 +24,18 @@ internal sealed record VmView(string Name, string Volume, string State, int Memo
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] VmMigrationView? Migration,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Notice = null)
 {
+    /// <summary>The network the VM's NIC joins (default, bridge=BR), or null: no NIC.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Network { get; init; }
+
+    /// <summary>The NIC's MAC address, kept by the VM wherever it runs.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Mac { get; init; }
+
+    /// <summary>The host's tap the NIC is on while QEMU runs here.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Tap { get; init; }
+
     /// <summary>The console log with the host time at which roamd received each line (`roam vm console NAME --timestamps`).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? StampedSerialPath { get; init; }
