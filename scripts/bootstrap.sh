@@ -17,7 +17,7 @@ apt_install() {
 }
 
 qemu_packages=(qemu-system-x86 qemu-utils)
-packages=(libnbd-bin nbdkit fio busybox-static iproute2 python3)
+packages=(libnbd-bin nbdkit fio busybox-static iproute2 python3 dnsmasq-base nftables)
 updated=""
 update() { [ -n "$updated" ] || { $sudo apt-get update -qq; updated=1; }; }
 

@@ -161,7 +161,12 @@ internal sealed class RoamdCommandLine
         var vmSubnet = parseResult.GetValue(_vmSubnet);
         if (vmSubnet is not null)
         {
-            try { options = options with { VmSubnet = Network.Ipv4Subnet.Parse(vmSubnet.Trim()) }; }
+            try
+            {
+                options = options with { VmSubnet = Network.Ipv4Subnet.Parse(vmSubnet.Trim()) };
+                // Refused before anything is set up: a VM network on a subnet the host already reaches would hide it.
+                new Network.HostVmNetwork(dataDir, "", options.VmSubnet).CheckConfigured();
+            }
             catch (Network.NetworkException ex) { throw new RoamdUsageException(ex.Message); }
         }
         return options;

@@ -47,10 +47,11 @@ public sealed class RoamdProcess : IAsyncDisposable
         StartAsync(dataDir, extraArguments, environment: null);
 
     /// <summary>Starts roamd with extra environment variables (e.g. a PATH with stand-in tools).</summary>
-    public static async Task<RoamdProcess> StartAsync(string dataDir, string[] extraArguments, IReadOnlyDictionary<string, string>? environment)
+    public static async Task<RoamdProcess> StartAsync(string dataDir, string[] extraArguments, IReadOnlyDictionary<string, string>? environment,
+        string? networkNamespace = null)
     {
         DataDirQemus.AdoptOrphans();
-        var roamd = new RoamdProcess(Spawn(["--data-dir", dataDir, .. extraArguments], environment), dataDir);
+        var roamd = new RoamdProcess(Spawn(["--data-dir", dataDir, .. extraArguments], environment, networkNamespace), dataDir);
         var clock = Stopwatch.StartNew();
         while (true)
         {
@@ -70,15 +71,17 @@ public sealed class RoamdProcess : IAsyncDisposable
     }
 
     /// <summary>Starts roamd with the given arguments without waiting for it (for runs expected to fail).</summary>
-    public static Process Spawn(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
+    public static Process Spawn(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, string? networkNamespace = null)
     {
-        var start = new ProcessStartInfo("dotnet")
+        // In a namespace through `ip netns exec NS dotnet ...`, which execs: the process is roamd itself.
+        var start = new ProcessStartInfo(networkNamespace is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        if (networkNamespace is not null) foreach (var a in (string[])["netns", "exec", networkNamespace, "dotnet"]) start.ArgumentList.Add(a);
         start.ArgumentList.Add(RoamdDll);
         foreach (var a in arguments) start.ArgumentList.Add(a);
         // VMs get no NIC unless a test asks: the default VM network (a bridge, dnsmasq, NAT) belongs in a namespace a network test made.
