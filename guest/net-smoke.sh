@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Proves the guest's networking (roam.net=dhcp, roam.stream=...) without roamd, as root, with network namespaces:
+#
+#   rn-vm:     QEMU (TCG), its tap and the veth "vm-up" in bridge br0: the VM's L2 segment. vm-up's peer, vm-up-p,
+#              sits in office's bridge, later in car's: the VM's cable, moved.
+#   rn-office: br0 10.1.0.1/24, dnsmasq on it; uplink 172.16.1.2/30 to the router
+#   rn-car:    br0 10.2.0.1/24, dnsmasq on it; uplink 172.16.2.2/30 to the router
+#   rn-router: forwards between office, car and rn-server; tbf on its links (RATE, default 10mbit; RATE=none: off)
+#   rn-server: 10.9.0.2/24, runs scripts/net-sink.py --mptcp on :5201
+#
+# mptcp run: the guest boots on office with roam.stream_proto=mptcp and streams to the sink; then the move: the VM
+#   is paused (HMP stop), its cable goes from office's bridge to car's, it resumes (cont), and its link goes down and
+#   up (HMP set_link n0 off / on, what roamd does after a cross-subnet migration). Passes iff the guest's new
+#   address is on 10.2.0.0/24, the sink counts 0 resets and 1 connection, bytes arrive after the move, and the
+#   guest printed no STREAM RESET.
+# tcp run: the same with roam.stream_proto=tcp and a pause with the cable unplugged and plugged back into office's
+#   bridge, the link left up (a same-subnet move): 0 resets, 1 connection, bytes after.
+# usage: guest/net-smoke.sh [mptcp|tcp|both]  (default both). Env: ROAM_GUEST_DIR (default .cache/guest),
+#   RATE (tbf rate, default 10mbit), STREAM_S (seconds streamed before and after the move, default 8),
+#   BOOT_TIMEOUT (s, default 180), PAUSE_MS (the VM's pause, default 300), LINK_DOWN_MS (set_link off -> on, 300),
+#   KEEP=1 keeps the work dir. Prints each run's sink summary line and the guest's ROAM-NET lines.
+# Everything it made (namespaces, processes, temp files) goes on exit, also on failure.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+mode="${1:-both}"
+gdir="${ROAM_GUEST_DIR:-$repo/.cache/guest}"
+rate="${RATE:-10mbit}"
+stream_s="${STREAM_S:-8}"
+boot_limit="${BOOT_TIMEOUT:-180}"
+pause_ms="${PAUSE_MS:-300}"
+down_ms="${LINK_DOWN_MS:-300}"
+NS=(rn-vm rn-office rn-car rn-router rn-server)
+
+[ "$(id -u)" = 0 ] || { echo "net-smoke: needs root (network namespaces, taps)" >&2; exit 1; }
+for t in qemu-system-x86_64 dnsmasq python3 ip tc busybox; do
+  command -v "$t" >/dev/null || { echo "net-smoke: $t missing (apt-get install qemu-system-x86 dnsmasq-base python3 iproute2)" >&2; exit 1; }
+done
+for n in "${NS[@]}"; do
+  [ ! -e "/run/netns/$n" ] || { echo "net-smoke: namespace $n exists (another run? remove it: ip netns del $n)" >&2; exit 1; }
+done
+"$repo/scripts/build-guest.sh" "$gdir" >/dev/null
+
+work=$(mktemp -d /tmp/roam-net-smoke.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "$work"/*.dnsmasq.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
+  for p in "${NS[@]}"; do ip netns del "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "net-smoke: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+say() { echo "net-smoke: $*" >&2; }
+nsx() { local n=$1; shift; ip netns exec "$n" "$@"; }
+ms_now() { date +%s%3N; }
+sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
+
+# --- topology ------------------------------------------------------------------------------------------------------
+for n in "${NS[@]}"; do ip netns add "$n"; nsx "$n" ip link set lo up; done
+veth() { # ns1 if1 ns2 if2
+  ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+  nsx "$1" ip link set "$2" up; nsx "$3" ip link set "$4" up
+}
+veth rn-office o-up rn-router r-office
+veth rn-car c-up rn-router r-car
+veth rn-server s-up rn-router r-server
+nsx rn-router ip addr add 172.16.1.1/30 dev r-office
+nsx rn-router ip addr add 172.16.2.1/30 dev r-car
+nsx rn-router ip addr add 10.9.0.1/24 dev r-server
+nsx rn-router ip route add 10.1.0.0/24 via 172.16.1.2
+nsx rn-router ip route add 10.2.0.0/24 via 172.16.2.2
+nsx rn-router sysctl -qw net.ipv4.ip_forward=1
+nsx rn-server ip addr add 10.9.0.2/24 dev s-up
+nsx rn-server ip route add default via 10.9.0.1
+# The sink's side takes the joins of the guest's subflows.
+nsx rn-server ip mptcp limits set subflow 4 add_addr_accepted 4
+site() { # ns subnet-prefix uplink-addr router-addr uplink-dev
+  nsx "$1" ip link add br0 type bridge
+  nsx "$1" ip addr add "$2.1/24" dev br0
+  nsx "$1" ip link set br0 up
+  nsx "$1" ip addr add "$3/30" dev "$5"
+  nsx "$1" ip route add default via "$4"
+  nsx "$1" sysctl -qw net.ipv4.ip_forward=1
+  : >"$work/$1.leases"
+  # Background processes through `ip netns exec` itself (it execs them), not nsx: $! must be their own pid.
+  ip netns exec "$1" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=br0 --bind-interfaces --except-interface=lo \
+    --dhcp-range="$2.50,$2.150,255.255.255.0,1h" --dhcp-authoritative --no-ping --dhcp-leasefile="$work/$1.leases" \
+    --pid-file="$work/$1.dnsmasq.pid" --user=root --group=root --log-dhcp --log-facility="$work/$1.dnsmasq.log" \
+    2>>"$work/$1.dnsmasq.err" &
+  pids+=($!)
+}
+site rn-office 10.1.0 172.16.1.2 172.16.1.1 o-up
+site rn-car 10.2.0 172.16.2.2 172.16.2.1 c-up
+if [ "$rate" != none ]; then
+  for l in r-office r-car r-server; do
+    nsx rn-router tc qdisc add dev "$l" root tbf rate "$rate" burst 32kb latency 50ms
+  done
+fi
+nsx rn-vm ip link add br0 type bridge
+nsx rn-vm ip link set br0 up
+nsx rn-vm ip tuntap add dev vmtap0 mode tap
+nsx rn-vm ip link set vmtap0 master br0 up
+veth rn-vm vm-up rn-office vm-up-p
+nsx rn-vm ip link set vm-up master br0
+nsx rn-office ip link set vm-up-p master br0
+sleep 0.5
+for n in rn-office rn-car; do
+  kill -0 "$(cat "$work/$n.dnsmasq.pid" 2>/dev/null || echo 0)" 2>/dev/null ||
+    { say "dnsmasq in $n did not start: $(cat "$work/$n.dnsmasq.err" "$work/$n.dnsmasq.log" 2>/dev/null | tail -n 3)"; exit 1; }
+done
+nsx rn-office busybox ping -c1 -W2 10.9.0.2 >/dev/null || { say "office cannot reach the server through the router"; exit 1; }
+nsx rn-car busybox ping -c1 -W2 10.9.0.2 >/dev/null || { say "car cannot reach the server through the router"; exit 1; }
+say "topology up (office 10.1.0.0/24, car 10.2.0.0/24, server 10.9.0.2, tbf ${rate})"
+
+hmp() { # $1 = socket, $2 = command: one HMP command, its output on stdout
+  python3 - "$1" "$2" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(2)
+def upto_prompt():
+    b = b""
+    while not b.endswith(b"(qemu) "):
+        c = s.recv(4096)
+        if not c: break
+        b += c
+    return b
+upto_prompt(); s.sendall(sys.argv[2].encode() + b"\n"); out = upto_prompt().decode(errors="replace")
+print("\n".join(l for l in out.replace("\r", "").split("\n")[1:] if l and not l.startswith("(qemu)")))
+EOF
+}
+
+wait_log() { # $1 = file, $2 = ERE, $3 = timeout s, $4 = qemu pid: true once a line matches
+  local end=$(( $(date +%s) + $3 ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    grep -aEq "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+fails=0
+run() { # $1 = mptcp|tcp
+  local proto=$1 d="$work/$1" qpid spid t_sink t_move ok=1 sum addr1 addr2
+  mkdir -p "$d"
+  truncate -s 64M "$d/disk.raw"
+  t_sink=$(ms_now)
+  ip netns exec rn-server python3 "$repo/scripts/net-sink.py" --listen 10.9.0.2:5201 --mptcp --interval-ms 10 \
+    --csv "$d/sink.csv" >"$d/sink.out" 2>"$d/sink.err" &
+  spid=$!; pids+=("$spid")
+  ip netns exec rn-vm qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none -no-reboot \
+    -kernel "$gdir/vmlinuz" -initrd "$gdir/initrd.img" \
+    -append "console=ttyS0 quiet panic=-1 roam.hb_ms=100 roam.mem_mib=16 roam.net=dhcp roam.stream=10.9.0.2:5201 roam.stream_proto=$proto" \
+    -serial "file:$d/serial.log" -monitor "unix:$d/hmp.sock,server,nowait" \
+    -drive "file=$d/disk.raw,if=virtio,format=raw" \
+    -netdev tap,id=n0,ifname=vmtap0,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:52:0a:01 \
+    2>"$d/qemu.err" &
+  qpid=$!; pids+=("$qpid")
+  if ! wait_log "$d/serial.log" "ROAM-NET STREAM connected" "$boot_limit" "$qpid"; then
+    say "[$proto] no 'ROAM-NET STREAM connected' within ${boot_limit}s; serial tail:"
+    grep -av '^HB ' "$d/serial.log" | tail -n 20 >&2 || true; tail -n 5 "$d/qemu.err" >&2 || true
+    fails=$((fails + 1)); kill "$qpid" "$spid" 2>/dev/null || true; return
+  fi
+  addr1=$(grep -aoE 'ROAM-NET ADDR [0-9./]+' "$d/serial.log" | tail -n1 | awk '{print $3}')
+  say "[$proto] guest on office as $addr1, streaming; ${stream_s}s before the move"
+  sleep "$stream_s"
+  t_move=$(ms_now)
+  hmp "$d/hmp.sock" stop >/dev/null
+  if [ "$proto" = mptcp ]; then
+    nsx rn-office ip link set vm-up-p netns rn-car
+    nsx rn-car ip link set vm-up-p master br0 up
+  else
+    nsx rn-office ip link set vm-up-p nomaster
+  fi
+  sleep_ms "$pause_ms"
+  [ "$proto" = mptcp ] || nsx rn-office ip link set vm-up-p master br0
+  hmp "$d/hmp.sock" cont >/dev/null
+  if [ "$proto" = mptcp ]; then
+    hmp "$d/hmp.sock" "set_link n0 off" >/dev/null
+    sleep_ms "$down_ms"
+    hmp "$d/hmp.sock" "set_link n0 on" >/dev/null
+    if wait_log "$d/serial.log" "ROAM-NET ADDR 10\.2\.0\." 60 "$qpid"; then
+      addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}')
+      say "[$proto] moved to car: guest's new address $addr2"
+    else
+      say "[$proto] FAIL: no new address on car's 10.2.0.0/24 within 60 s"; ok=0
+    fi
+  else
+    say "[$proto] paused ${pause_ms} ms with the cable out, back on office's bridge"
+  fi
+  sleep "$stream_s"
+  kill "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true
+  kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  sum=$(grep '^sink:' "$d/sink.out" | tail -n1)
+  echo "net-smoke[$proto]: $sum"
+  grep -a 'ROAM-NET' "$d/serial.log" | tr -d '\r' | sed "s/^/net-smoke[$proto] guest: /"
+  local after
+  after=$(awk -F, -v t="$(( t_move - t_sink + 1000 ))" 'NR > 1 && $1 > t { s += $2 } END { print s + 0 }' "$d/sink.csv")
+  echo "net-smoke[$proto]: bytes received from 1 s after the move on: $after"
+  [[ "$sum" =~ resets\ 0, ]] || { say "[$proto] FAIL: the sink counted resets"; ok=0; }
+  [[ "$sum" =~ connections\ 1(,|$) ]] || { say "[$proto] FAIL: not exactly one connection (a reconnect?)"; ok=0; }
+  [ "$after" -gt 0 ] || { say "[$proto] FAIL: no bytes after the move"; ok=0; }
+  ! grep -aq 'ROAM-NET STREAM RESET' "$d/serial.log" || { say "[$proto] FAIL: the guest's stream was reset"; ok=0; }
+  ! grep -aq 'ROAM-NET FAILED' "$d/serial.log" || { say "[$proto] FAIL: ROAM-NET FAILED on the guest"; ok=0; }
+  ! grep -aq 'ROAM-GUEST FAILED\|WORKLOAD ERROR' "$d/serial.log" || { say "[$proto] FAIL: the workload failed"; ok=0; }
+  if [ "$ok" = 1 ]; then echo "net-smoke[$proto]: PASS"; else echo "net-smoke[$proto]: FAIL"; fails=$((fails + 1)); fi
+  # The next run starts from office again.
+  if [ -e /run/netns/rn-car ] && nsx rn-car ip link show vm-up-p >/dev/null 2>&1; then
+    nsx rn-car ip link set vm-up-p netns rn-office
+    nsx rn-office ip link set vm-up-p master br0 up
+  fi
+}
+
+case "$mode" in
+  mptcp | tcp) run "$mode" ;;
+  both) run mptcp; run tcp ;;
+  *) echo "usage: $0 [mptcp|tcp|both]" >&2; exit 2 ;;
+esac
+[ "$fails" = 0 ] && echo "net-smoke: PASS" || { echo "net-smoke: FAIL ($fails)"; exit 1; }
