@@ -162,7 +162,7 @@ run() { # $1 = mptcp|tcp
     grep -av '^HB ' "$d/serial.log" | tail -n 20 >&2 || true; tail -n 5 "$d/qemu.err" >&2 || true
     fails=$((fails + 1)); kill "$qpid" "$spid" 2>/dev/null || true; return
   fi
-  addr1=$(grep -aoE 'ROAM-NET ADDR [0-9./]+' "$d/serial.log" | tail -n1 | awk '{print $3}')
+  addr1=$(grep -aoE 'ROAM-NET ADDR [0-9./]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
   say "[$proto] guest on office as $addr1, streaming; ${stream_s}s before the move"
   sleep "$stream_s"
   t_move=$(ms_now)
@@ -181,7 +181,7 @@ run() { # $1 = mptcp|tcp
     sleep_ms "$down_ms"
     hmp "$d/hmp.sock" "set_link n0 on" >/dev/null
     if wait_log "$d/serial.log" "ROAM-NET ADDR 10\.2\.0\." 60 "$qpid"; then
-      addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}')
+      addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
       say "[$proto] moved to car: guest's new address $addr2"
     else
       say "[$proto] FAIL: no new address on car's 10.2.0.0/24 within 60 s"; ok=0
@@ -192,7 +192,7 @@ run() { # $1 = mptcp|tcp
   sleep "$stream_s"
   kill "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true
   kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
-  sum=$(grep '^sink:' "$d/sink.out" | tail -n1)
+  sum=$(grep '^sink:' "$d/sink.out" | tail -n1 || true)
   echo "net-smoke[$proto]: $sum"
   grep -a 'ROAM-NET' "$d/serial.log" | tr -d '\r' | sed "s/^/net-smoke[$proto] guest: /"
   local after
