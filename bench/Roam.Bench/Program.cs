@@ -26,8 +26,13 @@ using System.Security.Cryptography.X509Certificates;
 //
 // roam-bench alloc-sources plain|replicated read|write
 //   Where those bytes come from: the runtime's allocation samples by type over 200 000 requests.
+//
+// roam-bench throughput-chart SINK.csv EVENTS.tsv OUT.png|OUT.svg [TITLE]
+//   The seed's Figure 4a from scripts/net-sink.py's CSV, with the migration's phases marked (see ThroughputChart).
 return args switch
 {
+    ["throughput-chart", var csv, var events, var chart, ..] =>
+        Roam.Bench.ThroughputChart.Run(csv, events, chart, args.Length > 4 ? args[4] : "A TCP/MPTCP stream from the VM through a live migration"),
     ["alloc-sources", var stack, var operation] => await Roam.Bench.AllocSources.RunAsync(stack, operation).ConfigureAwait(false),
     ["layer-allocations", ..] => Roam.Bench.LayerAllocations.Run(args[1..]),
     ["tls-ceiling", var bytes, ..] => await TlsCeiling.RunAsync(Size.Parse(bytes), args.Length > 2 ? (int)Size.Parse(args[2]) : 1 << 20).ConfigureAwait(false),
@@ -42,6 +47,7 @@ static int Usage()
     Console.Error.WriteLine("       roam-bench write-pause [RUNS]           (default 10)");
     Console.Error.WriteLine("       roam-bench layer-allocations            (BenchmarkDotNet, [MemoryDiagnoser])");
     Console.Error.WriteLine("       roam-bench alloc-sources plain|replicated read|write");
+    Console.Error.WriteLine("       roam-bench throughput-chart SINK.csv EVENTS.tsv OUT.png|OUT.svg [TITLE]");
     return 2;
 }
 

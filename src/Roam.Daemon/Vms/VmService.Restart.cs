@@ -158,6 +158,12 @@ internal sealed partial class VmService
         var console = new ConsoleRecorder(ConsoleRecorder.SocketPathFor(_definitions.Directory, name),
             _definitions.StampedSerialPathOf(name), append: true);
         _ = SuperviseAsync(vm, qemu, console);
+        // Its tap outlived roamd with QEMU; what the default network runs beside it (dnsmasq, NAT) is put back if it went.
+        if (vm.Definition.Nic is { Bridge: null })
+        {
+            try { await _networks.Default.EnsureAsync(CancellationToken.None).ConfigureAwait(false); }
+            catch (Network.NetworkException ex) { Log.VmMigrationSafety(logger, name, $"its network could not be checked after the restart: {ex.Message}"); }
+        }
         return true;
     }
 
