@@ -6,7 +6,7 @@
 #   rn-office: br0 10.1.0.1/24, dnsmasq on it; uplink 172.16.1.2/30 to the router
 #   rn-car:    br0 10.2.0.1/24, dnsmasq on it; uplink 172.16.2.2/30 to the router
 #   rn-router: forwards between office, car and rn-server; tbf on its links (RATE, default 10mbit; RATE=none: off)
-#   rn-server: 10.9.0.2/24, runs scripts/net-sink.py --mptcp on :5201
+#   rn-server: 10.9.0.2/24, runs scripts/net-sink.py --mptcp on :5201 (the tcp run: :5202)
 #
 # mptcp run: the guest boots on office with roam.stream_proto=mptcp and streams to the sink; then the move: the VM
 #   is paused (HMP stop), its cable goes from office's bridge to car's, it resumes (cont), and its link goes down and
@@ -17,7 +17,8 @@
 #   bridge, the link left up (a same-subnet move): 0 resets, 1 connection, bytes after.
 # usage: guest/net-smoke.sh [mptcp|tcp|both]  (default both). Env: ROAM_GUEST_DIR (default .cache/guest),
 #   RATE (tbf rate, default 10mbit), STREAM_S (seconds streamed before and after the move, default 8),
-#   BOOT_TIMEOUT (s, default 180), PAUSE_MS (the VM's pause, default 300), LINK_DOWN_MS (set_link off -> on, 300),
+#   BOOT_TIMEOUT (s, default 180), PAUSE_MS (the VM's pause, default 300), LINK_DOWN_MS (set_link off -> on: once
+#   the guest printed "ROAM-NET LINK down", at most this, default 1000: too quick an on and the guest sees no change),
 #   KEEP=1 keeps the work dir. Prints each run's sink summary line and the guest's ROAM-NET lines.
 # Everything it made (namespaces, processes, temp files) goes on exit, also on failure.
 set -euo pipefail
@@ -28,7 +29,7 @@ rate="${RATE:-10mbit}"
 stream_s="${STREAM_S:-8}"
 boot_limit="${BOOT_TIMEOUT:-180}"
 pause_ms="${PAUSE_MS:-300}"
-down_ms="${LINK_DOWN_MS:-300}"
+down_ms="${LINK_DOWN_MS:-1000}"
 NS=(rn-vm rn-office rn-car rn-router rn-server)
 
 [ "$(id -u)" = 0 ] || { echo "net-smoke: needs root (network namespaces, taps)" >&2; exit 1; }
@@ -114,19 +115,37 @@ nsx rn-office busybox ping -c1 -W2 10.9.0.2 >/dev/null || { say "office cannot r
 nsx rn-car busybox ping -c1 -W2 10.9.0.2 >/dev/null || { say "car cannot reach the server through the router"; exit 1; }
 say "topology up (office 10.1.0.0/24, car 10.2.0.0/24, server 10.9.0.2, tbf ${rate})"
 
-hmp() { # $1 = socket, $2 = command: one HMP command, its output on stdout
-  python3 - "$1" "$2" <<'EOF'
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(2)
+steps() { # $1 = HMP socket, then steps: "hmp:CMD", "sh:COMMAND", "sleep:MS"; one process, so the timing is the
+  # steps' own; prints "host_ms host: step" as each completes
+  python3 - "$@" <<'EOF'
+import socket, subprocess, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
 def upto_prompt():
     b = b""
     while not b.endswith(b"(qemu) "):
         c = s.recv(4096)
-        if not c: break
+        if not c: raise SystemExit("HMP closed")
         b += c
-    return b
-upto_prompt(); s.sendall(sys.argv[2].encode() + b"\n"); out = upto_prompt().decode(errors="replace")
-print("\n".join(l for l in out.replace("\r", "").split("\n")[1:] if l and not l.startswith("(qemu)")))
+    return b.decode(errors="replace")
+upto_prompt()
+for st in sys.argv[2:]:
+    kind, _, arg = st.partition(":")
+    if kind == "hmp":
+        s.sendall(arg.encode() + b"\n")
+        out = [l for l in upto_prompt().replace("\r", "").split("\n")[1:] if l.strip() and not l.startswith("(qemu)")]
+        if out: print(f"HMP {arg}: {' '.join(out)}", file=sys.stderr)
+    elif kind == "sh":
+        subprocess.run(arg, shell=True, check=True)
+    elif kind == "sleep":
+        time.sleep(int(arg) / 1000)
+        continue
+    elif kind == "waitlog":     # waitlog:MS:FILE:TEXT: until TEXT appears in FILE after this point, at most MS
+        ms, path, text = arg.split(":", 2)
+        f = open(path, "rb"); f.seek(0, 2); seen = b""; end = time.monotonic() + int(ms) / 1000
+        while text.encode() not in seen and time.monotonic() < end:
+            seen = seen[-200:] + f.read(); time.sleep(0.002)
+        arg = f"{'saw' if text.encode() in seen else 'timed out waiting for'} {text}"
+    print(f"{time.time_ns() // 1000000} host: {arg}", flush=True)
 EOF
 }
 
@@ -142,21 +161,41 @@ wait_log() { # $1 = file, $2 = ERE, $3 = timeout s, $4 = qemu pid: true once a l
 
 fails=0
 run() { # $1 = mptcp|tcp
-  local proto=$1 d="$work/$1" qpid spid t_sink t_move ok=1 sum addr1 addr2
+  local proto=$1 d="$work/$1" qpid spid t_sink t_move ok=1 sum addr1 addr2 mpid port=5201
   mkdir -p "$d"
+  [ "$proto" = mptcp ] || port=5202   # its own port: a previous run's orphaned server-side subflow is not listed
+  : >"$d/host-marks"
   truncate -s 64M "$d/disk.raw"
   t_sink=$(ms_now)
-  ip netns exec rn-server python3 "$repo/scripts/net-sink.py" --listen 10.9.0.2:5201 --mptcp --interval-ms 10 \
+  ip netns exec rn-server python3 "$repo/scripts/net-sink.py" --listen "10.9.0.2:$port" --mptcp --interval-ms 10 \
     --csv "$d/sink.csv" >"$d/sink.out" 2>"$d/sink.err" &
   spid=$!; pids+=("$spid")
   ip netns exec rn-vm qemu-system-x86_64 -accel tcg -m 256 -nodefaults -display none -no-reboot \
     -kernel "$gdir/vmlinuz" -initrd "$gdir/initrd.img" \
-    -append "console=ttyS0 quiet panic=-1 roam.hb_ms=100 roam.mem_mib=16 roam.net=dhcp roam.stream=10.9.0.2:5201 roam.stream_proto=$proto" \
+    -append "console=ttyS0 quiet panic=-1 roam.hb_ms=100 roam.mem_mib=16 roam.net=dhcp roam.stream=10.9.0.2:$port roam.stream_proto=$proto" \
     -serial "file:$d/serial.log" -monitor "unix:$d/hmp.sock,server,nowait" \
     -drive "file=$d/disk.raw,if=virtio,format=raw" \
     -netdev tap,id=n0,ifname=vmtap0,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=52:54:00:52:0a:01 \
     2>"$d/qemu.err" &
   qpid=$!; pids+=("$qpid")
+  # The guest's markers with the host's clock (ms), for the move's timeline.
+  python3 - "$d/serial.log" >"$d/marks" <<'EOF' &
+import sys, time
+# Polls the console file every 5 ms: a ROAM-NET line gets the host's time it was read at.
+f = None; buf = b""
+while True:
+    if f is None:
+        try: f = open(sys.argv[1], "rb")
+        except OSError: time.sleep(0.05); continue
+    c = f.read()
+    if not c: time.sleep(0.005); continue
+    buf += c
+    *lines, buf = buf.split(b"\n")
+    for l in lines:
+        if b"ROAM-NET" in l or b"udhcpc" in l:
+            print(time.time_ns() // 1000000, l.decode(errors="replace").strip(), flush=True)
+EOF
+  mpid=$!; pids+=("$mpid")
   if ! wait_log "$d/serial.log" "ROAM-NET STREAM connected" "$boot_limit" "$qpid"; then
     say "[$proto] no 'ROAM-NET STREAM connected' within ${boot_limit}s; serial tail:"
     grep -av '^HB ' "$d/serial.log" | tail -n 20 >&2 || true; tail -n 5 "$d/qemu.err" >&2 || true
@@ -166,20 +205,11 @@ run() { # $1 = mptcp|tcp
   say "[$proto] guest on office as $addr1, streaming; ${stream_s}s before the move"
   sleep "$stream_s"
   t_move=$(ms_now)
-  hmp "$d/hmp.sock" stop >/dev/null
   if [ "$proto" = mptcp ]; then
-    nsx rn-office ip link set vm-up-p netns rn-car
-    nsx rn-car ip link set vm-up-p master br0 up
-  else
-    nsx rn-office ip link set vm-up-p nomaster
-  fi
-  sleep_ms "$pause_ms"
-  [ "$proto" = mptcp ] || nsx rn-office ip link set vm-up-p master br0
-  hmp "$d/hmp.sock" cont >/dev/null
-  if [ "$proto" = mptcp ]; then
-    hmp "$d/hmp.sock" "set_link n0 off" >/dev/null
-    sleep_ms "$down_ms"
-    hmp "$d/hmp.sock" "set_link n0 on" >/dev/null
+    # The move: paused, the cable to car's bridge, resumed, then the link down and up as roamd does.
+    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-office link set vm-up-p netns rn-car" \
+      "sh:ip -n rn-car link set vm-up-p master br0 up" "sleep:$pause_ms" hmp:cont \
+      "hmp:set_link n0 off" "waitlog:$down_ms:$d/serial.log:ROAM-NET LINK down" "hmp:set_link n0 on" >>"$d/host-marks"
     if wait_log "$d/serial.log" "ROAM-NET ADDR 10\.2\.0\." 60 "$qpid"; then
       addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
       say "[$proto] moved to car: guest's new address $addr2"
@@ -187,14 +217,28 @@ run() { # $1 = mptcp|tcp
       say "[$proto] FAIL: no new address on car's 10.2.0.0/24 within 60 s"; ok=0
     fi
   else
+    # A same-subnet move: paused with the cable out, back into office's bridge, resumed; the link stays up.
+    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-office link set vm-up-p nomaster" "sleep:$pause_ms" \
+      "sh:ip -n rn-office link set vm-up-p master br0" hmp:cont >>"$d/host-marks"
     say "[$proto] paused ${pause_ms} ms with the cable out, back on office's bridge"
   fi
   sleep "$stream_s"
+  echo "net-smoke[$proto]: the sink's subflows/connections now:"
+  nsx rn-server ss -tnH state established "( sport = :$port )" | awk '{ print "net-smoke[" p "]:   " $3 " <- " $4 }' p="$proto"
   kill "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true
   kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  sleep 0.1; kill "$mpid" 2>/dev/null || true; wait "$mpid" 2>/dev/null || true
   sum=$(grep '^sink:' "$d/sink.out" | tail -n1 || true)
   echo "net-smoke[$proto]: $sum"
-  grep -a 'ROAM-NET' "$d/serial.log" | tr -d '\r' | sed "s/^/net-smoke[$proto] guest: /"
+  grep -a 'ROAM-NET\|udhcpc' "$d/serial.log" | grep -v 'STREAM stats' | tr -d '\r' | sed "s/^/net-smoke[$proto] guest: /"
+  t_sink=$(awk '/t0_epoch_ms/ { print $NF }' "$d/sink.err")
+  t_move=$(awk '/host: stop/ { print $1; exit }' "$d/host-marks")
+  echo "net-smoke[$proto]: timeline (ms from the VM's pause; guest lines when the host read them on the console):"
+  sort -n -s -k1,1 "$d/marks" "$d/host-marks" | awk -v t="$t_move" '$1 >= t && !/STREAM stats/ { $1 = sprintf("%+6d", $1 - t); print }' |
+    sed "s/^/net-smoke[$proto]:   /"
+  awk -F, -v t0="$t_sink" -v tm="$t_move" 'NR > 1 { if ($2 > 0) { if (z && st * 10 + t0 >= tm - 1000) printf "%d %d\n", st * 10 + t0 - tm, z * 10; z = 0 } else { if (!z) st = NR - 1; z++ } }' \
+    "$d/sink.csv" | sort -k2,2nr | head -n 3 | while read -r at len; do
+      echo "net-smoke[$proto]:   sink gap of $len ms starting at ${at} ms"; done
   local after
   after=$(awk -F, -v t="$(( t_move - t_sink + 1000 ))" 'NR > 1 && $1 > t { s += $2 } END { print s + 0 }' "$d/sink.csv")
   echo "net-smoke[$proto]: bytes received from 1 s after the move on: $after"

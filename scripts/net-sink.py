@@ -46,7 +46,6 @@ def main():
     ls.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(ls, selectors.EVENT_READ, None)
-    print(f"sink: listening on {a.listen} ({'mptcp' if a.mptcp else 'tcp'})", file=sys.stderr, flush=True)
 
     stop = []
     for s in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +56,9 @@ def main():
         csv.write("t_ms,bytes,connections\n")
     step = a.interval_ms / 1000.0
     t0 = time.monotonic()
+    # t0 in wall-clock ms, so a caller can place the CSV's t_ms among its own events.
+    print(f"sink: listening on {a.listen} ({'mptcp' if a.mptcp else 'tcp'}), t0_epoch_ms {time.time_ns() // 1000000}",
+          file=sys.stderr, flush=True)
     end = t0 + a.duration if a.duration > 0 else None
     nxt = t0 + step
     idx = 0
