@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Proves the guest's networking (roam.net=dhcp, roam.stream=...) without roamd, as root, with network namespaces:
 #
-#   rn-vm:     QEMU (TCG), its tap and the veth "vm-up" in bridge br0: the VM's L2 segment. vm-up's peer, vm-up-p,
-#              sits in office's bridge, later in car's: the VM's cable, moved.
+#   rn-vm:     QEMU (TCG) and its tap in bridge br0: the VM's L2 segment. Two veth "cables": vm-o to office's
+#              bridge, vm-c to car's; only one is in br0 at a time, and the move swaps them (ip link set nomaster /
+#              master: instant; moving a veth to another namespace instead would leave the new bridge port blocked
+#              until the kernel's linkwatch runs, up to a second later, and the guest's first DHCP DISCOVER lost).
 #   rn-office: br0 10.1.0.1/24, dnsmasq on it; uplink 172.16.1.2/30 to the router
 #   rn-car:    br0 10.2.0.1/24, dnsmasq on it; uplink 172.16.2.2/30 to the router
 #   rn-router: forwards between office, car and rn-server; tbf on its links (RATE, default 10mbit; RATE=none: off)
@@ -103,9 +105,11 @@ nsx rn-vm ip link add br0 type bridge
 nsx rn-vm ip link set br0 up
 nsx rn-vm ip tuntap add dev vmtap0 mode tap
 nsx rn-vm ip link set vmtap0 master br0 up
-veth rn-vm vm-up rn-office vm-up-p
-nsx rn-vm ip link set vm-up master br0
-nsx rn-office ip link set vm-up-p master br0
+veth rn-vm vm-o rn-office vm-o-p
+veth rn-vm vm-c rn-car vm-c-p
+nsx rn-office ip link set vm-o-p master br0
+nsx rn-car ip link set vm-c-p master br0
+nsx rn-vm ip link set vm-o master br0
 sleep 0.5
 for n in rn-office rn-car; do
   kill -0 "$(cat "$work/$n.dnsmasq.pid" 2>/dev/null || echo 0)" 2>/dev/null ||
@@ -207,8 +211,8 @@ EOF
   t_move=$(ms_now)
   if [ "$proto" = mptcp ]; then
     # The move: paused, the cable to car's bridge, resumed, then the link down and up as roamd does.
-    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-office link set vm-up-p netns rn-car" \
-      "sh:ip -n rn-car link set vm-up-p master br0 up" "sleep:$pause_ms" hmp:cont \
+    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-vm link set vm-o nomaster" "sh:ip -n rn-vm link set vm-c master br0" \
+      "sleep:$pause_ms" hmp:cont \
       "hmp:set_link n0 off" "waitlog:$down_ms:$d/serial.log:ROAM-NET LINK down" "hmp:set_link n0 on" >>"$d/host-marks"
     if wait_log "$d/serial.log" "ROAM-NET ADDR 10\.2\.0\." 60 "$qpid"; then
       addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
@@ -218,8 +222,8 @@ EOF
     fi
   else
     # A same-subnet move: paused with the cable out, back into office's bridge, resumed; the link stays up.
-    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-office link set vm-up-p nomaster" "sleep:$pause_ms" \
-      "sh:ip -n rn-office link set vm-up-p master br0" hmp:cont >>"$d/host-marks"
+    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-vm link set vm-o nomaster" "sleep:$pause_ms" \
+      "sh:ip -n rn-vm link set vm-o master br0" hmp:cont >>"$d/host-marks"
     say "[$proto] paused ${pause_ms} ms with the cable out, back on office's bridge"
   fi
   sleep "$stream_s"
@@ -250,10 +254,8 @@ EOF
   ! grep -aq 'ROAM-GUEST FAILED\|WORKLOAD ERROR' "$d/serial.log" || { say "[$proto] FAIL: the workload failed"; ok=0; }
   if [ "$ok" = 1 ]; then echo "net-smoke[$proto]: PASS"; else echo "net-smoke[$proto]: FAIL"; fails=$((fails + 1)); fi
   # The next run starts from office again.
-  if [ -e /run/netns/rn-car ] && nsx rn-car ip link show vm-up-p >/dev/null 2>&1; then
-    nsx rn-car ip link set vm-up-p netns rn-office
-    nsx rn-office ip link set vm-up-p master br0 up
-  fi
+  nsx rn-vm ip link set vm-c nomaster
+  nsx rn-vm ip link set vm-o master br0
 }
 
 case "$mode" in
