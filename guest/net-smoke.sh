@@ -10,14 +10,16 @@
 #   rn-router: forwards between office, car and rn-server; tbf on its links (RATE, default 10mbit; RATE=none: off)
 #   rn-server: 10.9.0.2/24, runs scripts/net-sink.py --mptcp on :5201 (the tcp run: :5202)
 #
-# mptcp run: the guest boots on office with roam.stream_proto=mptcp and streams to the sink; then the move: the VM
-#   is paused (HMP stop), its cable goes from office's bridge to car's, it resumes (cont), and its link goes down and
-#   up (HMP set_link n0 off / on, what roamd does after a cross-subnet migration). Passes iff the guest's new
-#   address is on 10.2.0.0/24, the sink counts 0 resets and 1 connection, bytes arrive after the move, and the
-#   guest printed no STREAM RESET.
-# tcp run: the same with roam.stream_proto=tcp and a pause with the cable unplugged and plugged back into office's
-#   bridge, the link left up (a same-subnet move): 0 resets, 1 connection, bytes after.
-# usage: guest/net-smoke.sh [mptcp|tcp|both]  (default both). Env: ROAM_GUEST_DIR (default .cache/guest),
+# mptcp run: the guest boots on office with roam.stream_proto=mptcp and streams to the sink; then it moves to car
+#   and back: the VM is paused (HMP stop), its cable swapped, it resumes (cont), and its link goes down and up (HMP
+#   set_link n0 off, then on once the guest printed "ROAM-NET LINK down": what roamd does after a cross-subnet
+#   migration). Passes iff the guest takes an address on 10.2.0.0/24, then on 10.1.0.0/24 again, the sink counts 0
+#   resets and 1 connection, bytes arrive after the last move, and the guest printed no STREAM RESET.
+# tcp run: roam.stream_proto=tcp and a same-subnet move: paused with the cable out, plugged back into office's
+#   bridge, the link left up: 0 resets, 1 connection, bytes after, the address kept.
+# tcp-flap run (in "all"): the same with the link down and up too: the guest re-leases, keeps its address (it asks
+#   for it again), and plain TCP survives.
+# usage: guest/net-smoke.sh [mptcp|tcp|tcp-flap|both|all]  (default both: mptcp and tcp). Env: ROAM_GUEST_DIR (default .cache/guest),
 #   RATE (tbf rate, default 10mbit), STREAM_S (seconds streamed before and after the move, default 8),
 #   BOOT_TIMEOUT (s, default 180), PAUSE_MS (the VM's pause, default 300), LINK_DOWN_MS (set_link off -> on: once
 #   the guest printed "ROAM-NET LINK down", at most this, default 1000: too quick an on and the guest sees no change),
@@ -164,10 +166,39 @@ wait_log() { # $1 = file, $2 = ERE, $3 = timeout s, $4 = qemu pid: true once a l
 }
 
 fails=0
-run() { # $1 = mptcp|tcp
-  local proto=$1 d="$work/$1" qpid spid t_sink t_move ok=1 sum addr1 addr2 mpid port=5201
+move() { # $1 = run dir, $2 = cable out, $3 = cable in (the same: unplugged and plugged back), $4 = flap|"" (the
+  # link down and up after the VM runs again, as roamd does after a cross-subnet migration), $5 = ERE of the
+  # address expected after it ("": the address must stay), $6 = where the VM is then
+  local d=$1 n0 n1 a
+  n0=$(grep -ac 'ROAM-NET ADDR' "$d/serial.log" || true)
+  local st=(hmp:stop "sh:ip -n rn-vm link set $2 nomaster" "sleep:$pause_ms" "sh:ip -n rn-vm link set $3 master br0" hmp:cont)
+  [ "$4" = flap ] && st+=("hmp:set_link n0 off" "waitlog:$down_ms:$d/serial.log:ROAM-NET LINK down" "hmp:set_link n0 on")
+  steps "$d/hmp.sock" "${st[@]}" >>"$d/host-marks"
+  if [ -n "$5" ]; then
+    # A new ADDR line (beyond the n0 before the move) on the expected subnet.
+    local end=$(( $(date +%s) + 60 ))
+    a=""
+    while [ "$(date +%s)" -lt "$end" ] && kill -0 "$qpid" 2>/dev/null; do
+      a=$(grep -aoE 'ROAM-NET ADDR [0-9./]+' "$d/serial.log" | tail -n +"$((n0 + 1))" | grep -E " $5" | tail -n1 |
+          awk '{print $3}' || true)
+      [ -z "$a" ] || break
+      sleep 0.2
+    done
+    [ -n "$a" ] || { say "[$run_kind] FAIL: no new address matching $5 within 60 s"; return 1; }
+    say "[$run_kind] moved to $6: the guest's new address $a"
+  else
+    [ "$4" = flap ] && { wait_log "$d/serial.log" "ROAM-NET LINK up" 10 "$qpid" || true; sleep 3; }
+    n1=$(grep -ac 'ROAM-NET ADDR' "$d/serial.log" || true)
+    [ "$n1" = "$n0" ] || { say "[$run_kind] FAIL: the guest's address changed on a same-subnet move"; return 1; }
+    say "[$run_kind] paused ${pause_ms} ms with the cable out, back on $6's bridge${4:+, link down and up}; address kept"
+  fi
+}
+
+run() { # $1 = mptcp|tcp|tcp-flap
+  local run_kind=$1 proto=${1%-flap} d="$work/$1" qpid spid t_sink t_move ok=1 sum addr1 mpid port=5201
   mkdir -p "$d"
-  [ "$proto" = mptcp ] || port=5202   # its own port: a previous run's orphaned server-side subflow is not listed
+  # Each run its own port: a previous run's orphaned server-side subflow is not listed.
+  case "$run_kind" in tcp) port=5202 ;; tcp-flap) port=5203 ;; esac
   : >"$d/host-marks"
   truncate -s 64M "$d/disk.raw"
   t_sink=$(ms_now)
@@ -201,66 +232,60 @@ while True:
 EOF
   mpid=$!; pids+=("$mpid")
   if ! wait_log "$d/serial.log" "ROAM-NET STREAM connected" "$boot_limit" "$qpid"; then
-    say "[$proto] no 'ROAM-NET STREAM connected' within ${boot_limit}s; serial tail:"
+    say "[$run_kind] no 'ROAM-NET STREAM connected' within ${boot_limit}s; serial tail:"
     grep -av '^HB ' "$d/serial.log" | tail -n 20 >&2 || true; tail -n 5 "$d/qemu.err" >&2 || true
     fails=$((fails + 1)); kill "$qpid" "$spid" 2>/dev/null || true; return
   fi
   addr1=$(grep -aoE 'ROAM-NET ADDR [0-9./]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
-  say "[$proto] guest on office as $addr1, streaming; ${stream_s}s before the move"
+  say "[$run_kind] guest on office as $addr1, streaming; ${stream_s}s before the move"
   sleep "$stream_s"
-  t_move=$(ms_now)
-  if [ "$proto" = mptcp ]; then
-    # The move: paused, the cable to car's bridge, resumed, then the link down and up as roamd does.
-    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-vm link set vm-o nomaster" "sh:ip -n rn-vm link set vm-c master br0" \
-      "sleep:$pause_ms" hmp:cont \
-      "hmp:set_link n0 off" "waitlog:$down_ms:$d/serial.log:ROAM-NET LINK down" "hmp:set_link n0 on" >>"$d/host-marks"
-    if wait_log "$d/serial.log" "ROAM-NET ADDR 10\.2\.0\." 60 "$qpid"; then
-      addr2=$(grep -aoE 'ROAM-NET ADDR 10\.2\.0\.[0-9/]+' "$d/serial.log" | tail -n1 | awk '{print $3}' || true)
-      say "[$proto] moved to car: guest's new address $addr2"
-    else
-      say "[$proto] FAIL: no new address on car's 10.2.0.0/24 within 60 s"; ok=0
-    fi
-  else
-    # A same-subnet move: paused with the cable out, back into office's bridge, resumed; the link stays up.
-    steps "$d/hmp.sock" hmp:stop "sh:ip -n rn-vm link set vm-o nomaster" "sleep:$pause_ms" \
-      "sh:ip -n rn-vm link set vm-o master br0" hmp:cont >>"$d/host-marks"
-    say "[$proto] paused ${pause_ms} ms with the cable out, back on office's bridge"
-  fi
+  case "$run_kind" in
+    mptcp) move "$d" vm-o vm-c flap "10\.2\.0\." car || ok=0; sleep "$stream_s"
+           move "$d" vm-c vm-o flap "10\.1\.0\." office || ok=0 ;;
+    tcp) move "$d" vm-o vm-o "" "" office || ok=0 ;;
+    tcp-flap) move "$d" vm-o vm-o flap "" office || ok=0 ;;
+  esac
   sleep "$stream_s"
-  echo "net-smoke[$proto]: the sink's subflows/connections now:"
-  nsx rn-server ss -tnH state established "( sport = :$port )" | awk '{ print "net-smoke[" p "]:   " $3 " <- " $4 }' p="$proto"
+  echo "net-smoke[$run_kind]: the sink's subflows/connections now:"
+  nsx rn-server ss -tnH state established "( sport = :$port )" | awk '{ print "net-smoke[" p "]:   " $3 " <- " $4 }' p="$run_kind"
   kill "$qpid" 2>/dev/null || true; wait "$qpid" 2>/dev/null || true
   kill -TERM "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
   sleep 0.1; kill "$mpid" 2>/dev/null || true; wait "$mpid" 2>/dev/null || true
   sum=$(grep '^sink:' "$d/sink.out" | tail -n1 || true)
-  echo "net-smoke[$proto]: $sum"
-  grep -a 'ROAM-NET\|udhcpc' "$d/serial.log" | grep -v 'STREAM stats' | tr -d '\r' | sed "s/^/net-smoke[$proto] guest: /"
+  echo "net-smoke[$run_kind]: $sum"
+  grep -a 'ROAM-NET' "$d/serial.log" | grep -v 'STREAM stats' | tr -d '\r' | sed "s/^/net-smoke[$run_kind] guest: /"
   t_sink=$(awk '/t0_epoch_ms/ { print $NF }' "$d/sink.err")
-  t_move=$(awk '/host: stop/ { print $1; exit }' "$d/host-marks")
-  echo "net-smoke[$proto]: timeline (ms from the VM's pause; guest lines when the host read them on the console):"
-  sort -n -s -k1,1 "$d/marks" "$d/host-marks" | awk -v t="$t_move" '$1 >= t && !/STREAM stats/ { $1 = sprintf("%+6d", $1 - t); print }' |
-    sed "s/^/net-smoke[$proto]:   /"
-  awk -F, -v t0="$t_sink" -v tm="$t_move" 'NR > 1 { if ($2 > 0) { if (z && st * 10 + t0 >= tm - 1000) printf "%d %d\n", st * 10 + t0 - tm, z * 10; z = 0 } else { if (!z) st = NR - 1; z++ } }' \
-    "$d/sink.csv" | sort -k2,2nr | head -n 3 | while read -r at len; do
-      echo "net-smoke[$proto]:   sink gap of $len ms starting at ${at} ms"; done
+  local stops t_next
+  stops=$(awk '/host: stop/ { print $1 }' "$d/host-marks")
+  for t_move in $stops; do
+    t_next=$(awk -v t="$t_move" '/host: stop/ && $1 > t { print $1; exit }' "$d/host-marks")
+    echo "net-smoke[$run_kind]: move timeline (ms from the VM's pause; guest lines when the host read them on the console):"
+    sort -n -s -k1,1 "$d/marks" "$d/host-marks" |
+      awk -v t="$t_move" -v n="${t_next:-0}" '$1 >= t && (n == 0 || $1 < n) && !/STREAM stats/ { $1 = sprintf("%+6d", $1 - t); print }' |
+      sed "s/^/net-smoke[$run_kind]:   /"
+    awk -F, -v t0="$t_sink" -v tm="$t_move" 'NR > 1 { if ($2 > 0) { if (z && st * 10 + t0 >= tm - 1000 && st * 10 + t0 < tm + 5000) printf "%d %d\n", st * 10 + t0 - tm, z * 10; z = 0 } else { if (!z) st = NR - 1; z++ } }' \
+      "$d/sink.csv" | sort -k2,2nr | head -n 1 | while read -r at len; do
+        echo "net-smoke[$run_kind]:   the sink's longest gap around this move: $len ms, from ${at} ms"; done
+  done
   local after
   after=$(awk -F, -v t="$(( t_move - t_sink + 1000 ))" 'NR > 1 && $1 > t { s += $2 } END { print s + 0 }' "$d/sink.csv")
-  echo "net-smoke[$proto]: bytes received from 1 s after the move on: $after"
-  [[ "$sum" =~ resets\ 0, ]] || { say "[$proto] FAIL: the sink counted resets"; ok=0; }
-  [[ "$sum" =~ connections\ 1(,|$) ]] || { say "[$proto] FAIL: not exactly one connection (a reconnect?)"; ok=0; }
-  [ "$after" -gt 0 ] || { say "[$proto] FAIL: no bytes after the move"; ok=0; }
-  ! grep -aq 'ROAM-NET STREAM RESET' "$d/serial.log" || { say "[$proto] FAIL: the guest's stream was reset"; ok=0; }
-  ! grep -aq 'ROAM-NET FAILED' "$d/serial.log" || { say "[$proto] FAIL: ROAM-NET FAILED on the guest"; ok=0; }
-  ! grep -aq 'ROAM-GUEST FAILED\|WORKLOAD ERROR' "$d/serial.log" || { say "[$proto] FAIL: the workload failed"; ok=0; }
-  if [ "$ok" = 1 ]; then echo "net-smoke[$proto]: PASS"; else echo "net-smoke[$proto]: FAIL"; fails=$((fails + 1)); fi
+  echo "net-smoke[$run_kind]: bytes received from 1 s after the last move on: $after"
+  [[ "$sum" =~ resets\ 0, ]] || { say "[$run_kind] FAIL: the sink counted resets"; ok=0; }
+  [[ "$sum" =~ connections\ 1(,|$) ]] || { say "[$run_kind] FAIL: not exactly one connection (a reconnect?)"; ok=0; }
+  [ "$after" -gt 0 ] || { say "[$run_kind] FAIL: no bytes after the move"; ok=0; }
+  ! grep -aq 'ROAM-NET STREAM RESET' "$d/serial.log" || { say "[$run_kind] FAIL: the guest's stream was reset"; ok=0; }
+  ! grep -aq 'ROAM-NET FAILED' "$d/serial.log" || { say "[$run_kind] FAIL: ROAM-NET FAILED on the guest"; ok=0; }
+  ! grep -aq 'ROAM-GUEST FAILED\|WORKLOAD ERROR' "$d/serial.log" || { say "[$run_kind] FAIL: the workload failed"; ok=0; }
+  if [ "$ok" = 1 ]; then echo "net-smoke[$run_kind]: PASS"; else echo "net-smoke[$run_kind]: FAIL"; fails=$((fails + 1)); fi
   # The next run starts from office again.
   nsx rn-vm ip link set vm-c nomaster
   nsx rn-vm ip link set vm-o master br0
 }
 
 case "$mode" in
-  mptcp | tcp) run "$mode" ;;
+  mptcp | tcp | tcp-flap) run "$mode" ;;
   both) run mptcp; run tcp ;;
-  *) echo "usage: $0 [mptcp|tcp|both]" >&2; exit 2 ;;
+  all) run mptcp; run tcp; run tcp-flap ;;
+  *) echo "usage: $0 [mptcp|tcp|tcp-flap|both|all]" >&2; exit 2 ;;
 esac
 [ "$fails" = 0 ] && echo "net-smoke: PASS" || { echo "net-smoke: FAIL ($fails)"; exit 1; }
