@@ -37,6 +37,11 @@ down_ms="${LINK_DOWN_MS:-1000}"
 NS=(rn-vm rn-office rn-car rn-router rn-server)
 
 [ "$(id -u)" = 0 ] || { echo "net-smoke: needs root (network namespaces, taps)" >&2; exit 1; }
+command -v dnsmasq >/dev/null || {
+  echo "net-smoke: installing dnsmasq-base (dnsmasq without its system service)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsmasq-base >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsmasq-base >/dev/null; }
+}
 for t in qemu-system-x86_64 dnsmasq python3 ip tc busybox; do
   command -v "$t" >/dev/null || { echo "net-smoke: $t missing (apt-get install qemu-system-x86 dnsmasq-base python3 iproute2)" >&2; exit 1; }
 done
